@@ -1,0 +1,142 @@
+/*
+ * config/schema — the one contract for Backstop's YAML configuration.
+ *
+ * Parsed once at start-up; everything downstream receives the typed result and
+ * trusts it. Every limit is a named, validated setting with a default that the
+ * tests exercise. A configuration that asks Backstop to bounce infected mail or
+ * to strip an attachment and deliver the rest is refused with the reason (R1, R5):
+ * those are the two behaviours the 2004 outbreak taught the field never to ship.
+ */
+import { z } from 'zod';
+import { isIP } from 'node:net';
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected "host:port", e.g. "127.0.0.1:2525"');
+
+const cidr = z.string().refine((value) => {
+  const [addr, bits, extra] = value.split('/');
+  if (extra !== undefined || !addr) return false;
+  const family = isIP(addr);
+  if (!family) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return Number.isInteger(n) && n >= 0 && n <= (family === 4 ? 32 : 128) && /^\d+$/.test(bits);
+}, 'expected an IP address or CIDR such as "192.0.2.0/24" or "2001:db8::/32"');
+
+const domain = z
+  .string()
+  .toLowerCase()
+  .regex(/^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, 'expected a domain name such as "example.net"');
+
+const positiveInt = (what: string) => z.number().int(`${what} must be a whole number`).positive(`${what} must be greater than 0`);
+const nonNegativeInt = (what: string) => z.number().int(`${what} must be a whole number`).nonnegative(`${what} must not be negative`);
+
+/** What Backstop may do with a message that is not clean. There is deliberately no "bounce" and no "strip". */
+export const ACTIONS = ['reject', 'discard', 'quarantine', 'tempfail'] as const;
+export type Action = (typeof ACTIONS)[number];
+
+const FORBIDDEN_ACTIONS: Record<string, string> = {
+  bounce:
+    'bouncing infected mail sends the worm or a notice to a sender that is almost always forged (R1); use reject, which answers the connected client in the SMTP session instead',
+  notify:
+    'notifying the sender of infected mail is backscatter: the sender is almost always forged (R1); use reject, discard or quarantine; postmaster notices are configured under notify:',
+  strip:
+    'stripping the attachment and delivering the rest fills inboxes with half-messages (R5); use reject, discard or quarantine, which act on the whole message',
+  'strip-and-deliver':
+    'stripping the attachment and delivering the rest fills inboxes with half-messages (R5); use reject, discard or quarantine, which act on the whole message',
+  deliver: 'delivering a message that was not found clean defeats the gateway; use reject, discard, quarantine or tempfail',
+  accept: 'accepting a message that was not found clean defeats the gateway; use reject, discard, quarantine or tempfail',
+  pass: 'passing a message that was not found clean defeats the gateway; use reject, discard, quarantine or tempfail',
+};
+
+function actionSetting(allowed: readonly Action[]) {
+  return z.string().superRefine((value, ctx) => {
+    const reason = FORBIDDEN_ACTIONS[value];
+    if (reason) {
+      ctx.addIssue({ code: 'custom', message: `"${value}" is not offered: ${reason}` });
+    } else if (!(allowed as readonly string[]).includes(value)) {
+      ctx.addIssue({ code: 'custom', message: `expected one of ${allowed.join(', ')}` });
+    }
+  }).transform((v) => v as Action);
+}
+
+const smtpSchema = z
+  .object({
+    listen: hostPort.default('127.0.0.1:2525'),
+    hostname: z.string().min(1).default('backstop.localhost'),
+    maxMessageBytes: positiveInt('maxMessageBytes').default(52_428_800),
+    maxRecipients: positiveInt('maxRecipients').default(100),
+    maxClients: positiveInt('maxClients').default(2000),
+    maxLineBytes: positiveInt('maxLineBytes').default(4096),
+    /** smtp-server's pause before the greeting catches clients that talk before they are spoken to. */
+    greetingDelayMs: nonNegativeInt('greetingDelayMs').default(100),
+    idleTimeoutMs: positiveInt('idleTimeoutMs').default(300_000),
+    /** Paths to PEM files; absent means a self-signed certificate is made under the data directory. */
+    tls: z.object({ key: z.string(), cert: z.string() }).strict().optional(),
+    /** Trust a HAProxy PROXY header for the client address (only behind a load balancer you run). */
+    proxyProtocol: z.boolean().default(false),
+  })
+  .strict();
+
+const nextHopSchema = z
+  .string()
+  .regex(/^(smtp:\/\/[^\s/]+|maildir:.+)$/, 'expected "smtp://host:port" or "maildir:/path/to/Maildir"')
+  .default('maildir:./data/maildir');
+
+const clamdSchema = z
+  .string()
+  .regex(/^(tcp:\/\/[^\s/]+:\d+|unix:.+)$/, 'expected "tcp://host:port" or "unix:/path/to/clamd.ctl"');
+
+const storeSchema = z
+  .string()
+  .regex(/^(pglite:.+|pglite-memory:|postgres(ql)?:\/\/.+)$/, 'expected "pglite:./data/db", "pglite-memory:" or "postgres://user@host/db"')
+  .default('pglite:./data/db');
+
+const scanSchema = z
+  .object({
+    /** Time for the whole scan of one message (policy and clamd) before it is unscannable. */
+    timeoutMs: positiveInt('timeoutMs').default(30_000),
+    clamdTimeoutMs: positiveInt('clamdTimeoutMs').default(20_000),
+    maxMimeDepth: positiveInt('maxMimeDepth').default(20),
+    maxParts: positiveInt('maxParts').default(500),
+    maxArchiveDepth: positiveInt('maxArchiveDepth').default(4),
+    maxArchiveEntries: positiveInt('maxArchiveEntries').default(1000),
+    maxExpansionRatio: positiveInt('maxExpansionRatio').default(100),
+    maxExpandedBytes: positiveInt('maxExpandedBytes').default(200 * 1024 * 1024),
+    /** Extensions refused anywhere in a name (lower case, without the dot). Replaces the built-in list when set. */
+    bannedExtensions: z.array(z.string().regex(/^[a-z0-9]{1,10}$/, 'an extension in lower case without the dot, e.g. "pif"')).optional(),
+    /** A file with one SHA-256 per line (hex, # comments): attachments with these hashes are banned. */
+    blocklistFile: z.string().optional(),
+    /** Verdicts cached per attachment hash (entries per process; flushed when clamd's signatures change). */
+    cacheEntries: nonNegativeInt('cacheEntries').default(50_000),
+  })
+  .strict();
+
+const actionsSchema = z
+  .object({
+    infected: actionSetting(['reject', 'discard', 'quarantine', 'tempfail']).default('reject'),
+    banned: actionSetting(['reject', 'discard', 'quarantine', 'tempfail']).default('reject'),
+    /** Unscannable mail is never discarded: it may be legitimate, so it is held or retried. */
+    unscannable: actionSetting(['tempfail', 'reject', 'quarantine']).default('tempfail'),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    dataDir: z.string().default('./data'),
+    nodeName: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" or "-"').optional(),
+    smtp: smtpSchema.default(smtpSchema.parse({})),
+    domains: z.array(domain).default([]),
+    relayFrom: z.array(cidr).default([]),
+    nextHop: nextHopSchema,
+    clamd: clamdSchema.optional(),
+    store: storeSchema,
+    web: z.object({ listen: hostPort.default('127.0.0.1:8025') }).strict().default({ listen: '127.0.0.1:8025' }),
+    actions: actionsSchema.default(actionsSchema.parse({})),
+    scan: scanSchema.default(scanSchema.parse({})),
+    log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;

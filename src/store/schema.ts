@@ -1,0 +1,79 @@
+/*
+ * store/schema — the tables as Kysely sees them. One schema for PGlite and
+ * PostgreSQL; the SQL that creates it lives in migrations.ts.
+ */
+import type { ColumnType, Generated } from 'kysely';
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+
+export interface MessagesTable {
+  id: string;
+  received_at: Timestamp;
+  node: string;
+  client_ip: string;
+  client_port: number;
+  helo: string;
+  mail_from: string;
+  rcpt_to: string[];
+  message_id: string | null;
+  subject: string | null;
+  size: number;
+  verdict: string;
+  verdict_detail: string | null;
+  action: string;
+  reply: string;
+  scan_ms: number;
+  quarantine_id: string | null;
+}
+
+export interface QuarantineTable {
+  id: string;
+  created_at: Timestamp;
+  message_log_id: string;
+  client_ip: string;
+  helo: string;
+  mail_from: string;
+  rcpt_to: string[];
+  message_id: string | null;
+  subject: string | null;
+  verdict: string;
+  verdict_detail: string | null;
+  size: number;
+  sha256: string;
+  raw: Uint8Array;
+  released_at: Timestamp | null;
+  released_by: string | null;
+  deleted_at: Timestamp | null;
+}
+
+export interface JobsTable {
+  id: Generated<string>;
+  kind: string;
+  payload: unknown;
+  state: Generated<string>;
+  run_at: Generated<Timestamp>;
+  attempts: Generated<number>;
+  max_attempts: Generated<number>;
+  locked_by: string | null;
+  locked_until: Timestamp | null;
+  last_error: string | null;
+  dedupe_key: string | null;
+  created_at: Generated<Timestamp>;
+  done_at: Timestamp | null;
+}
+
+export interface AuditTable {
+  id: Generated<string>;
+  at: Generated<Timestamp>;
+  actor: string;
+  action: string;
+  target: string;
+  detail: unknown;
+}
+
+export interface Database {
+  messages: MessagesTable;
+  quarantine: QuarantineTable;
+  jobs: JobsTable;
+  audit: AuditTable;
+}
