@@ -52,7 +52,9 @@ export function parseConfig(raw: unknown, source = 'configuration'): Config {
 }
 
 export function loadConfig(file?: string): Config {
-  if (!file) return parseConfig({}, 'built-in defaults');
+  // The embedded defaults accept mail for localhost only, into ./data/maildir:
+  // enough to try Backstop with swaks, never an open relay.
+  if (!file) return parseConfig({ domains: ['localhost'] }, 'built-in defaults');
   let text: string;
   try {
     text = readFileSync(file, 'utf8');

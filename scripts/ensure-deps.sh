@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs (as root, from Debian's packages) or names what Backstop's tests need:
+# clamd + sigtool + the ClamAV test files, Postfix for smtp-sink/smtp-source
+# (configured as "No configuration" so it never takes port 25), swaks, python3,
+# BIND for the DNS tests, Chromium for the browser tests; and checks that
+# PostgreSQL answers on 127.0.0.1:5432. Fails at once naming what is missing.
+set -euo pipefail
+
+need_pkgs=()
+check() { # command package
+  command -v "$1" >/dev/null 2>&1 || [ -x "$1" ] || need_pkgs+=("$2")
+}
+check clamd clamav-daemon
+check sigtool clamav
+[ -f /usr/share/clamav-testfiles/clam.exe ] || need_pkgs+=(clamav-testfiles)
+check /usr/sbin/smtp-sink postfix
+check swaks swaks
+check python3 python3
+check named bind9
+check dig bind9-dnsutils
+check chromium chromium
+check nft nftables
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "backstop tests need these Debian packages: ${need_pkgs[*]}" >&2
+    echo "install them with: sudo apt-get install ${need_pkgs[*]}" >&2
+    exit 1
+  fi
+  echo "installing Debian packages: ${need_pkgs[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get update -qq >&2
+  apt-get install -y -qq "${need_pkgs[@]}" >&2
+fi
+
+# The clamav-daemon package may try to start a system clamd with no signature
+# database (no internet here); the tests run their own, so none is needed.
+
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v pg_ctlcluster >/dev/null 2>&1; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start >&2 || true
+    sleep 2
+  fi
+  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    echo "backstop tests need PostgreSQL on 127.0.0.1:5432 with trust auth for user postgres (database test)" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund >&2
+fi

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# `npm test`: the whole test suite. Installs or names what the tests need, type-checks,
+# then runs every test file with Node's test runner (real clamd, Postfix's smtp-sink,
+# swaks, PostgreSQL, PGlite). Pass file paths to run a subset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-deps.sh
+echo "typecheck: tsc --noEmit" >&2
+npx tsc --noEmit -p .
+if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(find test -name '*.test.ts' | sort); fi
+exec node --import tsx --test --test-concurrency=2 --test-timeout=300000 "${files[@]}"

@@ -1,0 +1,65 @@
+/*
+ * cli/commands/serve — runs a Backstop node: the SMTP gateway and the web
+ * side over one store. Any number of nodes may share one PostgreSQL.
+ *
+ * Start-up order matters: the store (and its migrations) first, so a node that
+ * cannot record or quarantine never takes mail; the SMTP listener last.
+ * Shutdown is the reverse, and flushes the message log.
+ */
+import { hostname } from 'node:os';
+import { loadConfig } from '../../config/load.ts';
+import { splitHostPort } from '../../config/listen.ts';
+import { startGateway } from '../../edge/gateway.ts';
+import { createLogger } from '../../obs/log.ts';
+import { clamdErrorsTotal, storeErrorsTotal } from '../../obs/metrics.ts';
+import { createScanner } from '../../scan/scanner.ts';
+import { MessageLog } from '../../store/message-log.ts';
+import { openStore } from '../../store/store.ts';
+import { buildWebApp } from '../../web/server.ts';
+import { parseCommandArgs } from '../args.ts';
+import type { Command } from '../main.ts';
+
+export const command: Command = {
+  summary: 'Run a Backstop node (SMTP gateway and web) on the given configuration, or on the embedded defaults.',
+  usage: 'backstop serve [--config FILE]',
+  async run(args) {
+    const { values } = parseCommandArgs(args, { config: { type: 'string', short: 'c' } });
+    const config = loadConfig(values.config ?? process.env.BACKSTOP_CONFIG);
+    const logger = createLogger(config.log.level);
+    const nodeName = config.nodeName ?? hostname();
+
+    const store = await openStore(config.store);
+    const messageLog = new MessageLog(store.db, {
+      onError: (err, lost) => {
+        storeErrorsTotal.inc({ what: 'message-log' });
+        logger.error({ err: err.message, lost }, 'message log batch could not be written');
+      },
+    });
+    const scanner = createScanner(config, { onClamdError: () => clamdErrorsTotal.inc() });
+    if (!config.clamd) logger.warn('no clamd configured: scanning with the built-in policy only (EICAR, banned names and types, archives)');
+    if (config.domains.length === 0 && config.relayFrom.length === 0) {
+      logger.warn('no domains and no relayFrom configured: every recipient will be refused (Backstop is never an open relay)');
+    }
+
+    const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName });
+    const web = buildWebApp({ store, logger, nodeName });
+    const { host, port } = splitHostPort(config.web.listen);
+    await web.listen({ host, port });
+    logger.info({ smtp: gateway.address, web: config.web.listen, store: store.kind, nextHop: config.nextHop, node: nodeName }, 'backstop is running');
+
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        logger.info({ signal }, 'shutting down');
+        resolve();
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    await gateway.close();
+    await web.close();
+    await messageLog.flush();
+    await scanner.close();
+    await store.close();
+    return 0;
+  },
+};
