@@ -1,0 +1,29 @@
+/*
+ * test/helpers/pg — a fresh PostgreSQL database per test file, dropped after,
+ * on the server every machine of this kind runs at 127.0.0.1:5432 (trust auth).
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+const ADMIN_URL = process.env.BACKSTOP_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export async function createTestDatabase(prefix = 'bs_test'): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = ADMIN_URL.replace(/\/[^/]*$/, `/${name}`);
+  return {
+    url,
+    async drop() {
+      const c = new pg.Client({ connectionString: ADMIN_URL });
+      await c.connect();
+      await c.query(`drop database if exists ${name} with (force)`);
+      await c.end();
+    },
+  };
+}
+
+/** Runs a store test body against PGlite and against a fresh PostgreSQL database. */
+export const STORE_KINDS = ['pglite', 'postgres'] as const;

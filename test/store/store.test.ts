@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, describe, test } from 'node:test';
+import { sql } from 'kysely';
+import { audit } from '../../src/store/audit.ts';
+import { MessageLog, type MessageRecord } from '../../src/store/message-log.ts';
+import { listMigrations, migrate } from '../../src/store/migrations.ts';
+import { getQuarantined, listQuarantine, markDeleted, markReleased, quarantineMessage } from '../../src/store/quarantine.ts';
+import { openStore, type Store } from '../../src/store/store.ts';
+import { createTestDatabase } from '../helpers/pg.ts';
+
+function record(overrides: Partial<MessageRecord> = {}): MessageRecord {
+  return {
+    id: randomUUID(),
+    received_at: new Date(),
+    node: 'test',
+    client_ip: '192.0.2.7',
+    client_port: 40000,
+    helo: 'pc.example',
+    mail_from: 'someone@example.org',
+    rcpt_to: ['user@example.net'],
+    message_id: '<x@y>',
+    subject: 'hi',
+    size: 100,
+    verdict: 'clean',
+    verdict_detail: null,
+    action: 'deliver',
+    reply: '250 2.0.0 Ok',
+    scan_ms: 1.5,
+    quarantine_id: null,
+    ...overrides,
+  };
+}
+
+for (const kind of ['pglite', 'postgres'] as const) {
+  describe(`store on ${kind}`, async () => {
+    let store: Store;
+    let drop = async () => {};
+    if (kind === 'pglite') {
+      store = await openStore('pglite-memory:');
+    } else {
+      const database = await createTestDatabase('bs_store');
+      drop = database.drop;
+      store = await openStore(database.url);
+    }
+    after(async () => {
+      await store.close();
+      await drop();
+    });
+
+    test('migrations are recorded and a second run applies nothing', async () => {
+      const versions = await sql<{ version: number }>`select version from schema_migrations order by version`.execute(store.db);
+      assert.deepEqual(versions.rows.map((r) => Number(r.version)), listMigrations().map((m) => m.version));
+      assert.deepEqual(await migrate(store.db), []);
+    });
+
+    test('message log writes batches and keeps every record', async () => {
+      const errors: Error[] = [];
+      const log = new MessageLog(store.db, { maxBatch: 7, flushMs: 20, onError: (e) => errors.push(e) });
+      const ids = Array.from({ length: 30 }, () => randomUUID());
+      for (const id of ids) log.add(record({ id, rcpt_to: ['a@example.net', 'b@example.net'] }));
+      await log.flush();
+      assert.deepEqual(errors, []);
+      const rows = await store.db.selectFrom('messages').select(['id', 'rcpt_to', 'client_ip']).where('id', 'in', ids).execute();
+      assert.equal(rows.length, 30);
+      assert.deepEqual(rows[0]!.rcpt_to, ['a@example.net', 'b@example.net']);
+      assert.equal(rows[0]!.client_ip, '192.0.2.7');
+    });
+
+    test('message log reports a failed batch instead of throwing into the SMTP path', async () => {
+      const errors: [Error, number][] = [];
+      const log = new MessageLog(store.db, { onError: (e, n) => errors.push([e, n]) });
+      log.add(record({ client_ip: 'not-an-ip' }));
+      await log.flush();
+      assert.equal(errors.length, 1);
+      assert.equal(errors[0]![1], 1);
+    });
+
+    test('quarantine keeps the whole raw message byte for byte, once released it cannot be released again', async () => {
+      const raw = Buffer.concat([Buffer.from('Subject: x\r\n\r\n'), Buffer.from([0, 1, 2, 255, 254]), Buffer.from('\r\n')]);
+      const id = await quarantineMessage(store.db, {
+        messageLogId: randomUUID(), clientIp: '2001:db8::7', helo: 'h', mailFrom: '', rcptTo: ['u@example.net'],
+        messageId: null, subject: 'x', verdict: 'infected', verdictDetail: 'Eicar-Test-Signature', raw,
+      });
+      const row = await getQuarantined(store.db, id);
+      assert.ok(row);
+      assert.ok(Buffer.from(row.raw).equals(raw));
+      assert.equal(row.size, raw.length);
+      assert.equal(row.client_ip, '2001:db8::7');
+      assert.equal((await listQuarantine(store.db)).some((q) => q.id === id), true);
+      assert.equal(await markReleased(store.db, id, 'tester'), true);
+      assert.equal(await markReleased(store.db, id, 'tester'), false);
+      assert.equal((await listQuarantine(store.db)).some((q) => q.id === id), false);
+      assert.equal(await markDeleted(store.db, id), true);
+      assert.equal((await getQuarantined(store.db, id))!.raw.length, 0);
+    });
+
+    test('an id that is not a uuid finds nothing rather than erroring', async () => {
+      assert.equal(await getQuarantined(store.db, "1' or '1'='1"), undefined);
+    });
+
+    test('audit entries keep their structured detail', async () => {
+      await audit(store.db, 'admin', 'quarantine.release', 'q1', { note: '<script>' });
+      const row = await store.db.selectFrom('audit').selectAll().where('target', '=', 'q1').executeTakeFirstOrThrow();
+      assert.deepEqual(row.detail, { note: '<script>' });
+    });
+  });
+}
+
+test('concurrent nodes migrating one PostgreSQL apply each step once', async () => {
+  const database = await createTestDatabase('bs_migrate');
+  try {
+    const stores = await Promise.all([1, 2, 3, 4].map(() => openStore(database.url, { poolSize: 2 })));
+    const rows = await sql<{ n: number }>`select count(*)::int as n from schema_migrations`.execute(stores[0]!.db);
+    assert.equal(rows.rows[0]!.n, listMigrations().length);
+    await Promise.all(stores.map((s) => s.close()));
+  } finally {
+    await database.drop();
+  }
+});
