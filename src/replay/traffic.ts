@@ -1,0 +1,373 @@
+/*
+ * replay/traffic — a seeded model of a mail worm outbreak (Mydoom.A, January
+ * 2004) for `backstop replay`: what arrives at an MX during such a wave.
+ *
+ * - worm mail from many "infected PCs" (each its own 127.x.y.z source), with
+ *   envelope and header senders forged from a harvested address book that
+ *   holds our own users, other real-looking domains and nonexistent local
+ *   users; Mydoom's subjects and bodies; the payload (EICAR or a ClamAV test
+ *   file) as .pif/.scr/.exe/.cmd/.bat or inside a .zip, with double
+ *   extensions and padded names;
+ * - legitimate mail interleaved: plain, with an office document, with a
+ *   harmless zip;
+ * - backscatter aimed at our users: bounces and "virus found" notices from
+ *   third-party MTAs for worm mail that forged our users as senders.
+ *
+ * Pure and deterministic: the same seed gives the same plan. Raw messages are
+ * built on demand from a plan entry, so a 100,000-message plan stays small in
+ * memory. The plan records the ground truth the scoreboard checks against.
+ */
+import { readFileSync } from 'node:fs';
+import { zipSync, strToU8 } from 'fflate';
+
+export const EICAR = 'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*';
+const CLAMAV_TEST_FILE = '/usr/share/clamav-testfiles/clam.exe';
+
+/** A small, fast, seedable PRNG (mulberry32): reproducible plans across runs and machines. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface ReplaySizes {
+  wormSources: number;
+  wormMessages: number;
+  legitMessages: number;
+  backscatterMessages: number;
+  bouncingDomains: number;
+}
+
+export const SIZES: Record<'small' | 'large', ReplaySizes> = {
+  small: { wormSources: 20, wormMessages: 300, legitMessages: 60, backscatterMessages: 60, bouncingDomains: 6 },
+  large: { wormSources: 1000, wormMessages: 80_000, legitMessages: 12_000, backscatterMessages: 8_000, bouncingDomains: 50 },
+};
+
+export type PayloadKind = 'eicar' | 'clamav-test-file';
+
+export interface WormEntry {
+  kind: 'worm';
+  seq: number;
+  sourceIp: string;
+  helo: string;
+  mailFrom: string;
+  headerFrom: string;
+  rcpt: string;
+  subject: string;
+  body: string;
+  attachmentName: string;
+  payload: PayloadKind;
+  zipped: boolean;
+}
+
+export interface LegitEntry {
+  kind: 'legit';
+  seq: number;
+  sourceIp: string;
+  helo: string;
+  mailFrom: string;
+  rcpt: string;
+  subject: string;
+  flavour: 'plain' | 'office-document' | 'harmless-zip';
+}
+
+export interface BackscatterEntry {
+  kind: 'backscatter';
+  seq: number;
+  sourceIp: string;
+  helo: string;
+  bouncingDomain: string;
+  rcpt: string;
+  style: BackscatterStyle;
+  /** The worm message the third party bounced or "notified" about (it forged our user). */
+  quoted: { mailFrom: string; rcpt: string; subject: string; messageId: string; fromIp: string };
+}
+
+export type PlanEntry = WormEntry | LegitEntry | BackscatterEntry;
+
+export const BACKSCATTER_STYLES = ['postfix-dsn', 'exim-bounce', 'qmail-bounce', 'sendmail-dsn', 'exchange-ndr', 'norton-notice', 'mcafee-notice', 'trend-scanmail-notice', 'mailscanner-notice', 'messagelabs-notice'] as const;
+export type BackscatterStyle = (typeof BACKSCATTER_STYLES)[number];
+
+export interface ReplayPlan {
+  seed: number;
+  ourDomain: string;
+  ourUsers: string[];
+  entries: PlanEntry[];
+  wormSourceIps: string[];
+}
+
+// Mydoom.A's own subjects and bodies (as catalogued by the AV vendors in January 2004).
+const WORM_SUBJECTS = ['test', 'hi', 'hello', 'Mail Delivery System', 'Mail Transaction Failed', 'Server Report', 'Status', 'Error'];
+const WORM_BODIES = [
+  'The message cannot be represented in 7-bit ASCII encoding and has been sent as a binary attachment.',
+  'The message contains Unicode characters and has been sent as a binary attachment.',
+  'Mail transaction failed. Partial message is available.',
+  'test',
+];
+const WORM_BASENAMES = ['document', 'readme', 'doc', 'text', 'file', 'data', 'test', 'message', 'body'];
+const WORM_EXTENSIONS = ['pif', 'scr', 'exe', 'cmd', 'bat'];
+const OTHER_DOMAINS = ['example.org', 'example.com', 'mail.example.edu', 'shop.example.biz', 'isp.example.info', 'corp.example.co.uk'];
+const FIRST_NAMES = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi', 'ivan', 'judy', 'mallory', 'oscar', 'peggy', 'trent', 'victor', 'walter'];
+
+function pick<T>(rand: () => number, list: readonly T[]): T {
+  return list[Math.floor(rand() * list.length)]!;
+}
+
+/** 127.B.C.D addresses: the whole 127/8 is loopback on Linux, so each source can bind its own. */
+function loopbackIp(block: number, index: number): string {
+  return `127.${block}.${Math.floor(index / 250)}.${(index % 250) + 1}`;
+}
+
+export function planReplay(sizes: ReplaySizes, seed = 2004, ourDomain = 'example.net'): ReplayPlan {
+  const rand = prng(seed);
+  const ourUsers = FIRST_NAMES.slice(0, 10).map((n) => `${n}@${ourDomain}`);
+  // The harvested address book: our users, other domains, and local parts that do not exist here.
+  const addressBook = [
+    ...ourUsers,
+    ...FIRST_NAMES.flatMap((n) => OTHER_DOMAINS.slice(0, 3).map((d) => `${n}@${d}`)),
+    ...['sales', 'info', 'nobody-here', 'jsmith', 'webmaster2'].map((n) => `${n}@${ourDomain}`),
+  ];
+  const wormSourceIps = Array.from({ length: sizes.wormSources }, (_, i) => loopbackIp(10, i));
+  const bouncing = Array.from({ length: sizes.bouncingDomains }, (_, i) => ({
+    domain: `bouncer${i + 1}.example.com`,
+    ip: loopbackIp(30, i),
+    style: BACKSCATTER_STYLES[i % BACKSCATTER_STYLES.length]!,
+  }));
+
+  const kinds: PlanEntry['kind'][] = [
+    ...Array<PlanEntry['kind']>(sizes.wormMessages).fill('worm'),
+    ...Array<PlanEntry['kind']>(sizes.legitMessages).fill('legit'),
+    ...Array<PlanEntry['kind']>(sizes.backscatterMessages).fill('backscatter'),
+  ];
+  // Interleave: a Fisher–Yates shuffle with the seeded generator.
+  for (let i = kinds.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [kinds[i], kinds[j]] = [kinds[j]!, kinds[i]!];
+  }
+
+  const entries: PlanEntry[] = kinds.map((kind, seq) => {
+    if (kind === 'worm') {
+      const sourceIp = pick(rand, wormSourceIps);
+      const base = pick(rand, WORM_BASENAMES);
+      const ext = pick(rand, WORM_EXTENSIONS);
+      const style = rand();
+      const attachmentName =
+        style < 0.5 ? `${base}.${ext}` : style < 0.75 ? `${base}.txt.${ext}` : `${base}.doc${' '.repeat(60)}.${ext}`;
+      return {
+        kind,
+        seq,
+        sourceIp,
+        helo: pick(rand, ['localhost', sourceIp, `pc${seq % 97}`, 'home-pc']),
+        mailFrom: pick(rand, addressBook),
+        headerFrom: pick(rand, addressBook),
+        rcpt: pick(rand, ourUsers),
+        subject: pick(rand, WORM_SUBJECTS),
+        body: pick(rand, WORM_BODIES),
+        attachmentName,
+        payload: rand() < 0.5 ? 'eicar' : 'clamav-test-file',
+        zipped: rand() < 0.3,
+      } satisfies WormEntry;
+    }
+    if (kind === 'legit') {
+      const i = Math.floor(rand() * 20);
+      return {
+        kind,
+        seq,
+        sourceIp: loopbackIp(20, i),
+        helo: `mail${i}.example.org`,
+        mailFrom: `${pick(rand, FIRST_NAMES)}@${pick(rand, OTHER_DOMAINS)}`,
+        rcpt: pick(rand, ourUsers),
+        subject: `Minutes of the meeting #${seq}`,
+        flavour: pick(rand, ['plain', 'office-document', 'harmless-zip'] as const),
+      } satisfies LegitEntry;
+    }
+    const b = pick(rand, bouncing);
+    const victim = pick(rand, ourUsers);
+    return {
+      kind: 'backscatter',
+      seq,
+      sourceIp: b.ip,
+      helo: `mx.${b.domain}`,
+      bouncingDomain: b.domain,
+      rcpt: victim,
+      style: b.style,
+      quoted: {
+        mailFrom: victim,
+        rcpt: `${pick(rand, FIRST_NAMES)}@${b.domain}`,
+        subject: pick(rand, WORM_SUBJECTS),
+        messageId: `<${Math.floor(rand() * 1e12).toString(36)}@${pick(rand, ['localhost', 'home-pc'])}>`,
+        fromIp: `198.51.100.${1 + Math.floor(rand() * 250)}`,
+      },
+    } satisfies BackscatterEntry;
+  });
+
+  return { seed, ourDomain, ourUsers, entries, wormSourceIps };
+}
+
+let clamavTestFile: Uint8Array | null = null;
+function payloadBytes(kind: PayloadKind): Uint8Array {
+  if (kind === 'eicar') return strToU8(EICAR);
+  clamavTestFile ??= new Uint8Array(readFileSync(CLAMAV_TEST_FILE));
+  return clamavTestFile;
+}
+
+const CRLF = '\r\n';
+const date = (seq: number) => new Date(Date.UTC(2004, 0, 26, 13, 0, 0) + seq * 1000).toUTCString().replace('GMT', '+0000');
+
+function base64Lines(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('base64').replace(/.{1,76}/g, (line) => line + CRLF);
+}
+
+function multipart(headers: string[], boundary: string, parts: { headers: string[]; body: string }[], subtype = 'mixed', params = ''): string {
+  return [
+    ...headers,
+    'MIME-Version: 1.0',
+    `Content-Type: multipart/${subtype}; boundary="${boundary}"${params}`,
+    '',
+    'This is a multi-part message in MIME format.',
+    ...parts.flatMap((p) => [`--${boundary}`, ...p.headers, '', p.body]),
+    `--${boundary}--`,
+    '',
+  ].join(CRLF);
+}
+
+/** A marker the scoreboard greps for at the next hop: worm mail that arrives there carries it. */
+export const WORM_MARKER = 'X-Replay-Kind: worm';
+
+export function buildRaw(entry: PlanEntry): Buffer {
+  switch (entry.kind) {
+    case 'worm': {
+      const bytes = payloadBytes(entry.payload);
+      const inner = entry.attachmentName;
+      const attachment = entry.zipped ? zipSync({ [inner]: bytes }) : bytes;
+      const name = entry.zipped ? `${entry.attachmentName.split('.')[0]}.zip` : inner;
+      return Buffer.from(
+        multipart(
+          [
+            `From: ${entry.headerFrom}`,
+            `To: ${entry.rcpt}`,
+            `Subject: ${entry.subject}`,
+            `Date: ${date(entry.seq)}`,
+            `Message-ID: <replay-${entry.seq}@worm.invalid>`,
+            WORM_MARKER,
+            'X-Priority: 3',
+          ],
+          `----=_NextPart_000_${entry.seq.toString(16).padStart(4, '0')}`,
+          [
+            { headers: ['Content-Type: text/plain; charset=us-ascii', 'Content-Transfer-Encoding: 7bit'], body: entry.body + CRLF },
+            {
+              headers: [
+                `Content-Type: application/octet-stream; name="${name}"`,
+                'Content-Transfer-Encoding: base64',
+                `Content-Disposition: attachment; filename="${name}"`,
+              ],
+              body: base64Lines(attachment),
+            },
+          ],
+        ),
+      );
+    }
+    case 'legit': {
+      const headers = [
+        `From: ${entry.mailFrom}`,
+        `To: ${entry.rcpt}`,
+        `Subject: ${entry.subject}`,
+        `Date: ${date(entry.seq)}`,
+        `Message-ID: <replay-${entry.seq}@legit.invalid>`,
+        'X-Replay-Kind: legit',
+      ];
+      const text = `Hello,${CRLF}${CRLF}please find the minutes of today's meeting below.${CRLF}${'Item: budget review, agreed. '.repeat(20)}${CRLF}`;
+      if (entry.flavour === 'plain') {
+        return Buffer.from([...headers, 'MIME-Version: 1.0', 'Content-Type: text/plain; charset=utf-8', '', text].join(CRLF));
+      }
+      const file =
+        entry.flavour === 'office-document'
+          ? {
+              name: 'minutes.docx',
+              type: 'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
+              bytes: zipSync({
+                '[Content_Types].xml': strToU8('<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>'),
+                'word/document.xml': strToU8(`<?xml version="1.0"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>${'minutes '.repeat(200)}</w:t></w:r></w:p></w:body></w:document>`),
+              }),
+            }
+          : {
+              name: 'figures.zip',
+              type: 'application/zip',
+              bytes: zipSync({ 'figures.csv': strToU8('month,total\n' + 'jan,1\n'.repeat(300)), 'notes.txt': strToU8('harmless notes\n') }),
+            };
+      return Buffer.from(
+        multipart(headers, `legit-${entry.seq}`, [
+          { headers: ['Content-Type: text/plain; charset=utf-8'], body: text },
+          {
+            headers: [`Content-Type: ${file.type}; name="${file.name}"`, 'Content-Transfer-Encoding: base64', `Content-Disposition: attachment; filename="${file.name}"`],
+            body: base64Lines(file.bytes),
+          },
+        ]),
+      );
+    }
+    case 'backscatter':
+      return Buffer.from(buildBackscatter(entry));
+  }
+}
+
+function quotedHeaders(e: BackscatterEntry): string {
+  return [
+    `Received: from home-pc ([${e.quoted.fromIp}]) by mx.${e.bouncingDomain} with SMTP; ${date(e.seq - 1)}`,
+    `From: ${e.quoted.mailFrom}`,
+    `To: ${e.quoted.rcpt}`,
+    `Subject: ${e.quoted.subject}`,
+    `Date: ${date(e.seq - 1)}`,
+    `Message-ID: ${e.quoted.messageId}`,
+    'MIME-Version: 1.0',
+    '',
+  ].join(CRLF);
+}
+
+function buildBackscatter(e: BackscatterEntry): string {
+  const mta = `mx.${e.bouncingDomain}`;
+  const common = [`Date: ${date(e.seq)}`, `Message-ID: <replay-${e.seq}@${mta}>`, `To: ${e.rcpt}`, 'X-Replay-Kind: backscatter'];
+  const dsn = (from: string, subject: string, human: string) =>
+    multipart(
+      [`From: ${from}`, `Subject: ${subject}`, ...common, 'Auto-Submitted: auto-replied'],
+      `dsn-${e.seq}`,
+      [
+        { headers: ['Content-Type: text/plain; charset=us-ascii'], body: human + CRLF },
+        {
+          headers: ['Content-Type: message/delivery-status'],
+          body: [`Reporting-MTA: dns; ${mta}`, '', `Final-Recipient: rfc822; ${e.quoted.rcpt}`, 'Action: failed', 'Status: 5.7.1', `Diagnostic-Code: smtp; 550 5.7.1 virus found in message`, ''].join(CRLF),
+        },
+        { headers: ['Content-Type: text/rfc822-headers'], body: quotedHeaders(e) },
+      ],
+      'report',
+      '; report-type=delivery-status',
+    );
+  const notice = (from: string, subject: string, text: string) =>
+    [`From: ${from}`, `Subject: ${subject}`, ...common, 'MIME-Version: 1.0', 'Content-Type: text/plain; charset=us-ascii', '', text, '', quotedHeaders(e)].join(CRLF);
+  switch (e.style) {
+    case 'postfix-dsn':
+      return dsn(`MAILER-DAEMON@${mta} (Mail Delivery System)`, 'Undelivered Mail Returned to Sender', `This is the mail system at host ${mta}.\r\n\r\nI'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.`);
+    case 'sendmail-dsn':
+      return dsn(`Mail Delivery Subsystem <MAILER-DAEMON@${mta}>`, 'Returned mail: see transcript for details', 'The original message was received and could not be delivered.\r\n   ----- The following addresses had permanent fatal errors -----');
+    case 'exchange-ndr':
+      return dsn(`postmaster@${e.bouncingDomain}`, `Undeliverable: ${e.quoted.subject}`, 'Your message did not reach some or all of the intended recipients.');
+    case 'exim-bounce':
+      return notice(`Mail Delivery System <Mailer-Daemon@${mta}>`, 'Mail delivery failed: returning message to sender', `This message was created automatically by mail delivery software.\r\n\r\nA message that you sent could not be delivered to one or more of its\r\nrecipients. This is a permanent error. The following address(es) failed:\r\n\r\n  ${e.quoted.rcpt}\r\n    SMTP error from remote mail server after end of data:\r\n    550 This message contains a virus\r\n\r\n------ This is a copy of the message, including all the headers. ------`);
+    case 'qmail-bounce':
+      return notice(`MAILER-DAEMON@${mta}`, 'failure notice', `Hi. This is the qmail-send program at ${mta}.\r\nI'm afraid I wasn't able to deliver your message to the following addresses.\r\nThis is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n<${e.quoted.rcpt}>:\r\nvirus found\r\n\r\n--- Below this line is a copy of the message.`);
+    case 'norton-notice':
+      return notice(`NAV for Microsoft Exchange <nav@${e.bouncingDomain}>`, 'Norton AntiVirus detected and quarantined a virus in a message you sent.', `Recipient of the infected attachment: ${e.quoted.rcpt}\r\nSubject of the message: ${e.quoted.subject}\r\nOne or more attachments were quarantined.\r\n  Attachment document.pif was Quarantined for the following reasons:\r\n    Virus W32.Novarg.A@mm was found.`);
+    case 'mcafee-notice':
+      return notice(`GroupShield <groupshield@${e.bouncingDomain}>`, 'ALERT - GroupShield ticket number OA1234 was generated', `Action Taken:\r\nThe attachment was quarantined from the message and replaced with a text file informing the recipient of the action taken.\r\n\r\nTo: ${e.quoted.rcpt}\r\nFrom: ${e.quoted.mailFrom}\r\n\r\nAttachment Details:-\r\nAttachment Name: readme.zip\r\nFile: readme.zip\r\nInfected? Yes\r\nRepaired? No\r\nBlocked? No\r\nDeleted? Yes\r\nVirus Name: W32/Mydoom@MM`);
+    case 'trend-scanmail-notice':
+      return notice(`ScanMail for Microsoft Exchange <scanmail@${e.bouncingDomain}>`, 'Virus Alert', `ScanMail for Microsoft Exchange has detected virus-infected attachment(s).\r\n\r\nScanMail for Microsoft Exchange took action on the message.\r\nThe message details were:\r\nSender = ${e.quoted.mailFrom}\r\nRecipient(s) = ${e.quoted.rcpt};\r\nSubject = ${e.quoted.subject}\r\nScanning time = ${date(e.seq)}\r\nAction on message:\r\nThe attachment text.pif contained WORM_MIMAIL.R virus. ScanMail has Deleted it.`);
+    case 'mailscanner-notice':
+      return notice(`MailScanner <postmaster@${e.bouncingDomain}>`, '{Virus?} ' + e.quoted.subject, `Our virus detector has just been triggered by a message you sent:-\r\n  To: ${e.quoted.rcpt}\r\n  Subject: ${e.quoted.subject}\r\n  Date: ${date(e.seq - 1)}\r\nAny infected parts of the message have not been delivered.\r\n\r\nThis message is simply to warn you that your computer system may have a\r\ncomputer virus present and should be checked.\r\n\r\nThe virus detector said this about the message:\r\nReport: ClamAV: text.scr contains Worm.Mydoom.A`);
+    case 'messagelabs-notice':
+      return notice(`MessageLabs Anti Virus Service <anti-virus@${e.bouncingDomain}>`, 'WARNING. You sent a potential virus or unauthorised code', `For English instructions please scroll down.\r\n\r\nThe MessageLabs Virus Control Centre discovered a possible virus or\r\nunauthorised code (such as a joke program or trojan) in an email sent by you.\r\n\r\nPlease read this whole email carefully.\r\n\r\n   Originator: ${e.quoted.mailFrom}\r\n   Recipients: ${e.quoted.rcpt}\r\n   Attachment name: doc.zip\r\n   Virus name: W32/MyDoom.A-mm`);
+  }
+}

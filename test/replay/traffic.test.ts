@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import PostalMime from 'postal-mime';
+import { unzipSync } from 'fflate';
+import { buildRaw, EICAR, planReplay, SIZES, WORM_MARKER } from '../../src/replay/traffic.ts';
+
+test('a plan is deterministic for a seed and differs across seeds', () => {
+  const a = planReplay(SIZES.small, 7);
+  const b = planReplay(SIZES.small, 7);
+  const c = planReplay(SIZES.small, 8);
+  assert.deepEqual(a, b);
+  assert.notDeepEqual(a.entries, c.entries);
+});
+
+test('a small plan has the sizes it promises, interleaved', () => {
+  const plan = planReplay(SIZES.small);
+  const count = (k: string) => plan.entries.filter((e) => e.kind === k).length;
+  assert.equal(count('worm'), SIZES.small.wormMessages);
+  assert.equal(count('legit'), SIZES.small.legitMessages);
+  assert.equal(count('backscatter'), SIZES.small.backscatterMessages);
+  const firstHundred = new Set(plan.entries.slice(0, 100).map((e) => e.kind));
+  assert.equal(firstHundred.size, 3, 'kinds are mixed, not in blocks');
+  const sources = new Set(plan.entries.filter((e) => e.kind === 'worm').map((e) => e.sourceIp));
+  assert.ok(sources.size >= SIZES.small.wormSources * 0.9);
+  for (const ip of sources) assert.match(ip, /^127\.\d+\.\d+\.\d+$/);
+});
+
+test('worm senders are forged from an address book that includes our own users', () => {
+  const plan = planReplay(SIZES.small);
+  const forgedOurs = plan.entries.filter((e) => e.kind === 'worm' && plan.ourUsers.includes(e.mailFrom));
+  assert.ok(forgedOurs.length > 0);
+});
+
+test('every worm message carries its payload as an attachment, zipped or not', async () => {
+  const plan = planReplay(SIZES.small);
+  for (const entry of plan.entries.filter((e) => e.kind === 'worm').slice(0, 40)) {
+    const raw = buildRaw(entry);
+    assert.ok(raw.includes(WORM_MARKER));
+    const mail = await PostalMime.parse(raw);
+    assert.equal(mail.attachments.length, 1);
+    const att = mail.attachments[0]!;
+    let bytes = new Uint8Array(att.content as ArrayBuffer);
+    if (entry.kind === 'worm' && entry.zipped) {
+      assert.match(att.filename!, /\.zip$/);
+      bytes = Object.values(unzipSync(bytes))[0]!;
+    }
+    if (entry.kind === 'worm' && entry.payload === 'eicar') assert.equal(Buffer.from(bytes).toString(), EICAR);
+    else assert.equal(bytes[0], 0x4d, 'MZ header of the ClamAV test file');
+  }
+});
+
+test('legitimate mail has no executable attachment and backscatter quotes a message forged from our user', async () => {
+  const plan = planReplay(SIZES.small);
+  for (const entry of plan.entries.filter((e) => e.kind !== 'worm').slice(0, 40)) {
+    const mail = await PostalMime.parse(buildRaw(entry));
+    for (const a of mail.attachments) assert.doesNotMatch(a.filename ?? '', /\.(exe|pif|scr|cmd|bat)$/);
+    if (entry.kind === 'backscatter') {
+      assert.ok(plan.ourUsers.includes(entry.rcpt));
+      assert.ok(buildRaw(entry).includes(`From: ${entry.quoted.mailFrom}`));
+      assert.doesNotMatch(buildRaw(entry).toString(), /EICAR/);
+    }
+  }
+});
