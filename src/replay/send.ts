@@ -1,0 +1,137 @@
+/*
+ * replay/send — plays a replay plan against an SMTP server as many clients:
+ * each plan entry is sent from its own source address (bound to 127.x.y.z),
+ * with bounded concurrency, one connection per source kept open while that
+ * source has mail to send (as an infected PC's worm engine does).
+ *
+ * Records what each client saw: the reply code and text, and the latency from
+ * the end of DATA to the reply. A temporary failure (4xx) is retried once
+ * after a short pause, like a real MTA's first retry; the scoreboard counts
+ * legitimate mail that still has no 250 after that as lost or delayed.
+ */
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { buildRaw, type PlanEntry } from './traffic.ts';
+
+export interface SendResult {
+  seq: number;
+  code: number;
+  response: string;
+  latencyMs: number;
+  retried: boolean;
+}
+
+export interface SendOptions {
+  host: string;
+  port: number;
+  concurrency: number;
+  retryDelayMs?: number;
+  /** Per-command timeout; a hung server becomes a recorded failure, not a hung replay. */
+  timeoutMs?: number;
+}
+
+interface Client {
+  connection: SMTPConnection;
+  ready: Promise<void>;
+}
+
+function openClient(opts: SendOptions, localAddress: string, helo: string): Client {
+  const connection = new SMTPConnection({
+    host: opts.host,
+    port: opts.port,
+    localAddress,
+    name: helo,
+    ignoreTLS: true,
+    connectionTimeout: opts.timeoutMs ?? 30_000,
+    greetingTimeout: opts.timeoutMs ?? 30_000,
+    socketTimeout: opts.timeoutMs ?? 60_000,
+  });
+  const ready = new Promise<void>((resolve, reject) => {
+    connection.once('error', reject);
+    connection.connect(() => {
+      connection.removeListener('error', reject);
+      resolve();
+    });
+  });
+  connection.on('error', () => {});
+  return { connection, ready };
+}
+
+function envelopeOf(entry: PlanEntry): { from: string; to: string[] } {
+  switch (entry.kind) {
+    case 'worm':
+      return { from: entry.mailFrom, to: [entry.rcpt] };
+    case 'legit':
+      return { from: entry.mailFrom, to: [entry.rcpt] };
+    case 'backscatter':
+      return { from: '', to: [entry.rcpt] };
+  }
+}
+
+function sendOne(client: Client, entry: PlanEntry): Promise<{ code: number; response: string; latencyMs: number }> {
+  const raw = buildRaw(entry);
+  const started = process.hrtime.bigint();
+  return new Promise((resolve) => {
+    client.connection.send(envelopeOf(entry), raw, (err, info) => {
+      const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
+      if (err) {
+        const e = err as Error & { responseCode?: number; response?: string };
+        resolve({ code: e.responseCode ?? 0, response: e.response ?? e.message, latencyMs });
+      } else {
+        resolve({ code: 250, response: info.response, latencyMs });
+      }
+    });
+  });
+}
+
+/** Sends every entry; returns one result per entry, in plan order. */
+export async function sendPlan(entries: PlanEntry[], opts: SendOptions, onProgress?: (done: number) => void): Promise<SendResult[]> {
+  // Group by source so each source uses one connection for its messages, in plan order.
+  const bySource = new Map<string, PlanEntry[]>();
+  for (const e of entries) {
+    const list = bySource.get(e.sourceIp) ?? [];
+    list.push(e);
+    bySource.set(e.sourceIp, list);
+  }
+  const queue = [...bySource.entries()];
+  const results: SendResult[] = [];
+  let done = 0;
+
+  async function sendSource(sourceIp: string, list: PlanEntry[]) {
+    let client: Client | null = null;
+    for (const entry of list) {
+      let attempt = 0;
+      let outcome: { code: number; response: string; latencyMs: number } = { code: 0, response: 'not sent', latencyMs: 0 };
+      while (attempt < 2) {
+        try {
+          if (!client) {
+            client = openClient(opts, sourceIp, entry.helo);
+            await client.ready;
+          }
+          outcome = await sendOne(client, entry);
+        } catch (err) {
+          outcome = { code: 0, response: (err as Error).message, latencyMs: 0 };
+        }
+        // A failed connection is not reused; a 4xx/5xx reply leaves it usable (nodemailer resets).
+        if (outcome.code === 0 && client) {
+          client.connection.close();
+          client = null;
+        }
+        if ((outcome.code >= 400 && outcome.code < 500) || outcome.code === 0) {
+          attempt += 1;
+          if (attempt < 2) await new Promise((r) => setTimeout(r, opts.retryDelayMs ?? 1000));
+          continue;
+        }
+        break;
+      }
+      results.push({ seq: entry.seq, ...outcome, retried: attempt > 0 });
+      onProgress?.(++done);
+    }
+    client?.connection.quit();
+  }
+
+  const workers = Array.from({ length: Math.max(1, opts.concurrency) }, async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) await sendSource(next[0], next[1]);
+  });
+  await Promise.all(workers);
+  return results.sort((a, b) => a.seq - b.seq);
+}
