@@ -1,0 +1,121 @@
+/*
+ * replay/processes — starts and stops the real programs a replay (and the
+ * end-to-end tests) run against: Postfix's smtp-sink as the next hop or as a
+ * capturing relay, and a Backstop node as a child process on a config file.
+ * Everything listens on loopback, on ports the kernel picks.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts TCP connections on host:port, or rejects after timeoutMs. */
+export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect({ port, host }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface RunningProcess {
+  child: ChildProcess;
+  port: number;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  output(): string;
+}
+
+function track(child: ChildProcess): { output: () => string; exited: Promise<void> } {
+  let text = '';
+  const keep = (chunk: Buffer) => {
+    text += chunk.toString();
+    if (text.length > 200_000) text = text.slice(-100_000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return { output: () => text, exited };
+}
+
+function stopper(child: ChildProcess, exited: Promise<void>) {
+  return async (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  };
+}
+
+export interface SmtpSink extends RunningProcess {
+  dir: string;
+  /** The messages smtp-sink has written, each as the text of its dump file. */
+  messages(): string[];
+}
+
+/**
+ * Postfix's smtp-sink, writing every transaction to a file under dir
+ * (`-d`, one file per message). `-R` codes can make it refuse, for tests.
+ */
+export async function startSmtpSink(dir: string, extraArgs: string[] = []): Promise<SmtpSink> {
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const child = spawn('/usr/sbin/smtp-sink', ['-u', 'root', '-d', join(dir, '%Y%m%d%H%M%S.'), ...extraArgs, `127.0.0.1:${port}`, '1000'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const { output, exited } = track(child);
+  await waitForPort(port);
+  return {
+    child,
+    port,
+    dir,
+    output,
+    stop: stopper(child, exited),
+    messages: () => readdirSync(dir).map((f) => readFileSync(join(dir, f), 'latin1')),
+  };
+}
+
+/** A Backstop node (`backstop serve`) as a child process on the given configuration. */
+export async function startBackstop(dir: string, config: Record<string, unknown>, env: Record<string, string> = {}): Promise<RunningProcess & { configFile: string }> {
+  mkdirSync(dir, { recursive: true });
+  const configFile = join(dir, 'backstop.yaml');
+  writeFileSync(configFile, stringify(config));
+  const listen = (config.smtp as { listen: string }).listen;
+  const port = Number(listen.slice(listen.lastIndexOf(':') + 1));
+  const bin = new URL('../../bin/backstop.js', import.meta.url).pathname;
+  const child = spawn(process.execPath, [bin, 'serve', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const { output, exited } = track(child);
+  try {
+    await Promise.race([
+      waitForPort(port, '127.0.0.1', 60_000),
+      exited.then(() => {
+        throw new Error(`backstop exited during start-up:\n${output()}`);
+      }),
+    ]);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  return { child, port, configFile, output, stop: stopper(child, exited) };
+}

@@ -1,0 +1,108 @@
+/*
+ * replay/scoreboard — the mission's scoreboard, computed from the plan (ground
+ * truth), what each client saw, and what actually arrived at the next hop and
+ * at the outgoing relay. Pure: every line is a count over those inputs, and
+ * each line says whether it holds.
+ */
+import type { SendResult } from './send.ts';
+import type { PlanEntry, ReplayPlan } from './traffic.ts';
+
+export interface Delivered {
+  /** Text of every message the next hop (our users' mailboxes) received. */
+  nextHop: string[];
+  /** Envelope recipients of every message Backstop itself sent (notices, reports, complaints). */
+  outgoingRecipients: string[];
+}
+
+export interface Scoreboard {
+  size: string;
+  messages: number;
+  infectedSent: number;
+  infectedDelivered: number;
+  legitSent: number;
+  legitDelivered: number;
+  legitLostOrDelayed: number;
+  sentToWormSenders: number;
+  backscatterSent: number;
+  backscatterDeliveredToUsers: number;
+  backscatterDeliveredPercent: number;
+  sourceIps: number;
+  messagesPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  seconds: number;
+}
+
+export interface ScoreLine {
+  name: string;
+  value: number;
+  expectation: string;
+  holds: boolean;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return sorted[Math.max(0, index)]!;
+}
+
+/** Each message at the next hop names its plan entry in its Message-ID (`<replay-SEQ@…>`). */
+function deliveredSeqs(nextHop: string[]): Set<number> {
+  const seqs = new Set<number>();
+  for (const text of nextHop) {
+    const m = /^Message-ID: <replay-(\d+)@/im.exec(text);
+    if (m) seqs.add(Number(m[1]));
+  }
+  return seqs;
+}
+
+export function computeScoreboard(plan: ReplayPlan, results: SendResult[], delivered: Delivered, seconds: number, size: string): Scoreboard {
+  const bySeq = new Map<number, PlanEntry>(plan.entries.map((e) => [e.seq, e]));
+  const arrived = deliveredSeqs(delivered.nextHop);
+  const kindCount = (kind: PlanEntry['kind']) => plan.entries.filter((e) => e.kind === kind).length;
+  const arrivedOf = (kind: PlanEntry['kind']) => [...arrived].filter((s) => bySeq.get(s)?.kind === kind).length;
+
+  const wormSenders = new Set<string>();
+  for (const e of plan.entries) {
+    if (e.kind === 'worm') {
+      wormSenders.add(e.mailFrom.toLowerCase());
+      wormSenders.add(e.headerFrom.toLowerCase());
+    }
+  }
+  const sentToWormSenders = delivered.outgoingRecipients.filter((r) => wormSenders.has(r.toLowerCase())).length;
+
+  const legit = results.filter((r) => bySeq.get(r.seq)?.kind === 'legit');
+  const legitAccepted = legit.filter((r) => r.code === 250).length;
+  const latencies = results.filter((r) => r.code > 0).map((r) => r.latencyMs).sort((a, b) => a - b);
+  const backscatterSent = kindCount('backscatter');
+  const backscatterDelivered = arrivedOf('backscatter');
+
+  return {
+    size,
+    messages: plan.entries.length,
+    infectedSent: kindCount('worm'),
+    infectedDelivered: arrivedOf('worm'),
+    legitSent: kindCount('legit'),
+    legitDelivered: arrivedOf('legit'),
+    legitLostOrDelayed: kindCount('legit') - Math.min(legitAccepted, arrivedOf('legit')),
+    sentToWormSenders,
+    backscatterSent,
+    backscatterDeliveredToUsers: backscatterDelivered,
+    backscatterDeliveredPercent: backscatterSent ? (100 * backscatterDelivered) / backscatterSent : 0,
+    sourceIps: new Set(plan.entries.filter((e) => e.kind === 'worm').map((e) => e.sourceIp)).size,
+    messagesPerSecond: seconds > 0 ? plan.entries.length / seconds : 0,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    seconds,
+  };
+}
+
+/** The lines that must hold for a replay to pass; a line that does not hold fails the run. */
+export function scoreLines(s: Scoreboard): ScoreLine[] {
+  return [
+    { name: 'infected or banned messages delivered to a mailbox', value: s.infectedDelivered, expectation: '= 0', holds: s.infectedDelivered === 0 },
+    { name: 'legitimate messages lost or delayed beyond one retry', value: s.legitLostOrDelayed, expectation: '= 0', holds: s.legitLostOrDelayed === 0 && s.legitDelivered === s.legitSent },
+    { name: 'messages sent to any envelope or header sender of a worm message', value: s.sentToWormSenders, expectation: '= 0', holds: s.sentToWormSenders === 0 },
+    { name: 'backscatter delivered to our users (%)', value: Number(s.backscatterDeliveredPercent.toFixed(2)), expectation: '<= 1%', holds: s.backscatterDeliveredPercent <= 1 },
+  ];
+}
