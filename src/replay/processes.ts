@@ -68,10 +68,26 @@ function stopper(child: ChildProcess, exited: Promise<void>) {
   };
 }
 
+export interface SinkedMessage {
+  mailFrom: string;
+  rcptTo: string[];
+  /** The whole dump: smtp-sink's X-* envelope lines, its Received line, then the message. */
+  text: string;
+}
+
 export interface SmtpSink extends RunningProcess {
   dir: string;
   /** The messages smtp-sink has written, each as the text of its dump file. */
   messages(): string[];
+  /** The same, with the envelope smtp-sink recorded (X-Mail-Args, X-Rcpt-Args). */
+  envelopes(): SinkedMessage[];
+}
+
+export function parseSinkDump(text: string): SinkedMessage {
+  const head = text.slice(0, text.search(/^Received: /m) >>> 0);
+  const mailFrom = /^X-Mail-Args: <([^>]*)>/m.exec(head)?.[1] ?? '';
+  const rcptTo = [...head.matchAll(/^X-Rcpt-Args: <([^>]*)>/gm)].map((m) => m[1]!);
+  return { mailFrom, rcptTo, text };
 }
 
 /**
@@ -93,6 +109,7 @@ export async function startSmtpSink(dir: string, extraArgs: string[] = []): Prom
     output,
     stop: stopper(child, exited),
     messages: () => readdirSync(dir).map((f) => readFileSync(join(dir, f), 'latin1')),
+    envelopes: () => readdirSync(dir).map((f) => parseSinkDump(readFileSync(join(dir, f), 'latin1'))),
   };
 }
 
