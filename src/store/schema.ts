@@ -28,7 +28,7 @@ export interface MessagesTable {
 
 export interface QuarantineTable {
   id: string;
-  created_at: Timestamp;
+  created_at: Generated<Timestamp>;
   message_log_id: string;
   client_ip: string;
   helo: string;

@@ -5,7 +5,7 @@
  * Trusts nothing in a request. One error handler: 4xx say what was wrong,
  * 5xx say nothing about internals (the detail goes to the log).
  */
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import type { Logger } from '../obs/log.ts';
 import { registry } from '../obs/metrics.ts';
@@ -23,7 +23,7 @@ export interface WebDeps {
 export function buildWebApp(deps: WebDeps): FastifyInstance {
   // Health checks and metric scrapes arrive every few seconds; per-request lines would drown the log.
   const app = Fastify({
-    loggerInstance: deps.logger.child({ role: 'web' }),
+    loggerInstance: deps.logger.child({ role: 'web' }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: (request) => request.url === '/healthz' || request.url === '/metrics' }),
     bodyLimit: 1_048_576,
   });
