@@ -1,0 +1,404 @@
+/*
+ * edge/gateway — the SMTP gateway: a before-queue scanning proxy.
+ *
+ * A pipeline of named steps over each connection and transaction, in the
+ * spirit of Haraka: connect → mail → rcpt (relay check, plug-in checks, the
+ * next hop's own answer mirrored) → data (size cap, plug-in checks, scan,
+ * decide) → queue (relay to the next hop; quarantine; discard; refuse).
+ * Every step ends in one of a closed set of outcomes, and a step that throws
+ * or times out becomes "451 4.3.0", never an accept.
+ *
+ * The promise this module keeps: the sender hears 250 only when the message
+ * is safe somewhere — the next hop said 250, or the quarantine row is
+ * committed, or the message was deliberately discarded and logged. Trouble
+ * anywhere else is a 4xx, so the sender keeps the message and retries.
+ *
+ * Trusts nothing the client says: HELO, addresses and headers are cleaned
+ * before they are logged, stored or written into our Received line.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
+import type { Config } from '../config/schema.ts';
+import { splitHostPort } from '../config/listen.ts';
+import { cleanText } from '../obs/clean.ts';
+import type { Logger } from '../obs/log.ts';
+import { messagesTotal, nextHopErrorsTotal, openSessions, scanSeconds, storeErrorsTotal } from '../obs/metrics.ts';
+import { decide } from '../policy/actions.ts';
+import type { Scanner } from '../scan/types.ts';
+import { verdictDetail, type Verdict } from '../scan/verdict.ts';
+import type { MessageLog } from '../store/message-log.ts';
+import { quarantineMessage } from '../store/quarantine.ts';
+import type { Store } from '../store/store.ts';
+import { headerBlock, headerField } from './headers.ts';
+import { parseNextHop, type NextHop, type NextHopSession } from './next-hop.ts';
+import { receivedHeader } from './received.ts';
+import { compileRelayPolicy, relayDecision } from './relay.ts';
+import { LOCAL_ERROR, mirror, NEXT_HOP_LOST, NEXT_HOP_UNREACHABLE, RELAY_DENIED, TOO_BIG, type Reply } from './replies.ts';
+import { SmtpClientError } from './smtp-client.ts';
+import { BackstopSmtpServer } from './smtp-server-ext.ts';
+import { ensureCertificate, readCertificate } from './tls.ts';
+
+/** What a plug-in check decides: go on, or answer now (4xx/5xx). */
+export type HookOutcome = { outcome: 'continue' } | { outcome: 'reply'; reply: Reply };
+export const CONTINUE: HookOutcome = { outcome: 'continue' };
+
+export interface TransactionView {
+  clientIp: string;
+  clientPort: number;
+  helo: string;
+  mailFrom: string;
+  rcptTo: readonly string[];
+  relayed: boolean;
+}
+
+/** Checks other roles plug in (the BATV shield at RCPT, per-IP abuse aliases…), run in order. */
+export interface GatewayHooks {
+  rcpt: ((t: TransactionView, rcpt: string) => Promise<HookOutcome>)[];
+  data: ((t: TransactionView, raw: Uint8Array) => Promise<HookOutcome>)[];
+  /** After the decision; for notices and reports. Errors are logged, never change the reply. */
+  decided: ((t: TransactionView, result: DecidedMessage) => Promise<void>)[];
+}
+
+export interface DecidedMessage {
+  id: string;
+  verdict: Verdict;
+  action: string;
+  reply: Reply;
+  raw: Uint8Array;
+  quarantineId: string | null;
+  receivedAt: Date;
+}
+
+export interface GatewayDeps {
+  config: Config;
+  store: Store;
+  scanner: Scanner;
+  logger: Logger;
+  messageLog: MessageLog;
+  nodeName: string;
+  hooks?: Partial<GatewayHooks>;
+  /** Per-hook time limit; a hook that takes longer is a 451. */
+  hookTimeoutMs?: number;
+}
+
+export interface Gateway {
+  address: { host: string; port: number };
+  nextHop: NextHop;
+  close(): Promise<void>;
+}
+
+interface Transaction {
+  mailFrom: string;
+  mailOptions: { size?: number; eightBit?: boolean; smtpUtf8?: boolean };
+  accepted: string[];
+  relayed: boolean;
+  nextHopOpen: boolean;
+}
+
+interface SessionState {
+  nextHop: NextHopSession;
+  tx: Transaction | null;
+}
+
+class ReplyError extends Error {
+  readonly responseCode: number;
+  constructor(reply: Reply) {
+    super(reply.message);
+    this.responseCode = reply.code;
+  }
+}
+
+async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([work, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function readAll(stream: Readable, limit: number): Promise<{ raw: Buffer; tooBig: boolean }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      // Past the limit the rest is read and dropped: smtp-server needs the stream drained to answer.
+      if (size > limit) tooBig = true;
+      else chunks.push(chunk);
+    });
+    stream.once('error', reject);
+    stream.once('end', () => resolve({ raw: tooBig ? Buffer.alloc(0) : Buffer.concat(chunks, size), tooBig }));
+  });
+}
+
+export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
+  const { config, logger, scanner, messageLog, store, nodeName } = deps;
+  const log = logger.child({ role: 'edge' });
+  const hooks: GatewayHooks = { rcpt: [], data: [], decided: [], ...deps.hooks };
+  const hookTimeoutMs = deps.hookTimeoutMs ?? 30_000;
+  const policy = compileRelayPolicy(config.domains, config.relayFrom);
+  const nextHop = parseNextHop(config.nextHop);
+  const tls = config.smtp.tls ? readCertificate(config.smtp.tls) : await ensureCertificate(config.dataDir, config.smtp.hostname);
+  const sessions = new Map<string, SessionState>();
+  const maxBytes = config.smtp.maxMessageBytes;
+
+  const view = (session: SMTPServerSession, tx: Transaction): TransactionView => ({
+    clientIp: session.remoteAddress,
+    clientPort: session.remotePort,
+    helo: cleanText(session.hostNameAppearsAs ?? '', 255),
+    mailFrom: tx.mailFrom,
+    rcptTo: tx.accepted,
+    relayed: tx.relayed,
+  });
+
+  async function runHooks<A extends unknown[]>(list: ((...args: A) => Promise<HookOutcome>)[], ...args: A): Promise<Reply | null> {
+    for (const hook of list) {
+      const result = await withTimeout(hook(...args), hookTimeoutMs);
+      if (result.outcome === 'reply') return result.reply;
+    }
+    return null;
+  }
+
+  function stateOf(session: SMTPServerSession): SessionState {
+    let state = sessions.get(session.id);
+    if (!state) {
+      state = { nextHop: nextHop.session(config.smtp.hostname), tx: null };
+      sessions.set(session.id, state);
+    }
+    return state;
+  }
+
+  /** Ends whatever the next hop still has open from an earlier, unfinished transaction. */
+  async function endTransaction(state: SessionState): Promise<void> {
+    if (state.tx?.nextHopOpen) await state.nextHop.reset();
+    state.tx = null;
+  }
+
+  async function onMailFrom(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+    const state = stateOf(session);
+    await endTransaction(state);
+    const args = (address.args || {}) as Record<string, string | boolean>;
+    const size = Number(args.SIZE ?? args.size ?? 0);
+    if (size > maxBytes) throw new ReplyError(TOO_BIG(maxBytes));
+    state.tx = {
+      mailFrom: address.address,
+      mailOptions: {
+        size: size > 0 ? size : undefined,
+        eightBit: String(args.BODY ?? args.body ?? '').toUpperCase() === '8BITMIME',
+        smtpUtf8: Boolean(args.SMTPUTF8 ?? args.smtputf8),
+      },
+      accepted: [],
+      relayed: false,
+      nextHopOpen: false,
+    };
+  }
+
+  async function onRcptTo(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+    const state = stateOf(session);
+    const tx = state.tx;
+    if (!tx) throw new ReplyError({ code: 503, message: '5.5.1 Error: need MAIL command' });
+    const rcpt = address.address;
+    const decision = relayDecision(policy, session.remoteAddress, rcpt);
+    if (decision === 'denied') throw new ReplyError(RELAY_DENIED);
+    if (decision === 'relay') tx.relayed = true;
+    const hookReply = await runHooks(hooks.rcpt, view(session, tx), rcpt);
+    if (hookReply) throw new ReplyError(hookReply);
+    try {
+      if (!tx.nextHopOpen) {
+        const mail = await state.nextHop.mail(tx.mailFrom, tx.mailOptions);
+        if (mail.code !== 250) throw new ReplyError(mirror(mail));
+        tx.nextHopOpen = true;
+      }
+      const reply = await state.nextHop.rcpt(rcpt);
+      if (reply.code !== 250 && reply.code !== 251) throw new ReplyError(mirror(reply));
+      tx.accepted.push(rcpt);
+    } catch (err) {
+      if (err instanceof ReplyError) throw err;
+      nextHopErrorsTotal.inc();
+      tx.nextHopOpen = false;
+      log.warn({ err: (err as Error).message, nextHop: nextHop.description }, 'next hop unavailable at RCPT');
+      throw new ReplyError(err instanceof SmtpClientError && err.kind === 'connect' ? NEXT_HOP_UNREACHABLE : NEXT_HOP_LOST);
+    }
+  }
+
+  async function onData(stream: Readable, session: SMTPServerSession): Promise<string> {
+    const receivedAt = new Date();
+    const state = stateOf(session);
+    const tx = state.tx;
+    const { raw, tooBig } = await readAll(stream, maxBytes);
+    if (!tx || tx.accepted.length === 0) throw new ReplyError({ code: 503, message: '5.5.1 Error: no valid recipients' });
+    if (tooBig || (stream as Readable & { sizeExceeded?: boolean }).sizeExceeded) {
+      await endTransaction(state);
+      throw new ReplyError(TOO_BIG(maxBytes));
+    }
+    const t = view(session, tx);
+    const id = randomUUID();
+    const block = headerBlock(raw);
+    let verdict: Verdict = { kind: 'clean' };
+    let scanMs = 0;
+    let action: string;
+    let reply: Reply;
+    let quarantineId: string | null = null;
+    try {
+      const hookReply = await runHooks(hooks.data, t, raw);
+      if (hookReply) {
+        action = hookReply.code >= 500 ? 'refused' : hookReply.code >= 400 ? 'deferred' : 'accepted-by-check';
+        reply = hookReply;
+      } else {
+        const scan = await scanner.scanMessage(raw);
+        verdict = scan.verdict;
+        scanMs = scan.ms;
+        scanSeconds.observe(scan.ms / 1000);
+        const outcome = decide(verdict, config.actions);
+        action = outcome.action;
+        if (outcome.action === 'deliver') {
+          const trace = receivedHeader({
+            helo: t.helo,
+            clientIp: session.remoteAddress,
+            clientHostname: null,
+            byHost: config.smtp.hostname,
+            protocol: session.secure ? 'ESMTPS' : session.transmissionType === 'SMTP' ? 'SMTP' : 'ESMTP',
+            id: id.slice(0, 8),
+            recipient: tx.accepted.length === 1 ? tx.accepted[0]! : null,
+            date: receivedAt,
+          });
+          try {
+            const answer = await state.nextHop.data(Buffer.concat([Buffer.from(trace, 'latin1'), raw]));
+            reply = answer.code === 250 ? { code: 250, message: mirror(answer).message } : mirror(answer);
+            action = answer.code === 250 ? 'deliver' : 'next-hop-refused';
+          } catch (err) {
+            nextHopErrorsTotal.inc();
+            log.warn({ err: (err as Error).message, id }, 'next hop failed during DATA');
+            reply = NEXT_HOP_LOST;
+            action = 'next-hop-failed';
+          }
+          tx.nextHopOpen = false;
+        } else {
+          await state.nextHop.reset();
+          tx.nextHopOpen = false;
+          reply = outcome.reply;
+          if (outcome.action === 'quarantine') {
+            try {
+              quarantineId = await quarantineMessage(store.db, {
+                messageLogId: id,
+                clientIp: session.remoteAddress,
+                helo: t.helo,
+                mailFrom: cleanText(tx.mailFrom, 320),
+                rcptTo: tx.accepted.map((r) => cleanText(r, 320)),
+                messageId: headerField(block, 'message-id'),
+                subject: headerField(block, 'subject'),
+                verdict: verdict.kind,
+                verdictDetail: verdictDetail(verdict),
+                raw,
+              });
+            } catch (err) {
+              storeErrorsTotal.inc({ what: 'quarantine' });
+              log.error({ err: (err as Error).message, id }, 'could not quarantine: answering 451 so the sender keeps the message');
+              reply = LOCAL_ERROR;
+              action = 'tempfail';
+            }
+          }
+        }
+      }
+    } catch (err) {
+      log.error({ err: (err as Error).message, id }, 'transaction failed');
+      await state.nextHop.reset().catch(() => {});
+      tx.nextHopOpen = false;
+      reply = LOCAL_ERROR;
+      action = 'tempfail';
+    }
+
+    messagesTotal.inc({ verdict: verdict.kind, action });
+    messageLog.add({
+      id,
+      received_at: receivedAt,
+      node: nodeName,
+      client_ip: session.remoteAddress,
+      client_port: session.remotePort,
+      helo: t.helo,
+      mail_from: cleanText(tx.mailFrom, 320),
+      rcpt_to: tx.accepted.map((r) => cleanText(r, 320)),
+      message_id: headerField(block, 'message-id'),
+      subject: headerField(block, 'subject'),
+      size: raw.length,
+      verdict: verdict.kind,
+      verdict_detail: verdictDetail(verdict),
+      action,
+      reply: `${reply.code} ${reply.message}`,
+      scan_ms: scanMs,
+      quarantine_id: quarantineId,
+    });
+    for (const hook of hooks.decided) {
+      hook(t, { id, verdict, action, reply, raw, quarantineId, receivedAt }).catch((err: Error) => log.error({ err: err.message, id }, 'after-decision hook failed'));
+    }
+    state.tx = null;
+    if (reply.code !== 250) throw new ReplyError(reply);
+    return reply.message;
+  }
+
+  /** Adapts an async step to smtp-server's callbacks: a ReplyError is its reply, anything else a bare 451. */
+  function step<A extends unknown[], R>(name: string, fn: (...args: A) => Promise<R>) {
+    return (...args: [...A, (err?: Error | null, value?: R) => void]) => {
+      const callback = args.pop() as (err?: Error | null, value?: R) => void;
+      fn(...(args as unknown as A)).then(
+        (value) => callback(null, value),
+        (err: Error) => {
+          if (err instanceof ReplyError) return callback(err);
+          log.error({ step: name, err: err.message }, 'step failed');
+          callback(new ReplyError(LOCAL_ERROR));
+        },
+      );
+    };
+  }
+
+  const server = new BackstopSmtpServer(
+    {
+      name: config.smtp.hostname,
+      banner: 'ESMTP Backstop',
+      key: tls.key,
+      cert: tls.cert,
+      size: maxBytes,
+      maxClients: config.smtp.maxClients,
+      maxRecipients: config.smtp.maxRecipients,
+      socketTimeout: config.smtp.idleTimeoutMs,
+      closeTimeout: 30_000,
+      disabledCommands: ['AUTH'],
+      authOptional: true,
+      // FCrDNS is done where it matters (reports), not for every connection on the hot path.
+      disableReverseLookup: true,
+      useProxy: config.smtp.proxyProtocol,
+      logger: false,
+      maxCommandLength: config.smtp.maxLineBytes,
+      onConnect: (session, callback) => {
+        openSessions.inc();
+        callback();
+      },
+      onMailFrom: step('mail', onMailFrom),
+      onRcptTo: step('rcpt', onRcptTo),
+      onData: step('data', onData),
+      onClose: (session) => {
+        openSessions.dec();
+        const state = sessions.get(session.id);
+        sessions.delete(session.id);
+        state?.nextHop.close();
+      },
+    },
+    config.smtp.greetingDelayMs,
+  );
+  server.on('error', (err) => log.warn({ err: err.message }, 'smtp connection error'));
+
+  const { host, port } = splitHostPort(config.smtp.listen);
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const bound = server.server.address() as { address: string; port: number };
+  return {
+    address: { host: bound.address, port: bound.port },
+    nextHop,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

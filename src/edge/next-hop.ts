@@ -1,0 +1,151 @@
+/*
+ * edge/next-hop — where clean mail goes: a real MTA over SMTP (the normal
+ * case: Backstop in front of Postfix, Exim, Exchange…) or, for the embedded
+ * defaults, a local Maildir.
+ *
+ * One NextHopSession per inbound SMTP session; its transaction follows the
+ * sender's step by step. A message counts as delivered only when the next
+ * hop said 250 (SMTP) or the file is fsync'ed and renamed into new/
+ * (Maildir) — only then does the sender hear 250.
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { SmtpClient, SmtpClientError, type SmtpReply } from './smtp-client.ts';
+
+export interface MailOptions {
+  size?: number;
+  eightBit?: boolean;
+  smtpUtf8?: boolean;
+}
+
+export interface NextHopSession {
+  mail(from: string, options: MailOptions): Promise<SmtpReply>;
+  rcpt(to: string): Promise<SmtpReply>;
+  data(raw: Uint8Array): Promise<SmtpReply>;
+  /** Ends the open transaction without delivering (the message was refused, discarded or held). */
+  reset(): Promise<void>;
+  close(): void;
+}
+
+export interface NextHop {
+  readonly description: string;
+  session(heloName: string): NextHopSession;
+}
+
+export function parseNextHop(setting: string, timeouts: { commandTimeoutMs?: number; dataTimeoutMs?: number } = {}): NextHop {
+  if (setting.startsWith('maildir:')) return new MaildirNextHop(setting.slice('maildir:'.length));
+  const hostPort = setting.slice('smtp://'.length);
+  const at = hostPort.lastIndexOf(':');
+  const host = at === -1 ? hostPort : hostPort.slice(0, at).replace(/^\[(.*)\]$/, '$1');
+  const port = at === -1 ? 25 : Number(hostPort.slice(at + 1));
+  return new SmtpNextHop(host, port, timeouts);
+}
+
+/** Characters that cannot appear in an address we put on a command line. */
+const UNSAFE_IN_ADDRESS = /[\s<>\r\n\0]/;
+
+export class SmtpNextHop implements NextHop {
+  readonly description: string;
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    private readonly timeouts: { commandTimeoutMs?: number; dataTimeoutMs?: number },
+  ) {
+    this.description = `smtp://${host}:${port}`;
+  }
+
+  session(heloName: string): NextHopSession {
+    let client: SmtpClient | null = null;
+    let inTransaction = false;
+    const open = async () => {
+      if (client?.isOpen) return client;
+      client = await SmtpClient.open({ host: this.host, port: this.port, heloName, ...this.timeouts });
+      return client;
+    };
+    return {
+      async mail(from, options) {
+        if (UNSAFE_IN_ADDRESS.test(from)) return { code: 501, text: '5.1.7 Bad sender address syntax' };
+        const c = await open();
+        const params: string[] = [];
+        if (options.size && c.extensions.has('SIZE')) params.push(`SIZE=${options.size}`);
+        if (options.eightBit && c.extensions.has('8BITMIME')) params.push('BODY=8BITMIME');
+        if (options.smtpUtf8 && c.extensions.has('SMTPUTF8')) params.push('SMTPUTF8');
+        const reply = await c.command(`MAIL FROM:<${from}>${params.length ? ' ' + params.join(' ') : ''}`);
+        inTransaction = reply.code === 250;
+        return reply;
+      },
+      async rcpt(to) {
+        if (UNSAFE_IN_ADDRESS.test(to)) return { code: 501, text: '5.1.3 Bad recipient address syntax' };
+        if (!client?.isOpen || !inTransaction) throw new SmtpClientError('next hop transaction is not open', 'closed');
+        return client.command(`RCPT TO:<${to}>`);
+      },
+      async data(raw) {
+        if (!client?.isOpen || !inTransaction) throw new SmtpClientError('next hop transaction is not open', 'closed');
+        inTransaction = false;
+        return client.data(raw);
+      },
+      async reset() {
+        if (!inTransaction || !client?.isOpen) return;
+        inTransaction = false;
+        try {
+          const reply = await client.command('RSET');
+          if (reply.code !== 250) client.close();
+        } catch {
+          client?.close();
+        }
+      },
+      close() {
+        client?.close();
+        client = null;
+      },
+    };
+  }
+}
+
+/** The embedded default: a Maildir (tmp → fsync → rename into new), one file per message. */
+export class MaildirNextHop implements NextHop {
+  readonly description: string;
+  private sequence = 0;
+
+  constructor(readonly dir: string) {
+    this.description = `maildir:${dir}`;
+    for (const sub of ['tmp', 'new', 'cur']) mkdirSync(join(dir, sub), { recursive: true });
+  }
+
+  session(): NextHopSession {
+    let from = '';
+    let rcpts: string[] = [];
+    return {
+      mail: async (f) => {
+        from = f;
+        rcpts = [];
+        return { code: 250, text: '2.1.0 Ok' };
+      },
+      rcpt: async (to) => {
+        rcpts.push(to);
+        return { code: 250, text: '2.1.5 Ok' };
+      },
+      data: async (raw) => {
+        const name = `${Math.floor(Date.now() / 1000)}.P${process.pid}Q${++this.sequence}R${randomBytes(6).toString('hex')}.${hostname().replace(/[/:]/g, '_')}`;
+        const envelope = `Return-Path: <${from}>\r\n${rcpts.map((r) => `Delivered-To: ${r}\r\n`).join('')}`;
+        const tmp = join(this.dir, 'tmp', name);
+        const fd = openSync(tmp, 'wx', 0o600);
+        try {
+          writeSync(fd, envelope);
+          writeSync(fd, raw);
+          fsyncSync(fd);
+        } finally {
+          closeSync(fd);
+        }
+        renameSync(tmp, join(this.dir, 'new', name));
+        return { code: 250, text: `2.0.0 Ok: delivered to maildir as ${name}` };
+      },
+      reset: async () => {
+        rcpts = [];
+      },
+      close: () => {},
+    };
+  }
+}

@@ -1,0 +1,45 @@
+/*
+ * edge/release — sends a quarantined message on, whole and unchanged, to its
+ * original recipients through the next hop. Used by the CLI and the console.
+ * The row is marked released only after the next hop's 250, so a failed
+ * release can simply be tried again; a release never happens twice.
+ */
+import type { Config } from '../config/schema.ts';
+import { audit } from '../store/audit.ts';
+import { getQuarantined, markReleased } from '../store/quarantine.ts';
+import type { Db } from '../store/store.ts';
+import { parseNextHop } from './next-hop.ts';
+
+export interface ReleaseResult {
+  ok: boolean;
+  reply: string;
+  /** Recipients the next hop refused (the rest received the message). */
+  refused: string[];
+}
+
+export async function releaseQuarantined(db: Db, config: Config, id: string, actor: string): Promise<ReleaseResult> {
+  const row = await getQuarantined(db, id);
+  if (!row) return { ok: false, reply: 'not found', refused: [] };
+  if (row.deleted_at || row.released_at) return { ok: false, reply: `already ${row.deleted_at ? 'deleted' : 'released'}`, refused: [] };
+  const session = parseNextHop(config.nextHop).session(config.smtp.hostname);
+  try {
+    const mail = await session.mail(row.mail_from, { size: row.size });
+    if (mail.code !== 250) return { ok: false, reply: `${mail.code} ${mail.text}`, refused: [] };
+    const refused: string[] = [];
+    for (const rcpt of row.rcpt_to) {
+      const r = await session.rcpt(rcpt);
+      if (r.code !== 250 && r.code !== 251) refused.push(rcpt);
+    }
+    if (refused.length === row.rcpt_to.length) return { ok: false, reply: 'every recipient was refused by the next hop', refused };
+    const answer = await session.data(row.raw);
+    if (answer.code !== 250) return { ok: false, reply: `${answer.code} ${answer.text}`, refused };
+    // A concurrent release that won the race already delivered; ours is then a duplicate we report.
+    const first = await markReleased(db, row.id, actor);
+    await audit(db, actor, 'quarantine.release', row.id, { nextHop: config.nextHop, refused, reply: answer.text.slice(0, 200), duplicate: !first });
+    return { ok: true, reply: `${answer.code} ${answer.text}`, refused };
+  } catch (err) {
+    return { ok: false, reply: `next hop failed: ${(err as Error).message}`, refused: [] };
+  } finally {
+    session.close();
+  }
+}

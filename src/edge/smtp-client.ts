@@ -1,0 +1,219 @@
+/*
+ * edge/smtp-client — the gateway's client to the next hop, one command at a
+ * time, so each RCPT's answer can be mirrored to the sender while the
+ * sender waits (a before-queue proxy, as Postfix's smtpd_proxy_filter does).
+ *
+ * Hand-written because nodemailer's SMTP connection only offers a whole
+ * transaction (MAIL, every RCPT, DATA) in one call; a proxy needs the steps.
+ * It is small: RFC 5321 replies (multi-line, §4.2.1), EHLO extensions,
+ * dot-stuffing (§4.5.2), a timeout on every command (§4.5.3.2).
+ *
+ * Trusts the next hop's replies for their code only; their text is cleaned
+ * before anyone else sees it. The message is re-encoded on the way out: every
+ * line ending becomes CRLF and leading dots are doubled, so a bare-LF
+ * "\n.\n" in the input can never end the DATA early at a lenient next hop
+ * and smuggle a second message through (SMTP smuggling, CVE-2023-51764).
+ */
+import { connect, type Socket } from 'node:net';
+
+export interface SmtpReply {
+  code: number;
+  /** The reply lines' text without the codes, one line per reply line. */
+  text: string;
+}
+
+export class SmtpClientError extends Error {
+  constructor(
+    message: string,
+    readonly kind: 'connect' | 'timeout' | 'closed' | 'protocol',
+  ) {
+    super(message);
+  }
+}
+
+export interface SmtpClientOptions {
+  host: string;
+  port: number;
+  heloName: string;
+  connectTimeoutMs?: number;
+  commandTimeoutMs?: number;
+  /** End of DATA can take long at a next hop that scans too (RFC 5321 §4.5.3.2.6 suggests 10 minutes). */
+  dataTimeoutMs?: number;
+}
+
+interface Pending {
+  resolve(reply: SmtpReply): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+const CRLF = Buffer.from('\r\n');
+
+/** CRLF line endings and dot-stuffing, with the terminating ".". */
+export function encodeData(raw: Uint8Array): Buffer[] {
+  const buf = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  const out: Buffer[] = [];
+  let start = 0;
+  while (start < buf.length) {
+    let lf = buf.indexOf(0x0a, start);
+    const lineEnd = lf === -1 ? buf.length : lf;
+    let line = buf.subarray(start, lineEnd);
+    if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
+    // A bare CR inside a line is a line ending to some MTAs: make it an honest CRLF.
+    let cr = line.indexOf(0x0d);
+    while (cr !== -1) {
+      const part = line.subarray(0, cr);
+      if (part.length > 0 && part[0] === 0x2e) out.push(Buffer.from('.'));
+      out.push(part, CRLF);
+      line = line.subarray(cr + 1);
+      cr = line.indexOf(0x0d);
+    }
+    if (line.length > 0 && line[0] === 0x2e) out.push(Buffer.from('.'));
+    out.push(line, CRLF);
+    if (lf === -1) break;
+    start = lf + 1;
+    lf = -1;
+  }
+  out.push(Buffer.from('.\r\n'));
+  return out;
+}
+
+export class SmtpClient {
+  readonly extensions = new Map<string, string>();
+  private buffer = '';
+  private lines: string[] = [];
+  private readonly pending: Pending[] = [];
+  private closed: Error | null = null;
+
+  private constructor(
+    private readonly socket: Socket,
+    private readonly options: SmtpClientOptions,
+  ) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk) => this.onData(chunk));
+    socket.on('error', (err) => this.fail(new SmtpClientError(`next hop connection: ${(err as NodeJS.ErrnoException).code ?? err.message}`, 'closed')));
+    socket.on('close', () => this.fail(new SmtpClientError('next hop closed the connection', 'closed')));
+  }
+
+  /** Connects, reads the greeting and says EHLO (HELO if EHLO is refused). */
+  static async open(options: SmtpClientOptions): Promise<SmtpClient> {
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = connect({ host: options.host, port: options.port });
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(new SmtpClientError(`next hop did not accept a connection within ${options.connectTimeoutMs ?? 10_000} ms`, 'timeout'));
+      }, options.connectTimeoutMs ?? 10_000);
+      s.once('connect', () => {
+        clearTimeout(timer);
+        resolve(s);
+      });
+      s.once('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(new SmtpClientError(`next hop unreachable: ${err.code ?? err.message}`, 'connect'));
+      });
+    });
+    const client = new SmtpClient(socket, options);
+    const greeting = await client.expect();
+    if (greeting.code !== 220) {
+      client.close();
+      throw new SmtpClientError(`next hop greeted with ${greeting.code}`, 'protocol');
+    }
+    const ehlo = await client.command(`EHLO ${options.heloName}`);
+    if (ehlo.code === 250) {
+      for (const line of ehlo.text.split('\n').slice(1)) {
+        const [keyword, ...params] = line.trim().split(/\s+/);
+        if (keyword) client.extensions.set(keyword.toUpperCase(), params.join(' '));
+      }
+    } else {
+      const helo = await client.command(`HELO ${options.heloName}`);
+      if (helo.code !== 250) {
+        client.close();
+        throw new SmtpClientError(`next hop refused HELO with ${helo.code}`, 'protocol');
+      }
+    }
+    return client;
+  }
+
+  get isOpen(): boolean {
+    return this.closed === null;
+  }
+
+  command(line: string, timeoutMs = this.options.commandTimeoutMs ?? 60_000): Promise<SmtpReply> {
+    if (/[\r\n]/.test(line)) return Promise.reject(new SmtpClientError('refusing to send a command with a line break', 'protocol'));
+    const reply = this.expect(timeoutMs);
+    this.socket.write(`${line}\r\n`);
+    return reply;
+  }
+
+  /** Sends the message after a 354; resolves with the reply to the final ".". */
+  async data(raw: Uint8Array): Promise<SmtpReply> {
+    const go = await this.command('DATA');
+    if (go.code !== 354) return go;
+    const reply = this.expect(this.options.dataTimeoutMs ?? 600_000);
+    for (const piece of encodeData(raw)) {
+      if (!this.socket.write(piece)) await new Promise<void>((resolve) => this.socket.once('drain', resolve));
+      if (this.closed) break;
+    }
+    return reply;
+  }
+
+  /** Says QUIT and lets the socket close; pending commands fail. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = new SmtpClientError('closed', 'closed');
+    for (const p of this.pending.splice(0)) {
+      clearTimeout(p.timer);
+      p.reject(this.closed);
+    }
+    this.socket.end('QUIT\r\n');
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  private expect(timeoutMs = this.options.commandTimeoutMs ?? 60_000): Promise<SmtpReply> {
+    if (this.closed) return Promise.reject(this.closed);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.fail(new SmtpClientError(`next hop did not answer within ${timeoutMs} ms`, 'timeout'));
+      }, timeoutMs);
+      this.pending.push({ resolve, reject, timer });
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    this.buffer += chunk.toString('latin1');
+    if (this.buffer.length > 1_000_000) {
+      this.fail(new SmtpClientError('next hop sent an overlong reply', 'protocol'));
+      return;
+    }
+    let nl: number;
+    while ((nl = this.buffer.indexOf('\n')) !== -1) {
+      const line = this.buffer.slice(0, nl).replace(/\r$/, '');
+      this.buffer = this.buffer.slice(nl + 1);
+      const m = /^(\d{3})([ -])(.*)$/.exec(line) ?? /^(\d{3})()$/.exec(line);
+      if (!m) {
+        this.fail(new SmtpClientError('next hop sent a malformed reply', 'protocol'));
+        return;
+      }
+      this.lines.push(m[3] ?? '');
+      if (m[2] !== '-') {
+        const next = this.pending.shift();
+        const reply = { code: Number(m[1]), text: this.lines.join('\n') };
+        this.lines = [];
+        if (next) {
+          clearTimeout(next.timer);
+          next.resolve(reply);
+        }
+      }
+    }
+  }
+
+  private fail(err: Error): void {
+    if (this.closed) return;
+    this.closed = err;
+    for (const p of this.pending.splice(0)) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.socket.destroy();
+  }
+}
