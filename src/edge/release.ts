@@ -1,12 +1,13 @@
 /*
  * edge/release — sends a quarantined message on, whole and unchanged, to its
  * original recipients through the next hop. Used by the CLI and the console.
- * The row is marked released only after the next hop's 250, so a failed
- * release can simply be tried again; a release never happens twice.
+ * The row is claimed (marked released) before delivery, so two operators
+ * releasing at once cannot deliver it twice; if the next hop does not say
+ * 250 the claim is undone and the release can be tried again.
  */
 import type { Config } from '../config/schema.ts';
 import { audit } from '../store/audit.ts';
-import { getQuarantined, markReleased } from '../store/quarantine.ts';
+import { getQuarantined, markReleased, unmarkReleased } from '../store/quarantine.ts';
 import type { Db } from '../store/store.ts';
 import { parseNextHop } from './next-hop.ts';
 
@@ -21,7 +22,9 @@ export async function releaseQuarantined(db: Db, config: Config, id: string, act
   const row = await getQuarantined(db, id);
   if (!row) return { ok: false, reply: 'not found', refused: [] };
   if (row.deleted_at || row.released_at) return { ok: false, reply: `already ${row.deleted_at ? 'deleted' : 'released'}`, refused: [] };
+  if (!(await markReleased(db, row.id, actor))) return { ok: false, reply: 'already released or deleted', refused: [] };
   const session = parseNextHop(config.nextHop).session(config.smtp.hostname);
+  let delivered = false;
   try {
     const mail = await session.mail(row.mail_from, { size: row.size });
     if (mail.code !== 250) return { ok: false, reply: `${mail.code} ${mail.text}`, refused: [] };
@@ -33,13 +36,13 @@ export async function releaseQuarantined(db: Db, config: Config, id: string, act
     if (refused.length === row.rcpt_to.length) return { ok: false, reply: 'every recipient was refused by the next hop', refused };
     const answer = await session.data(row.raw);
     if (answer.code !== 250) return { ok: false, reply: `${answer.code} ${answer.text}`, refused };
-    // A concurrent release that won the race already delivered; ours is then a duplicate we report.
-    const first = await markReleased(db, row.id, actor);
-    await audit(db, actor, 'quarantine.release', row.id, { nextHop: config.nextHop, refused, reply: answer.text.slice(0, 200), duplicate: !first });
+    delivered = true;
+    await audit(db, actor, 'quarantine.release', row.id, { nextHop: config.nextHop, refused, reply: answer.text.slice(0, 200) });
     return { ok: true, reply: `${answer.code} ${answer.text}`, refused };
   } catch (err) {
     return { ok: false, reply: `next hop failed: ${(err as Error).message}`, refused: [] };
   } finally {
     session.close();
+    if (!delivered) await unmarkReleased(db, row.id);
   }
 }

@@ -84,6 +84,11 @@ export async function markReleased(db: Db, id: string, by: string): Promise<bool
   return Number(r.numUpdatedRows) === 1;
 }
 
+/** Undoes a release claim whose delivery failed, so it can be tried again. */
+export async function unmarkReleased(db: Db, id: string): Promise<void> {
+  await db.updateTable('quarantine').set({ released_at: null, released_by: null }).where('id', '=', id).execute();
+}
+
 export async function markDeleted(db: Db, id: string): Promise<boolean> {
   // The raw message is dropped; the summary stays for the audit trail.
   const r = await db

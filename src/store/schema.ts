@@ -5,6 +5,8 @@
 import type { ColumnType, Generated } from 'kysely';
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
+/** A timestamp the database fills in by default. */
+type DefaultTimestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 
 export interface MessagesTable {
   id: string;
@@ -28,7 +30,7 @@ export interface MessagesTable {
 
 export interface QuarantineTable {
   id: string;
-  created_at: Generated<Timestamp>;
+  created_at: DefaultTimestamp;
   message_log_id: string;
   client_ip: string;
   helo: string;
