@@ -357,7 +357,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const server = new BackstopSmtpServer(
     {
       name: config.smtp.hostname,
-      banner: 'ESMTP Backstop',
+      banner: 'Backstop',
       key: tls.key,
       cert: tls.cert,
       size: maxBytes,

@@ -1,0 +1,288 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { sql } from 'kysely';
+import { startClamd, type RunningClamd } from '../../src/replay/clamd.ts';
+import { getQuarantined } from '../../src/store/quarantine.ts';
+import { openStore } from '../../src/store/store.ts';
+import { EICAR, startTestGateway, swaks, waitFor, type TestGateway } from '../helpers/gateway.ts';
+import { readFileSync } from 'node:fs';
+
+const to = (...r: string[]) => ['--to', r.join(','), '--from', 'sender@example.org'];
+const bodyArgs = (subject: string) => ['--header', `Subject: ${subject}`, '--header', `Message-Id: <${subject.replace(/\W/g, '')}@example.org>`];
+
+async function records(g: TestGateway) {
+  await g.messageLog.flush();
+  return g.store.db.selectFrom('messages').selectAll().orderBy('received_at').execute();
+}
+
+describe('gateway with the built-in policy, smtp-sink as next hop', () => {
+  let g: TestGateway;
+  before(async () => {
+    g = await startTestGateway();
+  });
+  after(() => g.close());
+
+  test('clean mail arrives at the next hop whole, with our Received line on top, and only after its 250', async () => {
+    const r = await swaks(g.port, [...to('user@example.net'), ...bodyArgs('clean one'), '--body', 'Line one\nLine two\n.leading dot\n']);
+    assert.match(r.last, /^250 2\.0\.0 /);
+    const [msg] = g.sink!.messages();
+    assert.ok(msg, 'message at the sink');
+    assert.match(msg, /^Received: from \S+ \(\[127\.0\.0\.1\]\)\r?\n\tby mx\.example\.net \(Backstop\) with ESMTP id \w+\r?\n\tfor <user@example\.net>;/m);
+    assert.match(msg, /^Subject: clean one$/m);
+    assert.match(msg, /^\.leading dot$/m, 'dot-stuffing undone by the next hop: the line is intact');
+    const [rec] = await records(g);
+    assert.equal(rec!.verdict, 'clean');
+    assert.equal(rec!.action, 'deliver');
+    assert.equal(rec!.message_id, '<cleanone@example.org>');
+    assert.deepEqual(rec!.rcpt_to, ['user@example.net']);
+  });
+
+  test('EICAR is refused in the session with 550 5.7.1 and nothing reaches the next hop', async () => {
+    const before = g.sink!.messages().length;
+    const r = await swaks(g.port, [...to('user@example.net'), ...bodyArgs('eicar'), '--attach-type', 'application/octet-stream', '--attach-name', 'eicar.com', '--attach', '-'], EICAR);
+    assert.equal(r.last, '550 5.7.1 Message refused, virus found: Eicar-Test-Signature');
+    assert.equal(g.sink!.messages().length, before);
+  });
+
+  test('a forbidden file type is refused with the test named', async () => {
+    const r = await swaks(g.port, [...to('user@example.net'), ...bodyArgs('pif'), '--attach-name', 'document.pif', '--attach', '-'], 'not really a program');
+    assert.equal(r.last, '550 5.7.1 Message refused, forbidden content: forbidden file type (.pif)');
+  });
+
+  test('relay to a foreign domain is denied; our domain is accepted', async () => {
+    const r = await swaks(g.port, to('someone@example.org'));
+    assert.equal(r.last, '550 5.7.1 Relay access denied');
+  });
+
+  test('too many recipients: 452', async () => {
+    const many = Array.from({ length: 101 }, (_, i) => `u${i}@example.net`);
+    const r = await swaks(g.port, to(...many));
+    assert.ok(r.replies.some((l) => l.startsWith('452 ')), r.replies.slice(-3).join(' | '));
+  });
+
+  test('a message over SIZE is refused with 552 while it streams, and nothing is kept', async () => {
+    const small = await startTestGateway({ smtp: { maxMessageBytes: 10_000 } });
+    try {
+      const r = await swaks(small.port, [...to('user@example.net'), '--body', 'x'.repeat(20_000)]);
+      assert.match(r.last, /^552 5\.3\.4 /);
+      assert.equal(small.sink!.messages().length, 0);
+    } finally {
+      await small.close();
+    }
+  });
+
+  test('STARTTLS is offered with the generated certificate and mail flows over it', async () => {
+    const r = await swaks(g.port, [...to('user@example.net'), '-tls', ...bodyArgs('over tls')]);
+    assert.match(r.transcript, /^ -> STARTTLS$/m);
+    assert.match(r.transcript, /^ ~> MAIL FROM:/m, 'the transaction ran inside TLS');
+    assert.match(r.last, /^250 /);
+    assert.ok(g.sink!.messages().some((m) => /with ESMTPS id/.test(m) && /Subject: over tls/.test(m)));
+  });
+
+  test('crlf-in-helo: a hostile HELO cannot forge a header line in our Received', async () => {
+    const r = await swaks(g.port, [...to('user@example.net'), '--helo', 'evil\rX-Injected: yes', ...bodyArgs('helo inject')]);
+    assert.match(r.last, /^(250|501)/);
+    for (const m of g.sink!.messages()) assert.doesNotMatch(m, /^X-Injected:/m);
+  });
+
+  test('header-injection-in-rcpt: an address with CRLF never reaches the next hop as two commands', async () => {
+    const r = await swaks(g.port, ['--to', 'user@example.net>\r\nRCPT TO:<victim@example.net', '--from', 'a@example.org']);
+    assert.doesNotMatch(r.last, /^250 2\.0\.0 Ok/);
+    for (const m of g.sink!.messages()) assert.doesNotMatch(m, /victim@example\.net/);
+  });
+});
+
+describe('actions: discard and quarantine keep the promise', () => {
+  test('discard answers 250, delivers nothing and logs the decision', async () => {
+    const g = await startTestGateway({ actions: { infected: 'discard' } });
+    try {
+      const r = await swaks(g.port, [...to('user@example.net'), '--attach', '-'], EICAR);
+      assert.match(r.last, /^250 2\.0\.0 Ok$/);
+      assert.equal(g.sink!.messages().length, 0);
+      const [rec] = await records(g);
+      assert.equal(rec!.action, 'discard');
+      assert.equal(rec!.verdict_detail, 'Eicar-Test-Signature');
+    } finally {
+      await g.close();
+    }
+  });
+
+  test('quarantine keeps the whole raw message before answering 250', async () => {
+    const g = await startTestGateway({ actions: { banned: 'quarantine' } });
+    try {
+      const r = await swaks(g.port, [...to('user@example.net', 'other@example.net'), ...bodyArgs('held'), '--attach-name', 'x.scr', '--attach', '-'], 'payload');
+      assert.match(r.last, /^250 /);
+      assert.equal(g.sink!.messages().length, 0);
+      const [rec] = await records(g);
+      assert.equal(rec!.action, 'quarantine');
+      const q = await getQuarantined(g.store.db, rec!.quarantine_id!);
+      assert.ok(q);
+      assert.deepEqual(q.rcpt_to, ['user@example.net', 'other@example.net']);
+      assert.match(q.raw.toString(), /Subject: held/);
+      assert.match(q.raw.toString(), /x\.scr/);
+    } finally {
+      await g.close();
+    }
+  });
+
+  test('a store that fails during quarantine makes it a 451, never a 250', async () => {
+    const broken = await openStore('pglite-memory:');
+    const g = await startTestGateway({ actions: { infected: 'quarantine' } }, { store: broken });
+    try {
+      await sql`drop table quarantine`.execute(broken.db);
+      const r = await swaks(g.port, [...to('user@example.net'), '--attach', '-'], EICAR);
+      assert.match(r.last, /^451 4\.3\.0 /);
+      assert.equal(g.sink!.messages().length, 0);
+    } finally {
+      await g.close();
+      await broken.close();
+    }
+  });
+});
+
+describe('the next hop decides, in the session', () => {
+  test('a recipient the next hop refuses (5xx) is refused to the sender in the session', async () => {
+    const g = await startTestGateway({}, { sinkArgs: ['-f', 'RCPT'] });
+    try {
+      const r = await swaks(g.port, to('nobody@example.net'));
+      assert.match(r.last, /^5\d\d 5\.\d+\.\d+ /);
+      assert.equal(g.sink!.messages().length, 0);
+    } finally {
+      await g.close();
+    }
+  });
+
+  test('a next hop that defers a recipient (4xx) makes the sender retry', async () => {
+    const g = await startTestGateway({}, { sinkArgs: ['-r', 'RCPT'] });
+    try {
+      const r = await swaks(g.port, to('user@example.net'));
+      assert.match(r.last, /^4\d\d 4\.\d+\.\d+ /);
+    } finally {
+      await g.close();
+    }
+  });
+
+  test('next hop down: 451 4.4.1 at RCPT, nothing accepted', async () => {
+    const g = await startTestGateway({}, { noSink: true });
+    try {
+      const r = await swaks(g.port, to('user@example.net'));
+      assert.equal(r.last, '451 4.4.1 Next hop not reachable, try again later');
+    } finally {
+      await g.close();
+    }
+  });
+
+  test('next hop that drops the connection at end of DATA: 451, never 250', async () => {
+    const g = await startTestGateway({}, { sinkArgs: ['-q', '.'] });
+    try {
+      const r = await swaks(g.port, [...to('user@example.net'), ...bodyArgs('dropped')]);
+      assert.equal(r.last, '451 4.4.2 Connection to the next hop lost, try again later');
+      const [rec] = await records(g);
+      assert.equal(rec!.action, 'next-hop-failed');
+    } finally {
+      await g.close();
+    }
+  });
+
+  test('a next hop that refuses the message after DATA: its code is mirrored', async () => {
+    const g = await startTestGateway({}, { sinkArgs: ['-f', '.'] });
+    try {
+      const r = await swaks(g.port, [...to('user@example.net'), ...bodyArgs('refused at dot')]);
+      assert.match(r.last, /^5\d\d 5\.\d+\.\d+ /);
+    } finally {
+      await g.close();
+    }
+  });
+});
+
+describe('with a real clamd', () => {
+  let clamd: RunningClamd;
+  before(async () => {
+    clamd = await startClamd();
+  });
+  after(() => clamd.stop());
+
+  test('a packed ClamAV test file under a harmless name is refused with clamd\'s name for it', async () => {
+    const g = await startTestGateway({ clamd: clamd.url });
+    try {
+      const r = await swaks(g.port, [...to('user@example.net'), '--attach-name', 'report.cab', '--attach', '/usr/share/clamav-testfiles/clam.cab']);
+      assert.equal(r.last, '550 5.7.1 Message refused, virus found: Backstop-Test.ClamAV-Body.UNOFFICIAL');
+      assert.equal(g.sink!.messages().length, 0);
+      assert.ok(readFileSync('/usr/share/clamav-testfiles/clam.cab').length > 0);
+    } finally {
+      await g.close();
+    }
+  });
+
+  test('clamd stopped: 451 4.3.0 and nothing delivered', async () => {
+    const g = await startTestGateway({ clamd: 'tcp://127.0.0.1:1' });
+    try {
+      const r = await swaks(g.port, [...to('user@example.net'), ...bodyArgs('no clamd')]);
+      assert.equal(r.last, '451 4.3.0 Message could not be scanned now, please try again later');
+      assert.equal(g.sink!.messages().length, 0);
+      const [rec] = await records(g);
+      assert.equal(rec!.verdict, 'unscannable');
+    } finally {
+      await g.close();
+    }
+  });
+
+  test('clamd hung: 451 after the scan timeout and nothing delivered', async () => {
+    const g = await startTestGateway({ clamd: clamd.url, scan: { clamdTimeoutMs: 800, timeoutMs: 1500 } });
+    clamd.hang();
+    try {
+      const r = await swaks(g.port, [...to('user@example.net'), ...bodyArgs('hung clamd')]);
+      assert.equal(r.last, '451 4.3.0 Message could not be scanned now, please try again later');
+      assert.equal(g.sink!.messages().length, 0);
+    } finally {
+      clamd.resume();
+      await g.close();
+    }
+  });
+});
+
+describe('the greeting delay catches early talkers', () => {
+  test('with the default 100 ms a client that talks first is refused; with 0 it is greeted at once', async () => {
+    const { connect } = await import('node:net');
+    const talkFirst = (port: number) =>
+      new Promise<string>((resolve) => {
+        const s = connect({ port, host: '127.0.0.1' }, () => s.write('EHLO early\r\n'));
+        let text = '';
+        s.on('data', (d) => {
+          text += d;
+          if (/^421 /m.test(text)) s.destroy();
+        });
+        s.on('close', () => resolve(text));
+        setTimeout(() => s.destroy(), 1500);
+      });
+    const delayed = await startTestGateway({ smtp: { greetingDelayMs: 100 } });
+    const immediate = await startTestGateway({ smtp: { greetingDelayMs: 0 } });
+    try {
+      assert.match(await talkFirst(delayed.port), /421 .*You talk too soon/);
+      const started = Date.now();
+      const text = await new Promise<string>((resolve) => {
+        const s = connect({ port: immediate.port, host: '127.0.0.1' });
+        s.once('data', (d) => {
+          s.destroy();
+          resolve(d.toString());
+        });
+      });
+      assert.match(text, /^220 mx\.example\.net ESMTP Backstop/);
+      assert.ok(Date.now() - started < 100);
+    } finally {
+      await delayed.close();
+      await immediate.close();
+    }
+  });
+});
+
+test('the message log survives a burst: one record per message', async () => {
+  const g = await startTestGateway();
+  try {
+    await Promise.all(Array.from({ length: 10 }, (_, i) => swaks(g.port, [...to('user@example.net'), ...bodyArgs(`burst ${i}`)])));
+    await waitFor(async () => (await records(g)).length === 10);
+    assert.equal(g.sink!.messages().length, 10);
+  } finally {
+    await g.close();
+  }
+});
