@@ -11,7 +11,8 @@ export function headerBlock(raw: Uint8Array): string {
   const buf = Buffer.from(raw.buffer, raw.byteOffset, Math.min(raw.byteLength, MAX_HEADER_BLOCK));
   let end = buf.indexOf('\r\n\r\n');
   if (end === -1) end = buf.indexOf('\n\n');
-  return buf.subarray(0, end === -1 ? buf.length : end).toString('latin1');
+  // UTF-8 (RFC 6532); bytes that are not UTF-8 become U+FFFD rather than mojibake.
+  return buf.subarray(0, end === -1 ? buf.length : end).toString('utf8');
 }
 
 /** The first occurrence of a field, unfolded (RFC 5322 §2.2.3), cleaned; null if absent. */
