@@ -105,11 +105,18 @@ const scanSchema = z
     maxExpansionRatio: positiveInt('maxExpansionRatio').default(100),
     maxExpandedBytes: positiveInt('maxExpandedBytes').default(200 * 1024 * 1024),
     /** Extensions refused anywhere in a name (lower case, without the dot). Replaces the built-in list when set. */
-    bannedExtensions: z.array(z.string().regex(/^[a-z0-9]{1,10}$/, 'an extension in lower case without the dot, e.g. "pif"')).optional(),
+    bannedExtensions: z
+      .array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,24}$/, 'an extension in lower case without the dot, e.g. "pif" or "settingcontent-ms"'))
+      .optional(),
     /** A file with one SHA-256 per line (hex, # comments): attachments with these hashes are banned. */
     blocklistFile: z.string().optional(),
     /** Verdicts cached per attachment hash (entries per process; flushed when clamd's signatures change). */
     cacheEntries: nonNegativeInt('cacheEntries').default(50_000),
+    /**
+     * Parts larger than this are never remembered as clean. Keep it at or below
+     * clamd's MaxFileSize: clamd answers OK for a file it skipped as too large.
+     */
+    cacheMaxLeafBytes: positiveInt('cacheMaxLeafBytes').default(25 * 1024 * 1024),
   })
   .strict();
 

@@ -68,6 +68,28 @@ function stopper(child: ChildProcess, exited: Promise<void>) {
   };
 }
 
+/**
+ * A port from freePort() is free only until someone else binds it: with test
+ * files running in parallel, a program can lose that race and die on bind
+ * while another program answers on its port. So: start, wait for the port,
+ * make sure OUR process is still alive a moment later, and retry on a new
+ * port if it is not.
+ */
+async function spawnOnFreePort(start: (port: number) => ChildProcess, attempts = 5): Promise<{ child: ChildProcess; port: number; output: () => string; exited: Promise<void> }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const child = start(port);
+    const { output, exited } = track(child);
+    const died = exited.then(() => 'died' as const);
+    const outcome = await Promise.race([waitForPort(port).then(() => 'listening' as const), died]);
+    if (outcome === 'listening' && (await Promise.race([died, new Promise((r) => setTimeout(() => r('alive'), 150))])) === 'alive') {
+      return { child, port, output, exited };
+    }
+    child.kill('SIGKILL');
+    if (attempt >= attempts) throw new Error(`could not start ${child.spawnfile} on a free port:\n${output()}`);
+  }
+}
+
 export interface SinkedMessage {
   mailFrom: string;
   rcptTo: string[];
@@ -96,20 +118,25 @@ export function parseSinkDump(text: string): SinkedMessage {
  */
 export async function startSmtpSink(dir: string, extraArgs: string[] = []): Promise<SmtpSink> {
   mkdirSync(dir, { recursive: true });
-  const port = await freePort();
-  const child = spawn('/usr/sbin/smtp-sink', ['-u', 'root', '-d', join(dir, '%Y%m%d%H%M%S.'), ...extraArgs, `127.0.0.1:${port}`, '1000'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const { output, exited } = track(child);
-  await waitForPort(port);
+  const { child, port, output, exited } = await spawnOnFreePort((port) =>
+    spawn('/usr/sbin/smtp-sink', ['-u', 'root', '-d', join(dir, '%Y%m%d%H%M%S.'), ...extraArgs, `127.0.0.1:${port}`, '1000'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
+  // smtp-sink opens a dump file when a transaction starts and removes it if the transaction is
+  // aborted; only a dump that reached DATA (smtp-sink's own Received line is there) is a delivery.
+  const delivered = () =>
+    readdirSync(dir)
+      .map((f) => parseSinkDump(readFileSync(join(dir, f), 'latin1')))
+      .filter((m) => /^Received: .*\r?\n\s+by smtp-sink /m.test(m.text));
   return {
     child,
     port,
     dir,
     output,
     stop: stopper(child, exited),
-    messages: () => readdirSync(dir).map((f) => readFileSync(join(dir, f), 'latin1')),
-    envelopes: () => readdirSync(dir).map((f) => parseSinkDump(readFileSync(join(dir, f), 'latin1'))),
+    messages: () => delivered().map((m) => m.text),
+    envelopes: delivered,
   };
 }
 

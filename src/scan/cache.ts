@@ -1,19 +1,25 @@
 /*
- * scan/cache — clamd's verdicts remembered per file content (SHA-256), so the
- * thousandth copy of an outbreak's payload costs a hash, not a scan.
+ * scan/cache — clamd's verdicts remembered per decoded part (SHA-256 of its
+ * bytes), so the thousandth copy of an outbreak's payload costs a hash, not a
+ * scan.
  *
  * Per process and bounded (LRU): a performance cache, not state that matters —
- * losing it costs only time. Entries belong to one signature version and
- * expire after maxAgeMs even if the version string does not move (a private
- * signature database reloaded without a version bump).
+ * losing it costs only time. Entries belong to one signature version: a new
+ * version empties the cache and bumps `generation`, so a scan that began
+ * under the old signatures cannot store its answer under the new ones.
+ * Entries also expire after maxAgeMs even if the version string does not
+ * move (a private signature database reloaded without a version bump).
  */
 export type CachedVerdict = { kind: 'clean' } | { kind: 'infected'; name: string };
 
 export class VerdictCache {
   private readonly entries = new Map<string, { verdict: CachedVerdict; at: number }>();
   private signatures = '';
+  /** Bumped on every flush; a writer passes the generation it read under. */
+  generation = 0;
   hits = 0;
   misses = 0;
+  flushes = 0;
 
   constructor(
     private readonly maxEntries: number,
@@ -21,12 +27,22 @@ export class VerdictCache {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Empties the cache when the signature version changes. */
-  setSignatures(version: string): void {
-    if (version !== this.signatures) {
-      this.entries.clear();
-      this.signatures = version;
-    }
+  /** Empties the cache when the signature version changes. Returns true when it did. */
+  setSignatures(version: string): boolean {
+    if (version === this.signatures) return false;
+    this.flush();
+    this.signatures = version;
+    return true;
+  }
+
+  get signatureVersion(): string {
+    return this.signatures;
+  }
+
+  flush(): void {
+    this.entries.clear();
+    this.generation++;
+    this.flushes++;
   }
 
   get(digest: string): CachedVerdict | undefined {
@@ -43,8 +59,9 @@ export class VerdictCache {
     return entry.verdict;
   }
 
-  set(digest: string, verdict: CachedVerdict): void {
-    if (this.maxEntries === 0) return;
+  /** Stores a verdict unless the cache was flushed since `generation` was read. */
+  set(digest: string, verdict: CachedVerdict, generation = this.generation): void {
+    if (this.maxEntries === 0 || generation !== this.generation) return;
     this.entries.delete(digest);
     this.entries.set(digest, { verdict, at: this.now() });
     while (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);

@@ -1,98 +1,189 @@
 /*
- * scan/clamd — a thin client for clamd's INSTREAM protocol (clamd(8)):
- * `zINSTREAM\0`, then chunks each prefixed by a 4-byte big-endian length,
- * then a zero-length chunk; the answer is `stream: OK`, `stream: NAME FOUND`
- * or `… ERROR`. One connection per scan (clamd closes after the reply).
+ * scan/clamd — a thin client for clamd's socket protocol (clamd(8)).
  *
- * Trusts clamd's answer, nothing else. Every failure — refused, reset,
- * timed out, an ERROR reply, an answer it does not understand — is an
- * exception the scanner turns into `unscannable`; it never guesses "clean".
+ * Commands are sent in the z-form (`zCOMMAND\0`, answers end with `\0`).
+ * INSTREAM sends the bytes as chunks, each prefixed by its length as a 4-byte
+ * big-endian integer, then a zero-length chunk; the answer is `stream: OK`,
+ * `stream: NAME FOUND` or `… ERROR` (e.g. `INSTREAM size limit exceeded`,
+ * when the stream is longer than clamd's StreamMaxLength). One connection per
+ * command: clamd closes it after the answer. No pooling or IDSESSION: on
+ * loopback a connection costs about 0.1 ms against a scan's milliseconds, and
+ * a session would turn one hung scan into a hung queue.
+ *
+ * Trusts clamd's answer, nothing else. Every failure — refused, reset, timed
+ * out, aborted, an ERROR answer, an answer it does not understand — is a
+ * ClamdError that the scanner turns into `unscannable`; it never guesses
+ * "clean". It retries exactly once, and only when clamd was not there to
+ * answer at all (refused or reset before any answer: clamd restarting or
+ * reloading); a timeout is never retried, it would only double the wait.
  */
 import { connect, type Socket } from 'node:net';
+import { cleanText } from '../obs/clean.ts';
 
 export type ClamdAnswer = { kind: 'clean' } | { kind: 'infected'; name: string };
 
-export class ClamdError extends Error {}
+/**
+ * `unavailable`: clamd could not be reached or did not answer in time.
+ * `refused`: clamd answered with an error about this input (size limit, …).
+ */
+export class ClamdError extends Error {
+  constructor(
+    message: string,
+    readonly reason: 'unavailable' | 'refused',
+    readonly code?: string,
+  ) {
+    super(message);
+    this.name = 'ClamdError';
+  }
+}
 
+/** 64 KiB chunks: well under clamd's default StreamMaxLength and socket buffers. */
 const CHUNK = 64 * 1024;
 
-function target(url: string): { path: string } | { host: string; port: number } {
-  if (url.startsWith('unix:')) return { path: url.slice(5) };
+export function clamdTarget(url: string): { path: string } | { host: string; port: number } {
+  if (url.startsWith('unix:')) return { path: url.slice('unix:'.length) };
+  if (!url.startsWith('tcp://')) throw new ClamdError(`clamd address must be tcp://HOST:PORT or unix:PATH, got "${cleanText(url, 80)}"`, 'unavailable');
   const rest = url.slice('tcp://'.length);
   const at = rest.lastIndexOf(':');
   return { host: rest.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(rest.slice(at + 1)) };
 }
 
-function exchange(url: string, command: string, body: Uint8Array | null, timeoutMs: number): Promise<string> {
+/** Writes and waits for 'drain' when the socket buffer is full: a 50 MB message is not copied into memory twice. */
+async function send(socket: Socket, bytes: Uint8Array, closed: () => boolean): Promise<void> {
+  if (closed()) return;
+  if (!socket.write(bytes)) await new Promise<void>((resolve) => {
+    const done = () => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
+}
+
+/**
+ * One command on one connection. Resolves with the answer up to its NUL;
+ * an answer wins over a write error that follows it (clamd answers
+ * `INSTREAM size limit exceeded` and closes while we are still writing).
+ */
+function exchange(url: string, command: string, body: Uint8Array | null, timeoutMs: number, signal?: AbortSignal): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket: Socket = connect(target(url) as never);
+    if (signal?.aborted) return reject(new ClamdError('clamd call aborted', 'unavailable', 'ABORTED'));
+    let socket: Socket;
+    try {
+      socket = connect(clamdTarget(url) as never);
+    } catch (err) {
+      return reject(err instanceof ClamdError ? err : new ClamdError(`clamd connection failed: ${(err as Error).message}`, 'unavailable'));
+    }
     let reply = '';
     let settled = false;
-    const finish = (err: Error | null, value?: string) => {
+    const finish = (err: ClamdError | null, value?: string) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       socket.destroy();
       if (err) reject(err);
       else resolve(value!);
     };
-    const timer = setTimeout(() => finish(new ClamdError(`clamd did not answer within ${timeoutMs} ms`)), timeoutMs);
-    socket.on('error', (err: NodeJS.ErrnoException) => finish(Object.assign(new ClamdError(`clamd connection failed: ${err.code ?? err.message}`), { code: err.code })));
-    socket.on('data', (d) => {
-      reply += d.toString('utf8');
-      if (reply.includes('\0')) finish(null, reply.slice(0, reply.indexOf('\0')));
+    const onAbort = () => finish(new ClamdError('clamd call aborted', 'unavailable', 'ABORTED'));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => finish(new ClamdError(`clamd did not answer within ${timeoutMs} ms`, 'unavailable', 'ETIMEDOUT')), timeoutMs);
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      const answered = reply.indexOf('\0');
+      if (answered >= 0 || reply.length > 0) return finish(null, answered >= 0 ? reply.slice(0, answered) : reply);
+      finish(new ClamdError(`clamd connection failed: ${err.code ?? err.message}`, 'unavailable', err.code));
     });
-    socket.on('end', () => finish(reply ? null : new ClamdError('clamd closed the connection without an answer'), reply));
+    socket.on('data', (d: Buffer) => {
+      reply += d.toString('utf8');
+      if (reply.length > 64 * 1024) return finish(new ClamdError('clamd answer longer than 64 KiB', 'unavailable'));
+      const end = reply.indexOf('\0');
+      if (end >= 0) finish(null, reply.slice(0, end));
+    });
+    socket.on('close', () => finish(reply ? null : new ClamdError('clamd closed the connection without an answer', 'unavailable', 'ECONNRESET'), reply));
     socket.on('connect', () => {
-      socket.write(`z${command}\0`);
-      if (body) {
-        for (let o = 0; o < body.length; o += CHUNK) {
+      void (async () => {
+        await send(socket, Buffer.from(`z${command}\0`), () => settled);
+        if (!body) return;
+        for (let o = 0; o < body.length && !settled; o += CHUNK) {
           const slice = body.subarray(o, o + CHUNK);
           const length = Buffer.alloc(4);
           length.writeUInt32BE(slice.length);
-          socket.write(length);
-          socket.write(slice);
+          await send(socket, length, () => settled);
+          await send(socket, slice, () => settled);
         }
-        socket.write(Buffer.alloc(4));
-      }
+        await send(socket, Buffer.alloc(4), () => settled);
+      })();
     });
   });
 }
 
-/** A retry makes sense only when clamd was not there to answer (restarting, reloading). */
+/** A retry makes sense only when clamd was not there to answer at all (restarting, reloading). */
 function isConnectionTrouble(err: unknown): boolean {
   const code = (err as { code?: string }).code;
   return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ENOENT';
 }
 
 export class ClamdClient {
+  /** INSTREAM commands sent (retries included): for tests and metrics. */
+  scans = 0;
+
   constructor(
     readonly url: string,
     private readonly timeoutMs: number,
     private readonly retryDelayMs = 250,
   ) {}
 
-  async scan(bytes: Uint8Array): Promise<ClamdAnswer> {
-    let reply: string;
+  private async once(command: string, body: Uint8Array | null, signal?: AbortSignal): Promise<string> {
     try {
-      reply = await exchange(this.url, 'INSTREAM', bytes, this.timeoutMs);
+      return await exchange(this.url, command, body, this.timeoutMs, signal);
     } catch (err) {
-      if (!isConnectionTrouble(err)) throw err;
+      if (!isConnectionTrouble(err) || signal?.aborted) throw err;
       await new Promise((r) => setTimeout(r, this.retryDelayMs));
-      reply = await exchange(this.url, 'INSTREAM', bytes, this.timeoutMs);
+      if (signal?.aborted) throw err;
+      return exchange(this.url, command, body, this.timeoutMs, signal);
     }
-    return parseReply(reply);
   }
 
-  async version(): Promise<string> {
-    return (await exchange(this.url, 'VERSION', null, this.timeoutMs)).trim();
+  /** Scans bytes with INSTREAM. Throws ClamdError on anything but OK or FOUND. */
+  async scan(bytes: Uint8Array, signal?: AbortSignal): Promise<ClamdAnswer> {
+    this.scans++;
+    return parseReply(await this.once('INSTREAM', bytes, signal));
   }
+
+  /** `ClamAV 1.4.6/27001/Sun Nov 22 12:20:27 2026`: engine / signature version / signature date. */
+  async version(signal?: AbortSignal): Promise<string> {
+    const text = (await this.once('VERSION', null, signal)).trim();
+    if (!/^ClamAV /.test(text)) throw new ClamdError(`clamd: unexpected VERSION answer "${cleanText(text, 80)}"`, 'unavailable');
+    return text;
+  }
+
+  /** True when clamd answers PONG. */
+  async ping(signal?: AbortSignal): Promise<boolean> {
+    try {
+      return (await this.once('PING', null, signal)).trim() === 'PONG';
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** The signature database version in a VERSION answer (`27001`), or the whole answer when it has none. */
+export function signatureVersion(version: string): string {
+  return version.split('/')[1] ?? version;
 }
 
 export function parseReply(reply: string): ClamdAnswer {
   const text = reply.trim();
   if (text === 'stream: OK') return { kind: 'clean' };
   const found = /^stream: (.+) FOUND$/.exec(text);
-  if (found) return { kind: 'infected', name: found[1]! };
-  throw new ClamdError(`clamd: ${text.replace(/^stream: /, '').slice(0, 200) || 'empty answer'}`);
+  if (found) return { kind: 'infected', name: cleanText(found[1]!, 120) };
+  const error = /^(?:stream: )?(.*?)\.? ERROR$/.exec(text);
+  if (error) return refuse(`clamd: ${error[1] || 'error'}`);
+  throw new ClamdError(`clamd: unexpected answer "${cleanText(text, 120) || 'empty'}"`, 'unavailable');
+}
+
+function refuse(message: string): never {
+  throw new ClamdError(cleanText(message, 160), 'refused');
 }

@@ -4,12 +4,14 @@
  * the same inside zip archives, recursively, within the configured limits.
  *
  * Pure over its inputs (bytes in, verdict out). A limit that is hit makes the
- * file `unscannable`, never clean: a zip bomb is not a harmless zip.
+ * file `unscannable`, never clean: a zip bomb is not a harmless zip. Zip
+ * entries compressed with a method other than stored/deflate are checked by
+ * name only; their content is left to clamd (which unpacks far more formats).
  */
 import { createHash } from 'node:crypto';
 import { cleanText } from '../obs/clean.ts';
 import { ArchiveLimitError, extractEntry, readCentralDirectory } from './archive.ts';
-import { checkFileName } from './names.ts';
+import { baseName, checkFileName } from './names.ts';
 import { EXECUTABLE_TYPES, isEicar, sniff } from './sniff.ts';
 import { banned, clean, infected, unscannable, worst, type Verdict } from './verdict.ts';
 
@@ -29,6 +31,28 @@ export interface Leaf {
   /** The decoded file name, if the part had one. */
   name: string | null;
   content: Uint8Array;
+  /** A message body (text/plain or text/html shown inline), as opposed to an attachment. */
+  body?: boolean;
+}
+
+/**
+ * uuencoded files inside a text body ("begin 644 name", or the begin-base64
+ * form of GNU sharutils): the mail parser leaves them as text, but mail
+ * clients and worms (Mydoom's kin among them) still use them. At most the
+ * first 100 are looked at: the name check is cheap, the regex is linear.
+ */
+const UUENCODE_BEGIN = /^begin(?:-base64)? [0-7]{3,4} ([^\r\n]+)$/gm;
+
+function checkBodyFiles(leaf: Leaf, settings: PolicySettings): Verdict {
+  const text = Buffer.from(leaf.content.buffer, leaf.content.byteOffset, leaf.content.length).toString('utf8');
+  if (!text.includes('begin')) return clean;
+  let n = 0;
+  for (const match of text.matchAll(UUENCODE_BEGIN)) {
+    const failed = checkFileName(match[1]!.trim(), settings.bannedExtensions);
+    if (failed) return banned(`${failed} uuencoded in the message body`);
+    if (++n >= 100) break;
+  }
+  return clean;
 }
 
 /** Ratios are only meaningful for entries big enough to hurt; tiny CSVs compress 100:1 honestly. */
@@ -39,7 +63,8 @@ export function sha256(bytes: Uint8Array): string {
 }
 
 export function checkLeaf(leaf: Leaf, settings: PolicySettings): Verdict {
-  return checkFile(leaf.name, leaf.content, settings, 0, { expanded: 0 });
+  const verdict = checkFile(leaf.name, leaf.content, settings, 0, { expanded: 0 });
+  return leaf.body && verdict.kind === 'clean' ? checkBodyFiles(leaf, settings) : verdict;
 }
 
 function checkFile(name: string | null, bytes: Uint8Array, settings: PolicySettings, depth: number, budget: { expanded: number }): Verdict {
@@ -73,7 +98,7 @@ function checkZip(name: string | null, zip: Uint8Array, settings: PolicySettings
       if (entry.uncompressedSize > RATIO_FLOOR_BYTES && entry.uncompressedSize > settings.maxExpansionRatio * Math.max(1, entry.compressedSize)) {
         return unscannable(`archive limit: expansion ratio over ${settings.maxExpansionRatio}:1 (${shown})`);
       }
-      const failed = entry.name.endsWith('/') ? null : checkFileName(entry.name.split('/').pop()!, settings.bannedExtensions);
+      const failed = entry.name.endsWith('/') ? null : checkFileName(entry.name, settings.bannedExtensions);
       if (failed) return banned(`${failed} in ${shown}`);
     }
     for (const entry of entries) {
@@ -81,7 +106,7 @@ function checkZip(name: string | null, zip: Uint8Array, settings: PolicySettings
       // Declared sizes can lie: the cap on actual output is what the declaration promised (plus slack).
       const bytes = extractEntry(zip, entry, Math.min(settings.maxExpandedBytes, entry.uncompressedSize + 1024));
       if (bytes === null) continue; // a method we do not inflate: clamd unpacks it
-      const inner = checkFile(entry.name.split('/').pop()!, bytes, settings, depth, budget);
+      const inner = checkFile(baseName(entry.name), bytes, settings, depth, budget);
       if (inner.kind !== 'clean') {
         verdict = worst(verdict, inner.kind === 'banned' ? banned(`${inner.test} in ${shown}`) : inner);
         if (verdict.kind === 'infected' || verdict.kind === 'banned') return verdict;

@@ -1,8 +1,31 @@
 /*
- * scan/scanner — one verdict per message: the built-in policy first (cheap,
- * needs no clamd), then clamd on the whole raw message (it does its own MIME
- * and archive unpacking, far beyond ours), with clamd's verdicts cached per
- * part so an outbreak's repeated payload is decided from memory.
+ * scan/scanner — one verdict per message.
+ *
+ * Order: (1) the message is split into leaves (scan/mime, with the part and
+ * depth limits); (2) the built-in policy on every leaf — cheap, needs no
+ * clamd: EICAR, banned names and sniffed types, zip contents, the blocklist;
+ * (3) the verdict cache: a leaf clamd already found infected decides the
+ * message; (4) clamd on the WHOLE raw message — it does its own MIME and
+ * archive unpacking, far beyond ours.
+ *
+ * The cache (scan/cache) is what makes an outbreak cheap: once clamd has
+ * named the infected part of one copy, every later copy carrying the same
+ * part is decided by a SHA-256 of it. It is kept correct by three rules:
+ *   - clean is remembered only for parts clamd has seen: after a whole-message
+ *     `clean`, and only when postal-mime's decoding of the message can be
+ *     trusted to be clamd's (no unusual transfer encoding, no charset-converted
+ *     body: MimeShape.opaque) and the part is below scan.cacheMaxLeafBytes
+ *     (clamd silently skips files above its MaxFileSize);
+ *   - after a whole-message `infected` the leaves are scanned one by one, in
+ *     the background (the verdict is already known); clean leaves are
+ *     remembered only if one leaf was found infected — if clamd's finding
+ *     cannot be pinned on a leaf, it came from the message as a whole and
+ *     nothing from it is remembered;
+ *   - the cache is flushed when clamd's VERSION changes (asked at most once a
+ *     minute) and a scan started before a flush cannot write after it.
+ * What the cache cannot see: a message whose every part is known clean but
+ * whose headers or structure carry the attack. The clean shortcut therefore
+ * only applies to messages whose structure the pre-pass found plain.
  *
  * Never throws and never answers `clean` for something it did not look at:
  * a parse failure, a limit, a timeout or a clamd failure is `unscannable`.
@@ -10,16 +33,15 @@
  * the whole message).
  */
 import { readFileSync } from 'node:fs';
-import PostalMime from 'postal-mime';
 import type { Config } from '../config/schema.ts';
+import { cleanText } from '../obs/clean.ts';
 import { VerdictCache } from './cache.ts';
-import { ClamdClient } from './clamd.ts';
+import { ClamdClient, ClamdError } from './clamd.ts';
+import { MimeLimitError, walkMessage, type WalkedMessage } from './mime.ts';
 import { DEFAULT_BANNED_EXTENSIONS } from './names.ts';
 import { checkLeaf, sha256, type Leaf, type PolicySettings } from './policy.ts';
 import type { ScanResult, Scanner, ScannerEvents } from './types.ts';
 import { clean, infected, unscannable, worst, type Verdict } from './verdict.ts';
-
-const SIGNATURE_POLL_MS = 60_000;
 
 /** Reads a SHA-256 blocklist: one hex digest per line, `#` starts a comment. */
 export function readBlocklist(file: string): Set<string> {
@@ -29,28 +51,45 @@ export function readBlocklist(file: string): Set<string> {
     .forEach((line, i) => {
       const value = line.replace(/#.*/, '').trim().toLowerCase();
       if (!value) return;
-      if (!/^[0-9a-f]{64}$/.test(value)) throw new Error(`${file}:${i + 1}: expected a SHA-256 in hex, got "${value.slice(0, 80)}"`);
+      if (!/^[0-9a-f]{64}$/.test(value)) throw new Error(`${file}:${i + 1}: expected a SHA-256 in hex, got "${cleanText(value, 80)}"`);
       set.add(value);
     });
   return set;
 }
 
-interface ParsedMessage {
-  leaves: Leaf[];
-  partCount: number;
+export interface ScannerOptions {
+  /** The clock for the signature poll and cache ages (tests move it). */
+  now?: () => number;
+  /** clamd's VERSION is asked at most this often: 60 s. */
+  signaturePollMs?: number;
 }
 
-async function parseMessage(raw: Uint8Array, scan: Config['scan']): Promise<ParsedMessage> {
-  const mail = await PostalMime.parse(raw, { maxNestingDepth: scan.maxMimeDepth, attachmentEncoding: 'arraybuffer' });
-  const leaves: Leaf[] = mail.attachments.map((a) => ({ name: a.filename ?? null, content: new Uint8Array(a.content as ArrayBuffer) }));
-  const encoder = new TextEncoder();
-  if (mail.text) leaves.push({ name: null, content: encoder.encode(mail.text) });
-  if (mail.html) leaves.push({ name: null, content: encoder.encode(mail.html) });
-  return { leaves, partCount: leaves.length };
+export interface ScannerStats {
+  /** INSTREAM calls made to clamd (whole messages and single leaves). */
+  clamdScans: number;
+  cacheHits: number;
+  cacheMisses: number;
+  cacheEntries: number;
+  cacheFlushes: number;
+  /** clamd's last VERSION answer, '' before the first. */
+  signatures: string;
 }
 
-export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: ScannerEvents = {}): Scanner {
+export interface BackstopScanner extends Scanner {
+  stats(): ScannerStats;
+  /** Resolves when background work (finding which leaf carried an infection) is done. */
+  settled(): Promise<void>;
+}
+
+interface Decision {
+  verdict: Verdict;
+  cached: boolean;
+}
+
+export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: ScannerEvents = {}, options: ScannerOptions = {}): BackstopScanner {
   const scan = config.scan;
+  const now = options.now ?? Date.now;
+  const pollMs = options.signaturePollMs ?? 60_000;
   const settings: PolicySettings = {
     maxArchiveDepth: scan.maxArchiveDepth,
     maxArchiveEntries: scan.maxArchiveEntries,
@@ -60,93 +99,159 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
     blocklist: scan.blocklistFile ? readBlocklist(scan.blocklistFile) : new Set(),
   };
   const clamd = config.clamd ? new ClamdClient(config.clamd, scan.clamdTimeoutMs) : null;
-  const cache = new VerdictCache(scan.cacheEntries);
-  let signaturesCheckedAt = -Infinity;
+  const cache = new VerdictCache(scan.cacheEntries, undefined, now);
+  const background = new Set<Promise<void>>();
+  const learning = new Set<string>();
 
-  function refreshSignatures(): void {
-    if (!clamd || Date.now() - signaturesCheckedAt < SIGNATURE_POLL_MS) return;
-    signaturesCheckedAt = Date.now();
-    clamd.version().then(
-      (v) => cache.setSignatures(v),
-      () => {
-        // Unknown version: drop what we remember rather than trust it.
-        cache.setSignatures(`unknown-${Date.now()}`);
-      },
-    );
+  let signaturesCheckedAt = -Infinity;
+  let signaturesInFlight: Promise<void> | null = null;
+
+  /** Asks clamd's VERSION when the last answer is older than the poll interval; a new version flushes the cache. */
+  function refreshSignatures(signal: AbortSignal): Promise<void> {
+    if (!clamd) return Promise.resolve();
+    if (signaturesInFlight) return signaturesInFlight;
+    if (now() - signaturesCheckedAt < pollMs) return Promise.resolve();
+    signaturesInFlight = clamd
+      .version(signal)
+      .then(
+        (version) => {
+          signaturesCheckedAt = now();
+          cache.setSignatures(version);
+        },
+        () => {
+          // Unknown signatures: forget what we remember rather than trust it, and ask again next time.
+          if (!cache.setSignatures('')) cache.flush();
+        },
+      )
+      .finally(() => {
+        signaturesInFlight = null;
+      });
+    return signaturesInFlight;
   }
 
-  async function askClamd(raw: Uint8Array, leaves: Leaf[]): Promise<{ verdict: Verdict; cached: boolean }> {
-    if (!clamd) return { verdict: clean, cached: false };
-    refreshSignatures();
+  const cacheable = (leaf: Leaf) => leaf.content.length <= scan.cacheMaxLeafBytes;
+
+  /**
+   * After clamd found the whole message infected: which leaf was it? Runs in
+   * the background; its failures cost only a later cache miss.
+   */
+  function learnInfectedLeaf(leaves: Leaf[], digests: string[], known: unknown[], generation: number): void {
+    if (!clamd || scan.cacheEntries === 0) return;
+    const todo = leaves.map((leaf, i) => ({ leaf, digest: digests[i]! })).filter(({ digest }, i) => known[i] === undefined && !learning.has(digest));
+    if (todo.length === 0) return;
+    todo.forEach(({ digest }) => learning.add(digest));
+    const work = (async () => {
+      const found: { digest: string; name: string }[] = [];
+      const cleanLeaves: string[] = [];
+      for (const { leaf, digest } of todo) {
+        const answer = await clamd.scan(leaf.content, AbortSignal.timeout(scan.clamdTimeoutMs));
+        if (answer.kind === 'infected') found.push({ digest, name: answer.name });
+        else if (cacheable(leaf)) cleanLeaves.push(digest);
+      }
+      for (const f of found) cache.set(f.digest, { kind: 'infected', name: f.name }, generation);
+      // Only when the finding is explained by a leaf are the other leaves known clean on their own.
+      if (found.length > 0) for (const d of cleanLeaves) cache.set(d, { kind: 'clean' }, generation);
+    })()
+      .catch((err: Error) => events.onClamdError?.(err))
+      .finally(() => {
+        todo.forEach(({ digest }) => learning.delete(digest));
+        background.delete(work);
+      });
+    background.add(work);
+  }
+
+  async function askClamd(raw: Uint8Array, walked: WalkedMessage, builtin: Verdict, wholeIsLeaf: boolean, signal: AbortSignal): Promise<Decision> {
+    const leaves = walked.leaves;
+    if (!clamd) return { verdict: builtin, cached: false };
+    await refreshSignatures(signal);
+    const generation = cache.generation;
     const digests = leaves.map((l) => sha256(l.content));
     const known = digests.map((d) => cache.get(d));
     const hit = known.find((k) => k?.kind === 'infected');
-    if (hit?.kind === 'infected') return { verdict: infected(hit.name), cached: true };
-    if (digests.length > 0 && known.every((k) => k?.kind === 'clean')) return { verdict: clean, cached: true };
+    if (hit?.kind === 'infected') return { verdict: worst(builtin, infected(hit.name)), cached: true };
+    // A banned message is refused without clamd: nothing clamd says would let it through.
+    if (builtin.kind === 'banned') return { verdict: builtin, cached: false };
+    const plain = walked.opaque === null;
+    if (plain && leaves.length > 0 && known.every((k) => k?.kind === 'clean')) return { verdict: builtin, cached: true };
 
-    const answer = await clamd.scan(raw);
+    const answer = await clamd.scan(raw, signal);
     if (answer.kind === 'clean') {
-      digests.forEach((d) => cache.set(d, { kind: 'clean' }));
-      return { verdict: clean, cached: false };
+      if (plain) leaves.forEach((leaf, i) => cacheable(leaf) && known[i] === undefined && cache.set(digests[i]!, { kind: 'clean' }, generation));
+      return { verdict: builtin, cached: false };
     }
-    // Learn which part carried it, so the next copy is decided from the cache.
-    for (let i = 0; i < leaves.length; i++) {
-      if (known[i]) continue;
-      const part = await clamd.scan(leaves[i]!.content);
-      cache.set(digests[i]!, part.kind === 'clean' ? { kind: 'clean' } : { kind: 'infected', name: part.name });
-    }
-    return { verdict: infected(answer.name), cached: false };
+    if (wholeIsLeaf) cache.set(digests[0]!, { kind: 'infected', name: answer.name }, generation);
+    else learnInfectedLeaf(leaves, digests, known, generation);
+    return { verdict: worst(builtin, infected(answer.name)), cached: false };
   }
 
-  async function withTimeout(work: Promise<{ verdict: Verdict; cached: boolean }>): Promise<{ verdict: Verdict; cached: boolean }> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<{ verdict: Verdict; cached: boolean }>((resolve) => {
-      timer = setTimeout(() => resolve({ verdict: unscannable(`scan timed out after ${scan.timeoutMs} ms`), cached: false }), scan.timeoutMs);
-    });
+  async function decide(raw: Uint8Array, split: () => Promise<WalkedMessage>, wholeIsLeaf: boolean, signal: AbortSignal): Promise<Decision> {
+    let walked: WalkedMessage;
     try {
-      return await Promise.race([work, timeout]);
+      walked = await split();
+    } catch (err) {
+      if (err instanceof MimeLimitError) return { verdict: unscannable(`MIME limit: ${err.message}`), cached: false };
+      return { verdict: unscannable(`MIME: ${cleanText((err as Error).message, 120)}`), cached: false };
+    }
+    let builtin: Verdict = clean;
+    for (const leaf of walked.leaves) {
+      if (signal.aborted) throw signal.reason;
+      builtin = worst(builtin, checkLeaf(leaf, settings));
+      if (builtin.kind === 'infected') return { verdict: builtin, cached: false };
+      if (builtin.kind === 'banned') break;
+    }
+    try {
+      return await askClamd(raw, walked, builtin, wholeIsLeaf, signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      events.onClamdError?.(err as Error);
+      if (err instanceof ClamdError && err.reason === 'refused') return { verdict: worst(builtin, unscannable(err.message)), cached: false };
+      return { verdict: worst(builtin, unscannable(`clamd unavailable: ${cleanText((err as Error).message, 120)}`)), cached: false };
+    }
+  }
+
+  /** The overall deadline (scan.timeoutMs): clamd calls are aborted with it, and the answer is `unscannable`. */
+  async function timed(work: (signal: AbortSignal) => Promise<Decision>): Promise<ScanResult> {
+    const started = process.hrtime.bigint();
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<Decision>((resolve) => {
+      timer = setTimeout(() => {
+        controller.abort(new Error('scan timeout'));
+        resolve({ verdict: unscannable(`scan timed out after ${scan.timeoutMs} ms`), cached: false });
+      }, scan.timeoutMs);
+    });
+    let result: Decision;
+    try {
+      result = await Promise.race([work(controller.signal), deadline]);
+    } catch (err) {
+      result = controller.signal.aborted
+        ? { verdict: unscannable(`scan timed out after ${scan.timeoutMs} ms`), cached: false }
+        : { verdict: unscannable(`internal error: ${cleanText((err as Error).message, 120)}`), cached: false };
     } finally {
       clearTimeout(timer);
-    }
-  }
-
-  async function decide(raw: Uint8Array, leavesOf: () => Promise<ParsedMessage>): Promise<{ verdict: Verdict; cached: boolean }> {
-    let parsed: ParsedMessage;
-    try {
-      parsed = await leavesOf();
-    } catch (err) {
-      return { verdict: unscannable(`MIME: ${(err as Error).message.slice(0, 120)}`), cached: false };
-    }
-    if (parsed.partCount > scan.maxParts) return { verdict: unscannable(`MIME: more than ${scan.maxParts} parts`), cached: false };
-    let builtin: Verdict = clean;
-    for (const leaf of parsed.leaves) {
-      builtin = worst(builtin, checkLeaf(leaf, settings));
-      if (builtin.kind === 'infected' || builtin.kind === 'banned') return { verdict: builtin, cached: false };
-    }
-    try {
-      const fromClamd = await askClamd(raw, parsed.leaves);
-      return { verdict: worst(builtin, fromClamd.verdict), cached: fromClamd.cached };
-    } catch (err) {
-      events.onClamdError?.(err as Error);
-      return { verdict: unscannable(`clamd unavailable: ${(err as Error).message.slice(0, 120)}`), cached: false };
-    }
-  }
-
-  async function timed(work: () => Promise<{ verdict: Verdict; cached: boolean }>): Promise<ScanResult> {
-    const started = process.hrtime.bigint();
-    let result: { verdict: Verdict; cached: boolean };
-    try {
-      result = await withTimeout(work());
-    } catch (err) {
-      result = { verdict: unscannable(`internal error: ${(err as Error).message.slice(0, 120)}`), cached: false };
     }
     return { ...result, ms: Number(process.hrtime.bigint() - started) / 1e6 };
   }
 
+  const limits = { maxMimeDepth: scan.maxMimeDepth, maxParts: scan.maxParts };
+
   return {
-    scanMessage: (raw) => timed(() => decide(raw, () => parseMessage(raw, scan))),
-    scanFile: (name, content) => timed(() => decide(content, async () => ({ leaves: [{ name, content }], partCount: 1 }))),
-    async close() {},
+    scanMessage: (raw) => timed((signal) => decide(raw, () => walkMessage(raw, limits), false, signal)),
+    scanFile: (name, content) =>
+      timed((signal) => decide(content, async () => ({ leaves: [{ name, content }], parts: 1, opaque: null }), true, signal)),
+    stats: () => ({
+      clamdScans: clamd?.scans ?? 0,
+      cacheHits: cache.hits,
+      cacheMisses: cache.misses,
+      cacheEntries: cache.size,
+      cacheFlushes: cache.flushes,
+      signatures: cache.signatureVersion,
+    }),
+    async settled() {
+      while (background.size > 0) await Promise.allSettled([...background]);
+    },
+    async close() {
+      await this.settled();
+    },
   };
 }
-

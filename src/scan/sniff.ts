@@ -1,26 +1,71 @@
 /*
  * scan/sniff — what a file really is, from its first bytes, whatever its name
- * and Content-Type claim. Pure. Only the types the policy acts on.
+ * and Content-Type claim. Pure; reads at most the first few hundred bytes.
+ *
+ * Only the types the policy acts on, and each test is strict enough that a
+ * text file which happens to start with "MZ" is not called a program: a
+ * false "executable content" refuses legitimate mail.
  */
-export type SniffedType = 'PE' | 'ELF' | 'Mach-O' | 'zip' | null;
+export type SniffedType = 'PE' | 'MS-DOS' | 'ELF' | 'Mach-O' | 'LNK' | 'zip' | null;
+
+function u16le(b: Uint8Array, o: number): number {
+  return b[o]! | (b[o + 1]! << 8);
+}
+function u32le(b: Uint8Array, o: number): number {
+  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
+}
+function u32be(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+/** MS Shell Link header: size 0x4C, then CLSID 00021401-0000-0000-C000-000000000046 ([MS-SHLLINK] 2.1). */
+const LNK_HEADER = [0x4c, 0, 0, 0, 0x01, 0x14, 0x02, 0x00, 0, 0, 0, 0, 0xc0, 0, 0, 0, 0, 0, 0, 0x46];
 
 export function sniff(bytes: Uint8Array): SniffedType {
-  if (bytes.length >= 2 && bytes[0] === 0x4d && bytes[1] === 0x5a) return 'PE'; // "MZ": DOS/Windows executable
-  if (bytes.length >= 4 && bytes[0] === 0x7f && bytes[1] === 0x45 && bytes[2] === 0x4c && bytes[3] === 0x46) return 'ELF';
-  if (bytes.length >= 4) {
-    const magic = ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0;
-    if (magic === 0xfeedface || magic === 0xfeedfacf || magic === 0xcefaedfe || magic === 0xcffaedfe) return 'Mach-O';
-    if (magic === 0x504b0304 || magic === 0x504b0506) return 'zip'; // "PK\3\4" local header or empty archive
+  const n = bytes.length;
+  if (n >= 2 && bytes[0] === 0x4d && bytes[1] === 0x5a) {
+    // "MZ". A PE file has "PE\0\0" where e_lfanew (offset 0x3C) points.
+    if (n >= 0x40) {
+      const lfanew = u32le(bytes, 0x3c);
+      if (lfanew + 4 <= n && u32le(bytes, lfanew) === 0x00004550) return 'PE';
+    }
+    // A plain DOS executable: a header of at least the 0x1C bytes of fields,
+    // its size in paragraphs (e_cparhdr) inside the file, and the relocation
+    // table (e_lfarlc) after the fields. ASCII text after "MZ" fails these.
+    if (n >= 0x1c) {
+      const headerBytes = u16le(bytes, 8) * 16;
+      const relocations = u16le(bytes, 0x18);
+      if (headerBytes >= 0x1c && headerBytes <= n && relocations >= 0x1c && relocations <= headerBytes) return 'MS-DOS';
+    }
   }
+  if (n >= 4 && bytes[0] === 0x7f && bytes[1] === 0x45 && bytes[2] === 0x4c && bytes[3] === 0x46) return 'ELF';
+  if (n >= 8) {
+    const magic = u32be(bytes, 0);
+    if (magic === 0xfeedface || magic === 0xfeedfacf || magic === 0xcefaedfe || magic === 0xcffaedfe) return 'Mach-O';
+    // Universal (fat) Mach-O shares 0xCAFEBABE with Java class files; a class
+    // file has its major version (>= 45) there, a fat binary its few architectures.
+    if (magic === 0xcafebabe && u32be(bytes, 4) > 0 && u32be(bytes, 4) < 20) return 'Mach-O';
+    if (magic === 0x504b0304 || magic === 0x504b0506) return 'zip'; // "PK\3\4" local header, or an empty archive
+  }
+  if (n >= LNK_HEADER.length && LNK_HEADER.every((b, i) => bytes[i] === b)) return 'LNK';
   return null;
 }
 
-export const EXECUTABLE_TYPES: ReadonlySet<SniffedType> = new Set(['PE', 'ELF', 'Mach-O']);
+/** Content that runs when opened, whatever the file is called. */
+export const EXECUTABLE_TYPES: ReadonlySet<SniffedType> = new Set<SniffedType>(['PE', 'MS-DOS', 'ELF', 'Mach-O', 'LNK']);
 
 const EICAR = Buffer.from('X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*');
 
-/** The EICAR test string must start the file (within its first 128 bytes, as the standard allows trailing whitespace). */
+/**
+ * The EICAR test file: the 68-byte string at the start of the file, followed
+ * by at most whitespace, 128 bytes in all (the EICAR standard's own rule).
+ */
 export function isEicar(bytes: Uint8Array): boolean {
   if (bytes.length < EICAR.length || bytes.length > 128) return false;
-  return Buffer.from(bytes.buffer, bytes.byteOffset, EICAR.length).equals(EICAR);
+  if (!Buffer.from(bytes.buffer, bytes.byteOffset, EICAR.length).equals(EICAR)) return false;
+  for (let i = EICAR.length; i < bytes.length; i++) {
+    const c = bytes[i]!;
+    if (c !== 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x0a && c !== 0x1a) return false;
+  }
+  return true;
 }

@@ -146,7 +146,7 @@ describe('the next hop decides, in the session', () => {
     try {
       const r = await swaks(g.port, to('nobody@example.net'));
       assert.match(r.last, /^5\d\d 5\.\d+\.\d+ /);
-      assert.equal(g.sink!.messages().length, 0);
+      assert.deepEqual(g.sink!.messages(), []);
     } finally {
       await g.close();
     }

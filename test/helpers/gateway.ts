@@ -11,7 +11,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
 import { startGateway, type Gateway, type GatewayHooks } from '../../src/edge/gateway.ts';
 import { silentLogger } from '../../src/obs/log.ts';
-import { freePort, startSmtpSink, type SmtpSink } from '../../src/replay/processes.ts';
+import { startSmtpSink, type SmtpSink } from '../../src/replay/processes.ts';
 import { createScanner } from '../../src/scan/scanner.ts';
 import { MessageLog } from '../../src/store/message-log.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
@@ -33,12 +33,13 @@ export async function startTestGateway(
 ): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'bs-edge-'));
   const sink = options.noSink ? null : await startSmtpSink(join(dir, 'sink'), options.sinkArgs);
-  const port = await freePort();
   const config = parseConfig({
     dataDir: join(dir, 'data'),
-    smtp: { listen: `127.0.0.1:${port}`, hostname: 'mx.example.net', greetingDelayMs: 0, ...((overrides.smtp as object) ?? {}) },
+    // Port 0: the kernel picks, so parallel test files never race for a port.
+    smtp: { listen: '127.0.0.1:0', hostname: 'mx.example.net', greetingDelayMs: 0, ...((overrides.smtp as object) ?? {}) },
     domains: ['example.net'],
-    nextHop: sink ? `smtp://127.0.0.1:${sink.port}` : `smtp://127.0.0.1:${await freePort()}`,
+    // Port 1 (tcpmux) is never served here: a next hop that refuses connections.
+    nextHop: sink ? `smtp://127.0.0.1:${sink.port}` : 'smtp://127.0.0.1:1',
     store: 'pglite-memory:',
     ...Object.fromEntries(Object.entries(overrides).filter(([k]) => k !== 'smtp')),
   });
