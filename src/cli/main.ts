@@ -21,6 +21,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   scan: () => import('./commands/scan.ts'),
   quarantine: () => import('./commands/quarantine.ts'),
   config: () => import('./commands/config.ts'),
+  replay: () => import('./commands/replay.ts'),
 };
 
 export class UsageError extends Error {}

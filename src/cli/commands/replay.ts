@@ -1,0 +1,53 @@
+/*
+ * cli/commands/replay — `backstop replay`: a Mydoom-style outbreak replayed
+ * against a real Backstop node, real clamd and a real next hop, ending in the
+ * mission's scoreboard (printed, and written as JSON). Exit 0 only when every
+ * line holds.
+ */
+import { startClamd } from '../../replay/clamd.ts';
+import { runReplay } from '../../replay/run.ts';
+import { parseCommandArgs } from '../args.ts';
+import { UsageError, type Command } from '../main.ts';
+
+export const command: Command = {
+  summary: 'Replay a mail worm outbreak against a fresh Backstop node and print the scoreboard.',
+  usage: 'backstop replay [--size small|large] [--seed N] [--concurrency N] [--output FILE] [--keep]',
+  async run(args) {
+    const { values } = parseCommandArgs(args, {
+      size: { type: 'string', default: 'small' },
+      seed: { type: 'string', default: '2004' },
+      concurrency: { type: 'string', default: '20' },
+      output: { type: 'string', default: 'replay-scoreboard.json' },
+      keep: { type: 'boolean', default: false },
+    });
+    if (values.size !== 'small' && values.size !== 'large') throw new UsageError('--size must be small or large');
+    const seed = Number(values.seed);
+    const concurrency = Number(values.concurrency);
+    if (!Number.isInteger(seed) || seed < 0) throw new UsageError('--seed must be a non-negative whole number');
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 500) throw new UsageError('--concurrency must be a whole number from 1 to 500');
+
+    const clamd = await startClamd();
+    try {
+      const outcome = await runReplay({
+        size: values.size,
+        seed,
+        concurrency,
+        clamdUrl: clamd.url,
+        output: values.output,
+        keep: values.keep,
+        log: (line) => console.error(line),
+      });
+      const width = Math.max(...outcome.lines.map((l) => l.name.length));
+      console.log('\nBackstop outbreak replay — scoreboard');
+      for (const line of outcome.lines) console.log(`  ${line.holds ? 'ok  ' : 'FAIL'}  ${line.name.padEnd(width)}  ${String(line.value).padStart(8)}  (${line.expectation})`);
+      const s = outcome.scoreboard;
+      console.log(`\n  ${s.messages} messages (${s.infectedSent} worm, ${s.legitSent} legitimate, ${s.backscatterSent} backscatter) from ${s.sourceIps} infected sources`);
+      console.log(`  ${s.messagesPerSecond.toFixed(1)} messages/s, p50 ${s.p50Ms.toFixed(1)} ms, p99 ${s.p99Ms.toFixed(1)} ms end of DATA to reply`);
+      console.log(JSON.stringify(s));
+      if (values.output) console.error(`scoreboard written to ${values.output}`);
+      return outcome.passed ? 0 : 1;
+    } finally {
+      await clamd.stop();
+    }
+  },
+};

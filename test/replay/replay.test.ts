@@ -1,0 +1,25 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { startClamd, type RunningClamd } from '../../src/replay/clamd.ts';
+import { runReplay } from '../../src/replay/run.ts';
+
+let clamd: RunningClamd;
+before(async () => {
+  clamd = await startClamd();
+});
+after(() => clamd.stop());
+
+// The whole mission at the small size against real clamd, smtp-sink and a Backstop child process.
+// The backscatter line is reported but not asserted here: the backscatter shield (issue 4) is not
+// wired into the gateway yet, so that line does not hold and `npm run replay` exits 1 for it.
+test('replay (small): no worm reaches a mailbox, no legitimate mail is lost, nothing goes to a forged sender', async () => {
+  const { scoreboard: s } = await runReplay({ size: 'small', seed: 2004, concurrency: 20, clamdUrl: clamd.url });
+  assert.equal(s.infectedSent, 300);
+  assert.equal(s.infectedDelivered, 0);
+  assert.equal(s.legitSent, 60);
+  assert.equal(s.legitDelivered, 60);
+  assert.equal(s.legitLostOrDelayed, 0);
+  assert.equal(s.sentToWormSenders, 0);
+  assert.ok(s.sourceIps >= 18, `${s.sourceIps} distinct infected sources`);
+  assert.ok(s.messagesPerSecond > 0 && s.p99Ms > 0);
+});
