@@ -108,6 +108,11 @@ const scanSchema = z
     bannedExtensions: z
       .array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,24}$/, 'an extension in lower case without the dot, e.g. "pif" or "settingcontent-ms"'))
       .optional(),
+    /**
+     * Content types refused under any name, recognised by their first bytes
+     * (a program renamed photo.jpg). Set [] where programs must be received.
+     */
+    bannedTypes: z.array(z.enum(['PE', 'MS-DOS', 'ELF', 'Mach-O', 'LNK'])).default(['PE', 'MS-DOS', 'ELF', 'Mach-O', 'LNK']),
     /** A file with one SHA-256 per line (hex, # comments): attachments with these hashes are banned. */
     blocklistFile: z.string().optional(),
     /** Verdicts cached per attachment hash (entries per process; flushed when clamd's signatures change). */

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { cleanText } from '../obs/clean.ts';
 import { ArchiveLimitError, extractEntry, readCentralDirectory } from './archive.ts';
 import { baseName, checkFileName } from './names.ts';
-import { EXECUTABLE_TYPES, isEicar, sniff } from './sniff.ts';
+import { isEicar, sniff, type SniffedType } from './sniff.ts';
 import { banned, clean, infected, unscannable, worst, type Verdict } from './verdict.ts';
 
 export interface PolicyLimits {
@@ -24,6 +24,8 @@ export interface PolicyLimits {
 
 export interface PolicySettings extends PolicyLimits {
   bannedExtensions: ReadonlySet<string>;
+  /** Sniffed types refused under any name (scan.bannedTypes). */
+  bannedTypes: ReadonlySet<SniffedType>;
   blocklist: ReadonlySet<string>;
 }
 
@@ -79,7 +81,7 @@ function checkFile(name: string | null, bytes: Uint8Array, settings: PolicySetti
     if (failed) return banned(failed);
   }
   const type = sniff(bytes);
-  if (type !== null && EXECUTABLE_TYPES.has(type)) return banned(`executable content (${type}) in ${shown}`);
+  if (type !== null && settings.bannedTypes.has(type)) return banned(`executable content (${type}) in ${shown}`);
   if (type === 'zip') return checkZip(name, bytes, settings, depth + 1, budget);
   return clean;
 }

@@ -96,6 +96,7 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
     maxExpansionRatio: scan.maxExpansionRatio,
     maxExpandedBytes: scan.maxExpandedBytes,
     bannedExtensions: new Set(scan.bannedExtensions ?? DEFAULT_BANNED_EXTENSIONS),
+    bannedTypes: new Set(scan.bannedTypes),
     blocklist: scan.blocklistFile ? readBlocklist(scan.blocklistFile) : new Set(),
   };
   const clamd = config.clamd ? new ClamdClient(config.clamd, scan.clamdTimeoutMs) : null;
@@ -137,20 +138,27 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
    */
   function learnInfectedLeaf(leaves: Leaf[], digests: string[], known: unknown[], generation: number): void {
     if (!clamd || scan.cacheEntries === 0) return;
-    const todo = leaves.map((leaf, i) => ({ leaf, digest: digests[i]! })).filter(({ digest }, i) => known[i] === undefined && !learning.has(digest));
+    // Attachments first (where worms travel), and stop at the first infected leaf: the rest stays
+    // unknown, which is always safe, and a variant with a new body costs one extra scan, not one per part.
+    const todo = leaves
+      .map((leaf, i) => ({ leaf, digest: digests[i]! }))
+      .filter(({ digest }, i) => known[i] === undefined && !learning.has(digest))
+      .sort((a, b) => Number(a.leaf.body ?? false) - Number(b.leaf.body ?? false));
     if (todo.length === 0) return;
     todo.forEach(({ digest }) => learning.add(digest));
     const work = (async () => {
-      const found: { digest: string; name: string }[] = [];
       const cleanLeaves: string[] = [];
       for (const { leaf, digest } of todo) {
         const answer = await clamd.scan(leaf.content, AbortSignal.timeout(scan.clamdTimeoutMs));
-        if (answer.kind === 'infected') found.push({ digest, name: answer.name });
-        else if (cacheable(leaf)) cleanLeaves.push(digest);
+        if (answer.kind === 'clean') {
+          if (cacheable(leaf)) cleanLeaves.push(digest);
+          continue;
+        }
+        cache.set(digest, { kind: 'infected', name: answer.name }, generation);
+        // Only when the finding is explained by a leaf are the other leaves known clean on their own.
+        for (const d of cleanLeaves) cache.set(d, { kind: 'clean' }, generation);
+        return;
       }
-      for (const f of found) cache.set(f.digest, { kind: 'infected', name: f.name }, generation);
-      // Only when the finding is explained by a leaf are the other leaves known clean on their own.
-      if (found.length > 0) for (const d of cleanLeaves) cache.set(d, { kind: 'clean' }, generation);
     })()
       .catch((err: Error) => events.onClamdError?.(err))
       .finally(() => {

@@ -51,9 +51,6 @@ export function sniff(bytes: Uint8Array): SniffedType {
   return null;
 }
 
-/** Content that runs when opened, whatever the file is called. */
-export const EXECUTABLE_TYPES: ReadonlySet<SniffedType> = new Set<SniffedType>(['PE', 'MS-DOS', 'ELF', 'Mach-O', 'LNK']);
-
 const EICAR = Buffer.from('X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*');
 
 /**

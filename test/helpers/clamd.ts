@@ -136,7 +136,7 @@ export async function startClamd(options: ClamdOptions = {}): Promise<RunningCla
       `StreamMaxLength ${options.streamMaxLength ?? '5M'}`,
       'MaxFileSize 5M',
       'MaxScanSize 20M',
-      'MaxRecursion 10',
+      'MaxRecursion 17', // clamd's default: clam_cache_emax.tgz nests nine .tgz deep
       'MaxFiles 1000',
       'MaxThreads 4',
       'ReadTimeout 30',

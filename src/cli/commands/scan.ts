@@ -1,25 +1,45 @@
 /*
- * cli/commands/scan — `backstop scan [--clamd URL] [--config FILE] FILE…`,
- * the gateway's scanner on files, printed like clamdscan:
- * `FILE: clean|infected NAME|banned TEST|unscannable REASON`.
- * Exit 0 all clean, 1 some not clean, 2 an error (unreadable file, bad option).
- * A file that starts with RFC 5322 headers is scanned as a message.
+ * cli/commands/scan — `backstop scan [--clamd URL] [--config FILE] FILE…`:
+ * the gateway's own scanner on files, one line per file as clamdscan prints
+ * them: `FILE: clean|infected NAME|banned TEST|unscannable REASON`.
+ *
+ * A file named *.eml, or one that starts with RFC 5322 header fields, is
+ * scanned as a message (MIME walk, every part); anything else as one file.
+ * Exit status as clamdscan's: 0 all clean, 1 some not clean, 2 an error — a
+ * file that cannot be read, a bad option, or a clamd that does not answer
+ * PING (checked once, first: "unscannable" for every file would hide that
+ * the scanner itself is missing).
+ *
+ * File names are the operator's own and printed as given; verdict texts are
+ * already cleaned by the scanner.
  */
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { loadConfig } from '../../config/load.ts';
 import { cleanText } from '../../obs/clean.ts';
+import { ClamdClient } from '../../scan/clamd.ts';
 import { createScanner } from '../../scan/scanner.ts';
 import { formatVerdict } from '../../scan/verdict.ts';
 import { parseCommandArgs } from '../args.ts';
 import { UsageError, type Command } from '../main.ts';
 
-/** Header lines ("Name: value") up to the first blank line: good enough to tell a message from a file. */
-export function looksLikeMessage(bytes: Uint8Array): boolean {
-  const head = Buffer.from(bytes.subarray(0, 4096)).toString('latin1');
+/**
+ * Header fields ("Name: value", RFC 5322 2.2) up to the first blank line, at
+ * least two of them and one a field every message has: good enough to tell
+ * a message from a file that merely starts with a colon.
+ */
+export function looksLikeMessage(bytes: Uint8Array, fileName = ''): boolean {
+  if (/\.eml$/i.test(fileName)) return true;
+  const head = Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.length, 8192)).toString('latin1');
   const block = head.split(/\r?\n\r?\n/, 1)[0]!;
   const lines = block.split(/\r?\n/).filter((l) => !/^[ \t]/.test(l));
-  return lines.length >= 2 && lines.every((l) => /^[!-9;-~]+:/.test(l)) && /^(from|date|subject|message-id|received|return-path|to|mime-version):/im.test(block);
+  // An mbox "From " line may precede the headers.
+  if (lines[0]?.startsWith('From ')) lines.shift();
+  return (
+    lines.length >= 2 &&
+    lines.every((l) => /^[!-9;-~]+:/.test(l)) &&
+    /^(from|date|subject|message-id|received|return-path|to|mime-version|delivered-to):/im.test(block)
+  );
 }
 
 export const command: Command = {
@@ -33,22 +53,29 @@ export const command: Command = {
       if (!/^(tcp:\/\/[^\s/]+:\d+|unix:.+)$/.test(values.clamd)) throw new UsageError(`--clamd: expected tcp://HOST:PORT or unix:PATH, got "${cleanText(values.clamd, 80)}"`);
       config.clamd = values.clamd;
     }
+    if (config.clamd && !(await new ClamdClient(config.clamd, Math.min(config.scan.clamdTimeoutMs, 5000)).ping())) {
+      console.error(`backstop scan: clamd at ${config.clamd} does not answer PING; is clamd running? (or leave out --clamd to use the built-in policy only)`);
+      return 2;
+    }
     const scanner = createScanner(config);
     let status = 0;
-    for (const file of positionals) {
-      let bytes: Buffer;
-      try {
-        bytes = readFileSync(file);
-      } catch (err) {
-        console.error(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-        status = 2;
-        continue;
+    try {
+      for (const file of positionals) {
+        let bytes: Buffer;
+        try {
+          bytes = readFileSync(file);
+        } catch (err) {
+          console.error(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+          status = 2;
+          continue;
+        }
+        const result = looksLikeMessage(bytes, file) ? await scanner.scanMessage(bytes) : await scanner.scanFile(basename(file), bytes);
+        console.log(`${file}: ${formatVerdict(result.verdict)}`);
+        if (result.verdict.kind !== 'clean' && status === 0) status = 1;
       }
-      const result = looksLikeMessage(bytes) ? await scanner.scanMessage(bytes) : await scanner.scanFile(basename(file), bytes);
-      console.log(`${file}: ${formatVerdict(result.verdict)}`);
-      if (result.verdict.kind !== 'clean' && status === 0) status = 1;
+    } finally {
+      await scanner.close();
     }
-    await scanner.close();
     return status;
   },
 };
