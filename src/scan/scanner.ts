@@ -107,21 +107,27 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
   let signaturesCheckedAt = -Infinity;
   let signaturesInFlight: Promise<void> | null = null;
 
-  /** Asks clamd's VERSION when the last answer is older than the poll interval; a new version flushes the cache. */
-  function refreshSignatures(signal: AbortSignal): Promise<void> {
+  /**
+   * Asks clamd's VERSION when the last answer is older than the poll
+   * interval; a new version flushes the cache. Shared by concurrent scans, so
+   * it runs on clamd's own timeout, not on one caller's deadline. When clamd does
+   * not answer, the cache is flushed (unknown signatures) and the error goes
+   * to the caller: waiting for INSTREAM next would only double the wait.
+   */
+  function refreshSignatures(): Promise<void> {
     if (!clamd) return Promise.resolve();
     if (signaturesInFlight) return signaturesInFlight;
     if (now() - signaturesCheckedAt < pollMs) return Promise.resolve();
     signaturesInFlight = clamd
-      .version(signal)
+      .version()
       .then(
         (version) => {
           signaturesCheckedAt = now();
           cache.setSignatures(version);
         },
-        () => {
-          // Unknown signatures: forget what we remember rather than trust it, and ask again next time.
+        (err: unknown) => {
           if (!cache.setSignatures('')) cache.flush();
+          throw err;
         },
       )
       .finally(() => {
@@ -171,7 +177,7 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
   async function askClamd(raw: Uint8Array, walked: WalkedMessage, builtin: Verdict, wholeIsLeaf: boolean, signal: AbortSignal): Promise<Decision> {
     const leaves = walked.leaves;
     if (!clamd) return { verdict: builtin, cached: false };
-    await refreshSignatures(signal);
+    await refreshSignatures();
     const generation = cache.generation;
     const digests = leaves.map((l) => sha256(l.content));
     const known = digests.map((d) => cache.get(d));

@@ -177,3 +177,24 @@ test('scanFile applies the same policy to a single file', async () => {
   assert.equal(formatVerdict((await scanner.scanFile('photo.jpg', tinyPe())).verdict), 'banned executable content (PE) in "photo.jpg"');
   assert.equal(formatVerdict((await scanner.scanFile('notes.txt', strToU8('hello'))).verdict), 'clean');
 });
+
+const badSettings: [string, unknown, RegExp][] = [
+  ['an unknown sniffed type', { bannedTypes: ['EXE'] }, /scan\.bannedTypes\.0: got "EXE"/],
+  ['an extension with a dot', { bannedExtensions: ['.exe'] }, /scan\.bannedExtensions\.0: got "\.exe": an extension in lower case without the dot/],
+  ['an upper-case extension', { bannedExtensions: ['EXE'] }, /scan\.bannedExtensions\.0: got "EXE"/],
+  ['a zero cacheMaxLeafBytes', { cacheMaxLeafBytes: 0 }, /scan\.cacheMaxLeafBytes: got 0: cacheMaxLeafBytes must be greater than 0/],
+  ['a fractional maxMimeDepth', { maxMimeDepth: 2.5 }, /scan\.maxMimeDepth: got 2\.5: maxMimeDepth must be a whole number/],
+  ['a negative cacheEntries', { cacheEntries: -1 }, /scan\.cacheEntries: got -1: cacheEntries must not be negative/],
+  ['a misspelt key', { maxPart: 10 }, /scan\.maxPart: unknown key/],
+];
+for (const [what, scan, expected] of badSettings) {
+  test(`scan settings: ${what} is refused with the key named`, () => assert.throws(() => parseConfig({ scan }), (err: Error) => expected.test(err.message)));
+}
+
+test('scan settings: the defaults', () => {
+  const { scan } = parseConfig({});
+  assert.deepEqual(
+    [scan.maxMimeDepth, scan.maxParts, scan.maxArchiveDepth, scan.maxArchiveEntries, scan.maxExpansionRatio, scan.maxExpandedBytes, scan.cacheEntries, scan.cacheMaxLeafBytes, scan.bannedTypes],
+    [20, 500, 4, 1000, 100, 200 * 1024 * 1024, 50_000, 25 * 1024 * 1024, ['PE', 'MS-DOS', 'ELF', 'Mach-O', 'LNK']],
+  );
+});

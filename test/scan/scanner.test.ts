@@ -95,6 +95,19 @@ test('EICAR: the built-in check names it without clamd; clamd names it where the
   }
 });
 
+test('clamd hung after the signature version is known: the INSTREAM itself times out', async () => {
+  const scanner = createScanner(parseConfig({ clamd: clamd.url, scan: { clamdTimeoutMs: 500, timeoutMs: 5000 } }));
+  await scanner.scanMessage(mail([])); // VERSION is asked now, and not again within the minute
+  clamd.hang();
+  try {
+    const r = await scanner.scanMessage(mail([{ name: 'a.txt', bytes: strToU8('unique 3') }]));
+    assert.equal(formatVerdict(r.verdict), 'unscannable clamd unavailable: clamd did not answer within 500 ms');
+    assert.ok(r.ms >= 490 && r.ms < 1500, `${r.ms} ms`);
+  } finally {
+    clamd.resume();
+  }
+});
+
 test('a clean message is clean through clamd', async () => {
   const scanner = createScanner(parseConfig({ clamd: clamd.url }));
   const r = await scanner.scanMessage(mail([{ name: 'notes.txt', bytes: strToU8('harmless') }]));
@@ -117,7 +130,6 @@ test('clamd down, but the built-in policy still refuses what it knows', async ()
 
 test('clamd hung: unscannable when clamd\'s own timeout (scan.clamdTimeoutMs) runs out', async () => {
   const scanner = createScanner(parseConfig({ clamd: clamd.url, scan: { clamdTimeoutMs: 500, timeoutMs: 5000 } }));
-  await scanner.scanMessage(mail([])); // learn the signature version while clamd still answers
   clamd.hang();
   try {
     const r = await scanner.scanMessage(mail([{ name: 'a.txt', bytes: strToU8('unique') }]));
@@ -233,28 +245,30 @@ describe('the verdict cache', () => {
     const body = 'x'.repeat(4000);
     const n = 30;
     // Unique: each payload differs (trailing bytes), so each must go to clamd.
-    let unique = 0;
+    const unique: number[] = [];
     for (let i = 0; i < n; i++) {
       const raw = mail([{ name: 'manual.bin', bytes: Buffer.concat([worm, Buffer.from(noise(64, i + 1))]) }], { seq: `u${i}`, body });
       const r = await scanner.scanMessage(raw);
       assert.equal(r.verdict.kind, 'infected');
-      unique += r.ms;
+      unique.push(r.ms);
       await scanner.settled();
     }
     // Repeated: the same payload in messages that differ in headers and body.
     await scanner.scanMessage(mail([{ name: 'manual.bin', bytes: worm }], { seq: 'r', body }));
     await scanner.settled();
-    let repeated = 0;
+    const repeated: number[] = [];
     for (let i = 0; i < n; i++) {
       const raw = mail([{ name: 'manual.bin', bytes: worm }], { seq: `r${i}`, body: `${body} ${i}` });
       assert.ok(raw.length > 19_000 && raw.length < 22_000, `${raw.length} bytes`);
       const r = await scanner.scanMessage(raw);
       assert.equal(r.cached, true);
-      repeated += r.ms;
+      repeated.push(r.ms);
     }
-    const perUnique = unique / n;
-    const perRepeated = repeated / n;
-    console.log(`# outbreak: unique ${perUnique.toFixed(2)} ms/message, repeated ${perRepeated.toFixed(2)} ms/message (${(perUnique / perRepeated).toFixed(1)}x)`);
+    // Medians: one garbage collection or a busy neighbour test must not decide the comparison.
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const perUnique = median(unique);
+    const perRepeated = median(repeated);
+    console.log(`# outbreak: median unique ${perUnique.toFixed(2)} ms/message, repeated ${perRepeated.toFixed(2)} ms/message (${(perUnique / perRepeated).toFixed(1)}x)`);
     assert.ok(perRepeated * 3 < perUnique, `repeated ${perRepeated} ms vs unique ${perUnique} ms`);
   });
 });
