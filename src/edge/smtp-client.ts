@@ -49,8 +49,28 @@ interface Pending {
 
 const CRLF = Buffer.from('\r\n');
 
-/** CRLF line endings and dot-stuffing, with the terminating ".". */
+/** Pieces are gathered into writes of about this size: one TCP write per line would be one segment per line. */
+const WRITE_CHUNK = 64 * 1024;
+
+/** CRLF line endings and dot-stuffing, with the terminating ".", as a few large buffers. */
 export function encodeData(raw: Uint8Array): Buffer[] {
+  const chunks: Buffer[] = [];
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  for (const piece of encodeLines(raw)) {
+    pending.push(piece);
+    pendingBytes += piece.length;
+    if (pendingBytes >= WRITE_CHUNK) {
+      chunks.push(Buffer.concat(pending, pendingBytes));
+      pending = [];
+      pendingBytes = 0;
+    }
+  }
+  if (pendingBytes > 0) chunks.push(Buffer.concat(pending, pendingBytes));
+  return chunks;
+}
+
+function encodeLines(raw: Uint8Array): Buffer[] {
   const buf = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   const out: Buffer[] = [];
   let start = 0;
