@@ -88,7 +88,7 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'backstop-bench-'));
   const log = (s: string) => process.stderr.write(s + '\n');
   log(`bench: ${N} messages per 20-session scenario, ${Math.max(50, N / 4)} per 1-session scenario`);
-  const clamd = await startClamd();
+  const clamd = await startClamd({ streamMaxLength: '64M', maxFileSize: '64M', maxScanSize: '256M' });
   const sink = await startSmtpSink(null);
   const backstopConfig = async (name: string, greetingDelayMs: number) => ({
     nodeName: name,

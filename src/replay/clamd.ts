@@ -1,84 +1,117 @@
 /*
- * replay/clamd — a private, real clamd for the replay, the benchmark and the
- * tests, with a signature database built on the spot by sigtool.
+ * replay/clamd — a private, real clamd for the tests, the replay and the benchmark, with a signature
+ * database built on the spot by sigtool; and a counting proxy in front of it.
  *
- * There is no internet here, so no freshclam: the database holds a body
- * signature (.ndb) made with `sigtool --hex-dump` from distinctive bytes of
- * Debian's clamav-testfiles `clam.exe` (its import table), and EICAR. A body
- * signature, not a hash, on purpose: the packed and archived test files
- * (UPX, FSG, 7z, CAB, CHM, TNEF, mbox…) are only detected if ClamAV really
- * unpacks them, which is what the gateway relies on.
+ * There is no internet here, so no freshclam. The database is one unsigned
+ * CVD (`sigtool --build --unsigned`, a .cud that clamd loads without a
+ * signing key) so that it carries a version number: `reload(version)`
+ * rebuilds it under a new number and clamd's VERSION answer changes, as it
+ * does when freshclam brings new signatures.
+ *
+ * Its signatures:
+ *   - a BODY signature (.ndb) of 180 distinctive bytes of Debian's
+ *     clamav-testfiles clam.exe (its code at 0x40 and its import table up to
+ *     "CLAMessageBoxA"). A body signature on purpose, not a hash: the packed
+ *     and archived test files (UPX, FSG, ASPack, 7z, CAB, CHM, TNEF, RTF,
+ *     mbox, binhex, …) are detected only if ClamAV really unpacks them, which
+ *     is what the gateway relies on. `rawlyContainsSignature()` tells which
+ *     test files hold the bytes verbatim (stored, not packed), so a test can
+ *     say how many detections prove unpacking. No hash signature is needed:
+ *     every file in clamav-testfiles 1.4.6 is reached by the body signature.
+ *   - EICAR, anchored at offset 0 as the EICAR standard defines it.
+ *
+ * Usage:
+ *   const clamd = await startClamd();            // PONG-checked, ~1 s
+ *   createScanner(parseConfig({ clamd: clamd.url }));   // or clamd.unixUrl
+ *   clamd.hang(); … clamd.resume();              // SIGSTOP/SIGCONT: a hung clamd
+ *   await clamd.reload(27002);                   // new signature version
+ *   await clamd.stop();                          // in after()
+ *   const proxy = await startClamdProxy(clamd.url); proxy.scans  // INSTREAMs seen
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ClamdClient } from '../scan/clamd.ts';
 import { freePort } from './processes.ts';
 
 export const CLAMAV_TESTFILES = '/usr/share/clamav-testfiles';
-export const TEST_SIGNATURE_NAME = 'Backstop-Test.ClamAV-Body.UNOFFICIAL';
+/** clamd's name for anything carrying clam.exe (".UNOFFICIAL": the database is not signed). */
+export const TEST_SIGNATURE_NAME = 'Backstop.Test.ClamExe.UNOFFICIAL';
 export const EICAR_SIGNATURE_NAME = 'Eicar-Test-Signature.UNOFFICIAL';
-const EICAR_TEXT = 'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*';
+export const EICAR = 'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*';
+
+/** The bytes of clam.exe the body signature is made of. */
+export function signatureBytes(): Buffer {
+  return readFileSync(join(CLAMAV_TESTFILES, 'clam.exe')).subarray(0x40, 0xf4);
+}
+
+/** True when the file holds the signature bytes as they are: its detection does not prove unpacking. */
+export function rawlyContainsSignature(file: string): boolean {
+  return readFileSync(file).includes(signatureBytes());
+}
 
 function hexDump(bytes: Uint8Array): string {
   return execFileSync('sigtool', ['--hex-dump'], { input: bytes }).toString().trim();
 }
 
-/** Writes backstop-test.ndb into dir: the clam.exe body signature and EICAR. */
-export function buildTestSignatures(dir: string): void {
-  const clamExe = readFileSync(join(CLAMAV_TESTFILES, 'clam.exe'));
-  // "KERNEL32.DLL\0\0ExitPr": the import table of clam.exe, present once unpacked.
-  const body = hexDump(clamExe.subarray(0xc0, 0xc0 + 20));
-  const eicar = hexDump(Buffer.from(EICAR_TEXT));
-  writeFileSync(
-    join(dir, 'backstop-test.ndb'),
-    [`Backstop-Test.ClamAV-Body:0:*:${body}`, `Eicar-Test-Signature:0:*:${eicar}`].join('\n') + '\n',
-  );
+/** Builds daily.cud (version `version`) in `dbDir`, atomically (clamd may be reading the directory). */
+export function buildSignatureDatabase(dbDir: string, version: number): void {
+  const staging = mkdtempSync(join(tmpdir(), 'backstop-sigs-'));
+  try {
+    writeFileSync(
+      join(staging, 'daily.ndb'),
+      [`Backstop.Test.ClamExe:0:*:${hexDump(signatureBytes())}`, `Eicar-Test-Signature:0:0:${hexDump(Buffer.from(EICAR))}`].join('\n') + '\n',
+    );
+    writeFileSync(join(staging, 'COPYING'), 'Test signatures made by Backstop from Debian clamav-testfiles and EICAR.\n');
+    // sigtool asks for a builder name on stdin.
+    execFileSync('sigtool', ['--build=daily.cud', '--unsigned', `--cvd-version=${version}`, `--datadir=${staging}`], {
+      cwd: staging,
+      input: 'backstop-tests\n',
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    mkdirSync(dbDir, { recursive: true });
+    renameSync(join(staging, 'daily.cud'), join(dbDir, 'daily.cud.tmp'));
+    renameSync(join(dbDir, 'daily.cud.tmp'), join(dbDir, 'daily.cud'));
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+  }
 }
 
 export interface RunningClamd {
   url: string;
   unixUrl: string;
-  pid: number;
+  readonly pid: number;
+  /** The temp directory: config, database, socket. */
   dir: string;
-  child: ChildProcess;
-  /** SIGSTOP: clamd stays connected but answers nothing (a hung scanner). */
+  readonly child: ChildProcess;
+  /** SIGSTOP: clamd keeps accepting connections (the kernel does) but answers nothing. */
   hang(): void;
+  /** SIGCONT. */
   resume(): void;
-  stop(): Promise<void>;
-  /** Restarts on the same port (a clamd reload or crash) — resolves once it answers again. */
+  /** clamd's VERSION answer. */
+  version(): Promise<string>;
+  /** New signature database version, RELOAD, and wait until VERSION shows it. Returns the new VERSION answer. */
+  reload(version: number): Promise<string>;
+  /** Kill and start again on the same port and socket (a crash or restart). */
   restart(): Promise<void>;
+  stop(): Promise<void>;
 }
 
-export async function ping(url: string, timeoutMs = 1000): Promise<boolean> {
-  const target = url.startsWith('unix:') ? { path: url.slice(5) } : (() => {
-    const [host, port] = url.slice('tcp://'.length).split(':');
-    return { host: host!, port: Number(port) };
-  })();
-  return new Promise((resolve) => {
-    const socket = connect(target);
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve(false);
-    }, timeoutMs);
-    let text = '';
-    socket.on('connect', () => socket.write('zPING\0'));
-    socket.on('data', (d) => (text += d.toString()));
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(text.startsWith('PONG'));
-    });
-    socket.on('error', () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-  });
+export interface ClamdOptions {
+  /** clamd's StreamMaxLength: INSTREAM longer than this is refused with "size limit exceeded". */
+  streamMaxLength?: string;
+  /** clamd's MaxFileSize and MaxScanSize (the benchmark's 50 MB message needs more than the tests' defaults). */
+  maxFileSize?: string;
+  maxScanSize?: string;
+  signatureVersion?: number;
 }
 
-export async function startClamd(options: { streamMaxLength?: string } = {}): Promise<RunningClamd> {
+export async function startClamd(options: ClamdOptions = {}): Promise<RunningClamd> {
   const dir = mkdtempSync(join(tmpdir(), 'backstop-clamd-'));
-  buildTestSignatures(dir);
+  const dbDir = join(dir, 'db');
+  buildSignatureDatabase(dbDir, options.signatureVersion ?? 27000);
   const port = await freePort();
   const socketPath = join(dir, 'clamd.sock');
   writeFileSync(
@@ -86,13 +119,19 @@ export async function startClamd(options: { streamMaxLength?: string } = {}): Pr
     [
       'Foreground yes',
       `LocalSocket ${socketPath}`,
+      'FixStaleSocket yes',
       `TCPSocket ${port}`,
       'TCPAddr 127.0.0.1',
-      `DatabaseDirectory ${dir}`,
+      `DatabaseDirectory ${dbDir}`,
       `PidFile ${join(dir, 'clamd.pid')}`,
       'User root',
-      `StreamMaxLength ${options.streamMaxLength ?? '100M'}`,
-      'MaxThreads 8',
+      // Small limits: tests stay fast, and the size-limit path is reachable with a few MB.
+      `StreamMaxLength ${options.streamMaxLength ?? '5M'}`,
+      `MaxFileSize ${options.maxFileSize ?? '5M'}`,
+      `MaxScanSize ${options.maxScanSize ?? '20M'}`,
+      'MaxRecursion 17', // clamd's default: clam_cache_emax.tgz nests nine .tgz deep
+      'MaxFiles 1000',
+      'MaxThreads 4',
       'ReadTimeout 30',
       'CommandReadTimeout 30',
       'SelfCheck 3600',
@@ -101,17 +140,22 @@ export async function startClamd(options: { streamMaxLength?: string } = {}): Pr
     ].join('\n'),
   );
   const url = `tcp://127.0.0.1:${port}`;
+  const client = new ClamdClient(url, 2000, 100);
   let child!: ChildProcess;
   let output = '';
+  const killOnExit = () => child?.kill('SIGKILL');
+  process.once('exit', killOnExit);
+
   const launch = async () => {
+    output = '';
     child = spawn('clamd', ['--config-file', join(dir, 'clamd.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.on('data', (d) => (output += d));
     child.stderr?.on('data', (d) => (output += d));
     const deadline = Date.now() + 60_000;
-    while (!(await ping(url, 500))) {
+    while (!(await client.ping())) {
       if (child.exitCode !== null) throw new Error(`clamd exited during start-up:\n${output}`);
       if (Date.now() > deadline) throw new Error(`clamd did not answer PING within 60 s:\n${output}`);
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, 50));
     }
   };
   const kill = async () => {
@@ -132,15 +176,91 @@ export async function startClamd(options: { streamMaxLength?: string } = {}): Pr
     get child() {
       return child;
     },
-    hang: () => child.kill('SIGSTOP'),
-    resume: () => child.kill('SIGCONT'),
-    stop: async () => {
-      await kill();
-      rmSync(dir, { recursive: true, force: true });
+    hang: () => void child.kill('SIGSTOP'),
+    resume: () => void child.kill('SIGCONT'),
+    version: () => client.version(),
+    async reload(version: number) {
+      buildSignatureDatabase(dbDir, version);
+      await new Promise<void>((resolve, reject) => {
+        const s = connect(port, '127.0.0.1', () => s.write('zRELOAD\0'));
+        s.on('data', () => s.end());
+        s.on('close', () => resolve());
+        s.on('error', reject);
+      });
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const answer = await client.version().catch(() => '');
+        if (answer.split('/')[1] === String(version)) return answer;
+        if (Date.now() > deadline) throw new Error(`clamd did not load signature version ${version} within 30 s (VERSION: ${answer})`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
     },
-    restart: async () => {
+    async restart() {
       await kill();
       await launch();
     },
+    async stop() {
+      await kill();
+      process.off('exit', killOnExit);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface ClamdProxy {
+  url: string;
+  /** INSTREAM commands that passed through. */
+  readonly scans: number;
+  /** Every command seen, in order ("INSTREAM", "VERSION", "PING", …). */
+  commands: string[];
+  close(): Promise<void>;
+}
+
+/** A TCP proxy in front of clamd that records each connection's command: proof that a scan did or did not reach clamd. */
+export async function startClamdProxy(targetUrl: string): Promise<ClamdProxy> {
+  const [host, port] = targetUrl.slice('tcp://'.length).split(':');
+  const commands: string[] = [];
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    sockets.add(client);
+    const upstream = connect(Number(port), host!);
+    sockets.add(upstream);
+    let head = '';
+    let recorded = false;
+    client.on('data', (d: Buffer) => {
+      if (!recorded) {
+        head += d.subarray(0, 32).toString('latin1');
+        const end = head.search(/[\0\n]/);
+        if (end >= 0) {
+          commands.push(head.slice(0, end).replace(/^[zn]/, ''));
+          recorded = true;
+        }
+      }
+    });
+    client.pipe(upstream).pipe(client);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop);
+    upstream.on('error', drop);
+    client.on('close', drop);
+    upstream.on('close', drop);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port: own } = server.address() as { port: number };
+  return {
+    url: `tcp://127.0.0.1:${own}`,
+    get scans() {
+      return commands.filter((c) => c === 'INSTREAM').length;
+    },
+    commands,
+    close: () =>
+      new Promise<void>((resolve) => {
+        sockets.forEach((s) => s.destroy());
+        server.close(() => resolve());
+      }),
   };
 }

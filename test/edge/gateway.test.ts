@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
-import { startClamd, type RunningClamd } from '../../src/replay/clamd.ts';
+import { startClamd, TEST_SIGNATURE_NAME, type RunningClamd } from '../../src/replay/clamd.ts';
 import { getQuarantined } from '../../src/store/quarantine.ts';
 import { openStore } from '../../src/store/store.ts';
 import { EICAR, startTestGateway, swaks, waitFor, type TestGateway } from '../helpers/gateway.ts';
@@ -206,7 +206,7 @@ describe('with a real clamd', () => {
     const g = await startTestGateway({ clamd: clamd.url });
     try {
       const r = await swaks(g.port, [...to('user@example.net'), '--attach-name', 'report.cab', '--attach', '/usr/share/clamav-testfiles/clam.cab']);
-      assert.equal(r.last, '550 5.7.1 Message refused, virus found: Backstop-Test.ClamAV-Body.UNOFFICIAL');
+      assert.equal(r.last, `550 5.7.1 Message refused, virus found: ${TEST_SIGNATURE_NAME}`);
       assert.equal(g.sink!.messages().length, 0);
       assert.ok(readFileSync('/usr/share/clamav-testfiles/clam.cab').length > 0);
     } finally {

@@ -1,5 +1,5 @@
 /*
- * The clamd adapter against a real, private clamd (test/helpers/clamd.ts):
+ * The clamd adapter against a real, private clamd (src/replay/clamd.ts):
  * the protocol, the answers, and every way clamd can fail.
  */
 import assert from 'node:assert/strict';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { strToU8 } from 'fflate';
 import { ClamdClient, ClamdError, parseReply, signatureVersion } from '../../src/scan/clamd.ts';
-import { CLAMAV_TESTFILES, EICAR, EICAR_SIGNATURE_NAME, startClamd, TEST_SIGNATURE_NAME, type RunningClamd } from '../helpers/clamd.ts';
+import { CLAMAV_TESTFILES, EICAR, EICAR_SIGNATURE_NAME, startClamd, TEST_SIGNATURE_NAME, type RunningClamd } from '../../src/replay/clamd.ts';
 import { noise } from './mail.ts';
 
 let clamd: RunningClamd;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { strToU8, zipSync } from 'fflate';
 import { looksLikeMessage } from '../../src/cli/commands/scan.ts';
-import { CLAMAV_TESTFILES, EICAR, startClamd, TEST_SIGNATURE_NAME, type RunningClamd } from '../helpers/clamd.ts';
+import { CLAMAV_TESTFILES, EICAR, startClamd, TEST_SIGNATURE_NAME, type RunningClamd } from '../../src/replay/clamd.ts';
 import { mail, tinyPe } from './mail.ts';
 
 const BIN = join(import.meta.dirname, '../../bin/backstop.js');

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { strToU8, zipSync } from 'fflate';
 import { checkFileName, DEFAULT_BANNED_EXTENSIONS } from '../../src/scan/names.ts';
 import { isEicar, sniff, type SniffedType } from '../../src/scan/sniff.ts';
-import { EICAR } from '../helpers/clamd.ts';
+import { EICAR } from '../../src/replay/clamd.ts';
 import { tinyPe } from './mail.ts';
 
 const banned = new Set(DEFAULT_BANNED_EXTENSIONS);

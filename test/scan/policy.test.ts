@@ -14,7 +14,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import { readCentralDirectory } from '../../src/scan/archive.ts';
 import { createScanner } from '../../src/scan/scanner.ts';
 import { formatVerdict } from '../../src/scan/verdict.ts';
-import { EICAR } from '../helpers/clamd.ts';
+import { EICAR } from '../../src/replay/clamd.ts';
 import { forward, mail, noise, tinyPe, type Part } from './mail.ts';
 
 const scanner = createScanner(parseConfig({}));

@@ -23,7 +23,7 @@ import {
   TEST_SIGNATURE_NAME,
   type ClamdProxy,
   type RunningClamd,
-} from '../helpers/clamd.ts';
+} from '../../src/replay/clamd.ts';
 import { CRLF, mail, noise } from './mail.ts';
 
 let clamd: RunningClamd;
@@ -36,7 +36,7 @@ const testFiles = readdirSync(CLAMAV_TESTFILES).sort();
 
 /**
  * Files of clamav-testfiles this ClamAV cannot unpack, with the reason. Empty
- * for ClamAV 1.4.6 with the body signature of test/helpers/clamd.ts: every
+ * for ClamAV 1.4.6 with the body signature of src/replay/clamd.ts: every
  * packer, archive and container in the package is unpacked. A new file that
  * is missed fails the test below until it is listed here with its reason.
  */
