@@ -24,6 +24,7 @@ import { startClamd } from '../src/replay/clamd.ts';
 import { freePort, startBackstop, startSmtpSink, type RunningProcess } from '../src/replay/processes.ts';
 import { ClamdClient } from '../src/scan/clamd.ts';
 import { startHaraka } from './lib/haraka.ts';
+import { createTestDatabase } from '../test/helpers/pg.ts';
 import { percentile, runLoad, type LoadResult } from './lib/load.ts';
 
 const { values } = parseArgs({
@@ -145,8 +146,7 @@ async function main() {
     }
     const clamdP50 = percentile(clamdTimes, 50);
 
-    let memory: { idle1000: { rss: number; hwm: number } | null; message50mb: { rss: number; hwm: number; code: number } | null } = { idle1000: null, message50mb: null };
-    if (!values['skip-memory']) memory = await measureMemory(dir, backstopConfig, log);
+    const memory = values['skip-memory'] ? null : await measureMemory(dir, backstopConfig, log);
 
     const get = (mix: string, sessions: number, prefix: string) => rows.find((r) => r.mix === mix && r.sessions === sessions && r.target.startsWith(prefix))!;
     const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
@@ -187,8 +187,11 @@ async function main() {
     console.log(`  unique, 1 session: added p50 beside clamd's own time (ms)            ${f(summary.addedBesideClamdP50Ms1).padStart(8)}   < 2`);
     console.log(`  unique, 20 sessions: added p50 / p99 latency vs smtp-sink (ms)       ${f(summary.addedP50Ms20)} / ${f(summary.addedP99Ms20)}`);
     console.log(`  connect to usable session p50, greeting delay 100 ms vs 0 (ms)       ${f(summary.connectP50Delay100Ms)} / ${f(summary.connectP50Delay0Ms)}`);
-    if (memory.idle1000) console.log(`  peak RSS with 1,000 idle connections (MB)                           ${(memory.idle1000.hwm / 1024).toFixed(0).padStart(8)}`);
-    if (memory.message50mb) console.log(`  peak RSS receiving one 50 MB message (MB), reply ${memory.message50mb.code}               ${(memory.message50mb.hwm / 1024).toFixed(0).padStart(8)}`);
+    if (memory) {
+      console.log(`  RSS of an idle node on PostgreSQL / on embedded PGlite (MB)          ${memory.idle1000.baseMb.toFixed(0)} / ${memory.pgliteIdleMb.toFixed(0)}`);
+      console.log(`  peak RSS with 1,000 idle connections, PostgreSQL store (MB)         ${memory.idle1000.peakMb.toFixed(0).padStart(8)}`);
+      console.log(`  peak RSS receiving one 50 MB message, PostgreSQL store (MB), ${memory.message50mb.code}   ${memory.message50mb.peakMb.toFixed(0).padStart(8)}`);
+    }
     writeFileSync(values.output!, JSON.stringify({ messages: N, rows, summary }, null, 2) + '\n');
     log(`\nresults written to ${values.output}`);
   } finally {
@@ -199,45 +202,81 @@ async function main() {
   }
 }
 
-async function measureMemory(
-  dir: string,
-  backstopConfig: (name: string, delay: number) => Promise<Record<string, unknown>>,
-  log: (s: string) => void,
-) {
-  // A fresh node each time: VmHWM is the peak over the process's life.
-  const idleNode = await startBackstop(join(dir, 'mem-idle'), await backstopConfig('mem-idle', 0));
-  let idle1000: { rss: number; hwm: number };
-  const sockets: Socket[] = [];
+/** Samples a process's resident set every 10 ms while work runs; returns the highest seen (kB). */
+async function peakRssDuring(pid: number, work: () => Promise<unknown>): Promise<number> {
+  let peak = vmHwmKb(pid).rss;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, vmHwmKb(pid).rss);
+  }, 10);
   try {
-    const before = vmHwmKb(idleNode.child.pid!);
-    await Promise.all(
-      Array.from({ length: 1000 }, () =>
-        new Promise<void>((resolve, reject) => {
-          const s = connect({ port: idleNode.port, host: '127.0.0.1' });
-          sockets.push(s);
-          s.once('data', () => resolve());
-          s.once('error', reject);
-        }),
-      ),
-    );
-    await new Promise((r) => setTimeout(r, 1000));
-    idle1000 = vmHwmKb(idleNode.child.pid!);
-    log(`  memory: idle node ${(before.rss / 1024).toFixed(0)} MB, with 1,000 idle connections ${(idle1000.rss / 1024).toFixed(0)} MB (peak ${(idle1000.hwm / 1024).toFixed(0)} MB)`);
+    await work();
   } finally {
-    for (const s of sockets) s.destroy();
-    await idleNode.stop();
+    clearInterval(timer);
   }
-  const bigNode = await startBackstop(join(dir, 'mem-big'), await backstopConfig('mem-big', 0));
-  let message50mb: { rss: number; hwm: number; code: number };
+  return Math.max(peak, vmHwmKb(pid).rss);
+}
+
+/**
+ * Memory of the gateway itself, so the nodes use PostgreSQL: embedded PGlite's
+ * WASM heap alone is ~500 MB resident, which would hide what connections and
+ * messages cost. That baseline is reported on its own.
+ */
+async function measureMemory(dir: string, backstopConfig: (name: string, delay: number) => Promise<Record<string, unknown>>, log: (s: string) => void) {
+  const database = await createTestDatabase('bs_bench');
+  const onPostgres = async (name: string) => ({ ...(await backstopConfig(name, 0)), store: database.url });
   try {
-    const big = message(0, randomBytes(36 * 1024 * 1024), 'archive.bin', 'application/octet-stream'); // ~50 MB as base64
-    const r = await runLoad({ port: bigNode.port, sessions: 1, count: 1, message: () => big });
-    message50mb = { ...vmHwmKb(bigNode.child.pid!), code: r.accepted === 1 ? 250 : r.refused === 1 ? 550 : 0 };
-    log(`  memory: one ${(big.length / 1e6).toFixed(1)} MB message, peak ${(message50mb.hwm / 1024).toFixed(0)} MB, ${r.accepted ? 'accepted' : 'not accepted'}`);
+    const pgliteNode = await startBackstop(join(dir, 'mem-pglite'), await backstopConfig('mem-pglite', 0));
+    const pgliteIdle = vmHwmKb(pgliteNode.child.pid!).rss;
+    await pgliteNode.stop();
+
+    const idleNode = await startBackstop(join(dir, 'mem-idle'), await onPostgres('mem-idle'));
+    const sockets: Socket[] = [];
+    let idleBase: number;
+    let idlePeak: number;
+    try {
+      idleBase = vmHwmKb(idleNode.child.pid!).rss;
+      idlePeak = await peakRssDuring(idleNode.child.pid!, async () => {
+        await Promise.all(
+          Array.from({ length: 1000 }, () =>
+            new Promise<void>((resolve, reject) => {
+              const s = connect({ port: idleNode.port, host: '127.0.0.1' });
+              sockets.push(s);
+              s.once('data', () => resolve());
+              s.once('error', reject);
+            }),
+          ),
+        );
+        await new Promise((r) => setTimeout(r, 1000));
+      });
+    } finally {
+      for (const s of sockets) s.destroy();
+      await idleNode.stop();
+    }
+    log(`  memory: idle node ${(idleBase / 1024).toFixed(0)} MB on PostgreSQL (${(pgliteIdle / 1024).toFixed(0)} MB on PGlite), peak with 1,000 idle connections ${(idlePeak / 1024).toFixed(0)} MB`);
+
+    const bigNode = await startBackstop(join(dir, 'mem-big'), await onPostgres('mem-big'));
+    let bigBase: number;
+    let bigPeak: number;
+    let code = 0;
+    try {
+      const big = message(0, randomBytes(36 * 1024 * 1024), 'archive.bin', 'application/octet-stream'); // ~50 MB as base64
+      bigBase = vmHwmKb(bigNode.child.pid!).rss;
+      bigPeak = await peakRssDuring(bigNode.child.pid!, async () => {
+        const r = await runLoad({ port: bigNode.port, sessions: 1, count: 1, message: () => big });
+        code = r.accepted === 1 ? 250 : r.refused === 1 ? 451 : 0;
+      });
+      log(`  memory: one ${(big.length / 1e6).toFixed(1)} MB message: ${(bigBase / 1024).toFixed(0)} MB before, peak ${(bigPeak / 1024).toFixed(0)} MB, reply ${code}`);
+    } finally {
+      await bigNode.stop();
+    }
+    return {
+      pgliteIdleMb: pgliteIdle / 1024,
+      idle1000: { baseMb: idleBase / 1024, peakMb: idlePeak / 1024 },
+      message50mb: { baseMb: bigBase / 1024, peakMb: bigPeak / 1024, code },
+    };
   } finally {
-    await bigNode.stop();
+    await database.drop();
   }
-  return { idle1000, message50mb };
 }
 
 await main();
