@@ -166,11 +166,16 @@ export class SmtpClient {
   }
 
   /** Sends the message after a 354; resolves with the reply to the final ".". */
-  async data(raw: Uint8Array): Promise<SmtpReply> {
+  data(raw: Uint8Array): Promise<SmtpReply> {
+    return this.dataEncoded(encodeData(raw));
+  }
+
+  /** As data(), for a message already in encodeData()'s form (a load generator encodes once, sends many times). */
+  async dataEncoded(encoded: readonly Buffer[]): Promise<SmtpReply> {
     const go = await this.command('DATA');
     if (go.code !== 354) return go;
     const reply = this.expect(this.options.dataTimeoutMs ?? 600_000);
-    for (const piece of encodeData(raw)) {
+    for (const piece of encoded) {
       if (!this.socket.write(piece)) await new Promise<void>((resolve) => this.socket.once('drain', resolve));
       if (this.closed) break;
     }
