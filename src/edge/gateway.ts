@@ -266,7 +266,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
             date: receivedAt,
           });
           try {
-            const answer = await state.nextHop.data(Buffer.concat([Buffer.from(trace, 'latin1'), raw]));
+            const answer = await state.nextHop.data([Buffer.from(trace, 'latin1'), raw]);
             reply = answer.code === 250 ? { code: 250, message: mirror(answer).message } : mirror(answer);
             action = answer.code === 250 ? 'deliver' : 'next-hop-refused';
           } catch (err) {

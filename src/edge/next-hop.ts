@@ -23,7 +23,8 @@ export interface MailOptions {
 export interface NextHopSession {
   mail(from: string, options: MailOptions): Promise<SmtpReply>;
   rcpt(to: string): Promise<SmtpReply>;
-  data(raw: Uint8Array): Promise<SmtpReply>;
+  /** The message as consecutive parts (our Received line, then the raw message as it came). */
+  data(parts: readonly Uint8Array[]): Promise<SmtpReply>;
   /** Ends the open transaction without delivering (the message was refused, discarded or held). */
   reset(): Promise<void>;
   close(): void;
@@ -81,10 +82,10 @@ export class SmtpNextHop implements NextHop {
         if (!client?.isOpen || !inTransaction) throw new SmtpClientError('next hop transaction is not open', 'closed');
         return client.command(`RCPT TO:<${to}>`);
       },
-      async data(raw) {
+      async data(parts) {
         if (!client?.isOpen || !inTransaction) throw new SmtpClientError('next hop transaction is not open', 'closed');
         inTransaction = false;
-        return client.data(raw);
+        return client.data(parts);
       },
       async reset() {
         if (!inTransaction || !client?.isOpen) return;
@@ -127,14 +128,14 @@ export class MaildirNextHop implements NextHop {
         rcpts.push(to);
         return { code: 250, text: '2.1.5 Ok' };
       },
-      data: async (raw) => {
+      data: async (parts) => {
         const name = `${Math.floor(Date.now() / 1000)}.P${process.pid}Q${++this.sequence}R${randomBytes(6).toString('hex')}.${hostname().replace(/[/:]/g, '_')}`;
         const envelope = `Return-Path: <${from}>\r\n${rcpts.map((r) => `Delivered-To: ${r}\r\n`).join('')}`;
         const tmp = join(this.dir, 'tmp', name);
         const fd = openSync(tmp, 'wx', 0o600);
         try {
           writeSync(fd, envelope);
-          writeSync(fd, raw);
+          for (const part of parts) writeSync(fd, part);
           fsyncSync(fd);
         } finally {
           closeSync(fd);

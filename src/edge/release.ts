@@ -34,7 +34,7 @@ export async function releaseQuarantined(db: Db, config: Config, id: string, act
       if (r.code !== 250 && r.code !== 251) refused.push(rcpt);
     }
     if (refused.length === row.rcpt_to.length) return { ok: false, reply: 'every recipient was refused by the next hop', refused };
-    const answer = await session.data(row.raw);
+    const answer = await session.data([row.raw]);
     if (answer.code !== 250) return { ok: false, reply: `${answer.code} ${answer.text}`, refused };
     delivered = true;
     await audit(db, actor, 'quarantine.release', row.id, { nextHop: config.nextHop, refused, reply: answer.text.slice(0, 200) });

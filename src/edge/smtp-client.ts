@@ -52,50 +52,59 @@ const CRLF = Buffer.from('\r\n');
 /** Pieces are gathered into writes of about this size: one TCP write per line would be one segment per line. */
 const WRITE_CHUNK = 64 * 1024;
 
-/** CRLF line endings and dot-stuffing, with the terminating ".", as a few large buffers. */
-export function encodeData(raw: Uint8Array): Buffer[] {
-  const chunks: Buffer[] = [];
+/**
+ * CRLF line endings and dot-stuffing, with the terminating ".", produced
+ * lazily in ~64 kB writes. Parts are encoded one after another; each must
+ * end at a line boundary except the last (our Received line does).
+ */
+export function* encodeChunks(parts: readonly Uint8Array[]): Generator<Buffer> {
   let pending: Buffer[] = [];
   let pendingBytes = 0;
-  for (const piece of encodeLines(raw)) {
-    pending.push(piece);
-    pendingBytes += piece.length;
-    if (pendingBytes >= WRITE_CHUNK) {
-      chunks.push(Buffer.concat(pending, pendingBytes));
-      pending = [];
-      pendingBytes = 0;
+  for (const [i, part] of parts.entries()) {
+    for (const piece of encodeLines(part, i === parts.length - 1)) {
+      pending.push(piece);
+      pendingBytes += piece.length;
+      if (pendingBytes >= WRITE_CHUNK) {
+        yield Buffer.concat(pending, pendingBytes);
+        pending = [];
+        pendingBytes = 0;
+      }
     }
   }
-  if (pendingBytes > 0) chunks.push(Buffer.concat(pending, pendingBytes));
-  return chunks;
+  if (pendingBytes > 0) yield Buffer.concat(pending, pendingBytes);
 }
 
-function encodeLines(raw: Uint8Array): Buffer[] {
+/** The whole encoded message as a few buffers (a load generator encodes once and sends many times). */
+export function encodeData(raw: Uint8Array): Buffer[] {
+  return [...encodeChunks([raw])];
+}
+
+const DOT = Buffer.from('.');
+const END = Buffer.from('.\r\n');
+
+/** The pieces of one part, line by line (views into it, not copies). */
+function* encodeLines(raw: Uint8Array, last: boolean): Generator<Buffer> {
   const buf = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
-  const out: Buffer[] = [];
   let start = 0;
   while (start < buf.length) {
-    let lf = buf.indexOf(0x0a, start);
-    const lineEnd = lf === -1 ? buf.length : lf;
-    let line = buf.subarray(start, lineEnd);
+    const lf = buf.indexOf(0x0a, start);
+    let line = buf.subarray(start, lf === -1 ? buf.length : lf);
     if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
     // A bare CR inside a line is a line ending to some MTAs: make it an honest CRLF.
-    let cr = line.indexOf(0x0d);
-    while (cr !== -1) {
-      const part = line.subarray(0, cr);
-      if (part.length > 0 && part[0] === 0x2e) out.push(Buffer.from('.'));
-      out.push(part, CRLF);
+    for (let cr = line.indexOf(0x0d); cr !== -1; cr = line.indexOf(0x0d)) {
+      const piece = line.subarray(0, cr);
+      if (piece.length > 0 && piece[0] === 0x2e) yield DOT;
+      yield piece;
+      yield CRLF;
       line = line.subarray(cr + 1);
-      cr = line.indexOf(0x0d);
     }
-    if (line.length > 0 && line[0] === 0x2e) out.push(Buffer.from('.'));
-    out.push(line, CRLF);
+    if (line.length > 0 && line[0] === 0x2e) yield DOT;
+    yield line;
+    yield CRLF;
     if (lf === -1) break;
     start = lf + 1;
-    lf = -1;
   }
-  out.push(Buffer.from('.\r\n'));
-  return out;
+  if (last) yield END;
 }
 
 export class SmtpClient {
@@ -165,13 +174,17 @@ export class SmtpClient {
     return reply;
   }
 
-  /** Sends the message after a 354; resolves with the reply to the final ".". */
-  data(raw: Uint8Array): Promise<SmtpReply> {
-    return this.dataEncoded(encodeData(raw));
+  /**
+   * Sends the message (given as consecutive parts, e.g. our Received line and
+   * the raw message) after a 354, encoded as it is written, so a large message
+   * is never held twice; resolves with the reply to the final ".".
+   */
+  data(parts: readonly Uint8Array[]): Promise<SmtpReply> {
+    return this.dataEncoded(encodeChunks(parts));
   }
 
-  /** As data(), for a message already in encodeData()'s form (a load generator encodes once, sends many times). */
-  async dataEncoded(encoded: readonly Buffer[]): Promise<SmtpReply> {
+  /** As data(), for a message already in encodeData()'s form. */
+  async dataEncoded(encoded: Iterable<Buffer>): Promise<SmtpReply> {
     const go = await this.command('DATA');
     if (go.code !== 354) return go;
     const reply = this.expect(this.options.dataTimeoutMs ?? 600_000);
