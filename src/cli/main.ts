@@ -22,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   quarantine: () => import('./commands/quarantine.ts'),
   config: () => import('./commands/config.ts'),
   replay: () => import('./commands/replay.ts'),
+  outbox: () => import('./commands/outbox.ts'),
 };
 
 export class UsageError extends Error {}

@@ -53,20 +53,20 @@ export interface JobsTable {
   kind: string;
   payload: unknown;
   state: Generated<string>;
-  run_at: Generated<Timestamp>;
+  run_at: DefaultTimestamp;
   attempts: Generated<number>;
   max_attempts: Generated<number>;
   locked_by: string | null;
   locked_until: Timestamp | null;
   last_error: string | null;
   dedupe_key: string | null;
-  created_at: Generated<Timestamp>;
+  created_at: DefaultTimestamp;
   done_at: Timestamp | null;
 }
 
 export interface AuditTable {
   id: Generated<string>;
-  at: Generated<Timestamp>;
+  at: DefaultTimestamp;
   actor: string;
   action: string;
   target: string;

@@ -102,3 +102,22 @@ test('config check prints the effective configuration and masks secrets; a bad f
   assert.equal(b.code, 2);
   assert.match(b.stderr, /actions\.infected: got "bounce": "bounce" is not offered/);
 });
+
+test('outbox list, show, cancel and retry over the job queue; a job in the wrong state is exit 1', async () => {
+  const { parse } = await import('yaml');
+  const { readFileSync } = await import('node:fs');
+  const { enqueue } = await import('../../src/store/jobs.ts');
+  const s = await openStore(parse(readFileSync(configFile, 'utf8')).store);
+  const id = (await enqueue(s.db, { kind: 'postmaster-notice', payload: { subject: 'possible virus found: Worm.Mydoom.A' } }))!;
+  await s.close();
+  const list = await backstop(['outbox', 'list', '--config', configFile]);
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(list.stdout, new RegExp(`^${id}\\tpostmaster-notice\\tqueued\\t0\\t`, 'm'));
+  const show = await backstop(['outbox', 'show', id, '--config', configFile]);
+  assert.match(show.stdout, /possible virus found: Worm\.Mydoom\.A/);
+  assert.equal((await backstop(['outbox', 'cancel', id, '--config', configFile])).code, 0);
+  assert.equal((await backstop(['outbox', 'cancel', id, '--config', configFile])).code, 1);
+  assert.equal((await backstop(['outbox', 'retry', id, '--config', configFile])).code, 0);
+  assert.match((await backstop(['outbox', 'list', '--state', 'queued', '--config', configFile])).stdout, new RegExp(id));
+  assert.equal((await backstop(['outbox', 'list', '--state', 'bogus', '--config', configFile])).code, 2);
+});

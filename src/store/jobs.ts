@@ -1,0 +1,162 @@
+/*
+ * store/jobs — the durable job queue every background task runs on
+ * (notices, abuse reports, complaints, digests, incident timers).
+ *
+ * A job is a row; a worker claims due jobs with FOR UPDATE SKIP LOCKED and a
+ * lease (locked_until), so any number of nodes sharing one PostgreSQL each
+ * run a job once, and a job whose worker died is taken again when its lease
+ * runs out. Failures are retried with exponential back-off up to
+ * max_attempts, then left `failed` for a human. A dedupe key makes enqueueing
+ * idempotent: the same notice can never be queued twice.
+ *
+ * What this does not promise: a handler that sends mail and then dies
+ * before complete() will be run again after the lease, so handlers must be
+ * idempotent where the outside world allows (Message-ID per job id).
+ */
+import { sql, type Selectable } from 'kysely';
+import type { JobsTable } from './schema.ts';
+import type { Db } from './store.ts';
+
+export type Job = Selectable<JobsTable>;
+export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled' | 'review';
+
+export interface NewJob {
+  kind: string;
+  payload: unknown;
+  runAt?: Date;
+  dedupeKey?: string;
+  maxAttempts?: number;
+  /** `review`: held until a human approves it (complaints in review mode). */
+  state?: 'queued' | 'review';
+}
+
+/** Returns the new job's id, or null when a job with the same dedupe key exists. */
+export async function enqueue(db: Db, job: NewJob): Promise<string | null> {
+  const row = await db
+    .insertInto('jobs')
+    .values({
+      kind: job.kind,
+      payload: JSON.stringify(job.payload),
+      run_at: job.runAt ?? new Date(),
+      dedupe_key: job.dedupeKey ?? null,
+      max_attempts: job.maxAttempts ?? 12,
+      state: job.state ?? 'queued',
+      locked_by: null,
+      locked_until: null,
+      last_error: null,
+      done_at: null,
+    })
+    .onConflict((oc) => oc.column('dedupe_key').doNothing())
+    .returning('id')
+    .executeTakeFirst();
+  return row?.id ?? null;
+}
+
+/**
+ * Claims up to `limit` due jobs of the given kinds for `worker`, leased for
+ * leaseMs. Jobs whose lease ran out (their worker died) are due again.
+ */
+export async function claim(db: Db, worker: string, kinds: readonly string[], limit = 10, leaseMs = 60_000, now = new Date()): Promise<Job[]> {
+  if (kinds.length === 0) return [];
+  const until = new Date(now.getTime() + leaseMs);
+  const result = await sql<Job>`
+    update jobs set state = 'running', locked_by = ${worker}, locked_until = ${until}, attempts = attempts + 1
+    where id in (
+      select id from jobs
+      where kind in (${sql.join(kinds)})
+        and ((state = 'queued' and run_at <= ${now}) or (state = 'running' and locked_until < ${now}))
+      order by run_at
+      limit ${limit}
+      for update skip locked
+    )
+    returning *`.execute(db);
+  return result.rows;
+}
+
+/** Marks a claimed job done; false if this worker no longer holds it (its lease ran out and another took it). */
+export async function complete(db: Db, id: string, worker: string): Promise<boolean> {
+  const r = await db
+    .updateTable('jobs')
+    .set({ state: 'done', done_at: new Date(), locked_by: null, locked_until: null, last_error: null })
+    .where('id', '=', id)
+    .where('locked_by', '=', worker)
+    .where('state', '=', 'running')
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows) === 1;
+}
+
+/** Exponential back-off: 30 s, 1 min, 2 min … capped at 6 hours. */
+export function backoffMs(attempts: number): number {
+  return Math.min(6 * 3600_000, 30_000 * 2 ** Math.max(0, attempts - 1));
+}
+
+/** Records a failure: retried later with back-off, or `failed` once max_attempts is reached. */
+export async function fail(db: Db, job: Job, worker: string, error: string, now = new Date()): Promise<'retry' | 'failed'> {
+  const final = job.attempts >= job.max_attempts;
+  await db
+    .updateTable('jobs')
+    .set({
+      state: final ? 'failed' : 'queued',
+      run_at: final ? job.run_at : new Date(now.getTime() + backoffMs(job.attempts)),
+      locked_by: null,
+      locked_until: null,
+      last_error: error.slice(0, 1000),
+    })
+    .where('id', '=', job.id)
+    .where('locked_by', '=', worker)
+    .execute();
+  return final ? 'failed' : 'retry';
+}
+
+/** A human's actions from the CLI or console: cancel, retry now, approve a job held for review. */
+export async function setState(db: Db, id: string, action: 'cancel' | 'retry' | 'approve'): Promise<boolean> {
+  const from: JobState[] = action === 'cancel' ? ['queued', 'failed', 'review'] : action === 'retry' ? ['failed', 'queued', 'cancelled'] : ['review'];
+  const r = await db
+    .updateTable('jobs')
+    .set(action === 'cancel' ? { state: 'cancelled' } : { state: 'queued', run_at: new Date(), ...(action === 'retry' ? { attempts: 0, last_error: null } : {}) })
+    .where('id', '=', id)
+    .where('state', 'in', from)
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows) === 1;
+}
+
+export interface WorkerOptions {
+  db: Db;
+  worker: string;
+  handlers: Record<string, (payload: unknown, job: Job) => Promise<void>>;
+  pollMs?: number;
+  leaseMs?: number;
+  signal: AbortSignal;
+  onError?(job: Job, err: Error, outcome: 'retry' | 'failed'): void;
+}
+
+/** Runs until the signal aborts: claim, handle, complete or fail; sleeps pollMs when idle. */
+export async function runWorker(opts: WorkerOptions): Promise<void> {
+  const kinds = Object.keys(opts.handlers);
+  while (!opts.signal.aborted) {
+    let jobs: Job[] = [];
+    try {
+      jobs = await claim(opts.db, opts.worker, kinds, 10, opts.leaseMs);
+    } catch {
+      // The store is away: try again after the pause, nothing is lost (jobs are rows).
+    }
+    for (const job of jobs) {
+      try {
+        await opts.handlers[job.kind]!(job.payload, job);
+        await complete(opts.db, job.id, opts.worker);
+      } catch (err) {
+        const outcome = await fail(opts.db, job, opts.worker, (err as Error).message);
+        opts.onError?.(job, err as Error, outcome);
+      }
+    }
+    if (jobs.length === 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, opts.pollMs ?? 1000);
+        opts.signal.addEventListener('abort', () => {
+          clearTimeout(timer);
+          resolve();
+        }, { once: true });
+      });
+    }
+  }
+}
