@@ -134,6 +134,28 @@ const actionsSchema = z
   })
   .strict();
 
+const emailAddress = z.string().regex(/^[^\s@<>"]+@[A-Za-z0-9.-]+$/, 'expected an email address such as "postmaster@example.net"');
+
+const notifySchema = z
+  .object({
+    /** Where Backstop hands everything it sends. */
+    relay: z.string().regex(/^smtp:\/\/[^\s/]+$/, 'expected "smtp://host:port"'),
+    /** A real mailbox that takes replies (the From: of notices and reports). */
+    from: emailAddress,
+    postmaster: emailAddress,
+    /** First detection of a malware name is sent at once; the rest wait for this digest window. */
+    digestMinutes: z.number().positive('digestMinutes must be greater than 0').default(15),
+    sender: z
+      .object({ enabled: z.boolean().default(false), acknowledgeForgedSenders: z.boolean().default(false) })
+      .strict()
+      .default({ enabled: false, acknowledgeForgedSenders: false })
+      .refine((s) => !s.enabled || s.acknowledgeForgedSenders, {
+        message:
+          'sender notices need acknowledgeForgedSenders: true — the sender of a virus is almost always forged, so a notice to it is backscatter to an innocent third party (R1, R2)',
+      }),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     dataDir: z.string().default('./data'),
@@ -147,6 +169,8 @@ export const configSchema = z
     web: z.object({ listen: hostPort.default('127.0.0.1:8025') }).strict().default({ listen: '127.0.0.1:8025' }),
     actions: actionsSchema.default(actionsSchema.parse({})),
     scan: scanSchema.default(scanSchema.parse({})),
+    /** Postmaster notices; absent: Backstop sends nothing. */
+    notify: notifySchema.optional(),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();

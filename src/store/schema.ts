@@ -73,9 +73,23 @@ export interface AuditTable {
   detail: unknown;
 }
 
+export interface NoticeNamesTable {
+  name: string;
+  first_seen_at: DefaultTimestamp;
+}
+
+export interface NoticeDigestItemsTable {
+  id: Generated<string>;
+  name: string;
+  client_ip: string;
+  created_at: DefaultTimestamp;
+}
+
 export interface Database {
   messages: MessagesTable;
   quarantine: QuarantineTable;
   jobs: JobsTable;
   audit: AuditTable;
+  notice_names: NoticeNamesTable;
+  notice_digest_items: NoticeDigestItemsTable;
 }

@@ -9,7 +9,10 @@
 import { hostname } from 'node:os';
 import { loadConfig } from '../../config/load.ts';
 import { splitHostPort } from '../../config/listen.ts';
-import { startGateway } from '../../edge/gateway.ts';
+import { startGateway, type GatewayHooks } from '../../edge/gateway.ts';
+import { detectionFrom } from '../../notify/detection.ts';
+import { postmasterHandlers, recordDetection } from '../../notify/postmaster.ts';
+import { runWorker } from '../../store/jobs.ts';
 import { createLogger } from '../../obs/log.ts';
 import { clamdErrorsTotal, storeErrorsTotal } from '../../obs/metrics.ts';
 import { createScanner } from '../../scan/scanner.ts';
@@ -41,7 +44,30 @@ export const command: Command = {
       logger.warn('no domains and no relayFrom configured: every recipient will be refused (Backstop is never an open relay)');
     }
 
-    const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName });
+    const hooks: Partial<GatewayHooks> = { decided: [] };
+    const stopWorkers = new AbortController();
+    const workers: Promise<void>[] = [];
+    if (config.notify) {
+      const notify = config.notify;
+      hooks.decided!.push(async (t, decided) => {
+        const detection = detectionFrom(t, decided);
+        if (detection) await recordDetection(store.db, detection, notify.digestMinutes);
+      });
+      workers.push(
+        runWorker({
+          db: store.db,
+          worker: `${nodeName}:${process.pid}`,
+          handlers: postmasterHandlers(store.db, notify, config.smtp.hostname),
+          signal: stopWorkers.signal,
+          onError: (job, err, outcome) => logger.warn({ job: job.id, kind: job.kind, err: err.message, outcome }, 'outbox job failed'),
+        }),
+      );
+      if (notify.sender.enabled) logger.warn('notify.sender is enabled and acknowledged, but sender notices are not implemented yet: none are sent');
+    } else {
+      logger.info('notify: not configured, no postmaster notices are sent');
+    }
+
+    const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks });
     const web = buildWebApp({ store, logger, nodeName });
     const { host, port } = splitHostPort(config.web.listen);
     await web.listen({ host, port });
@@ -56,6 +82,8 @@ export const command: Command = {
       process.once('SIGTERM', stop);
     });
     await gateway.close();
+    stopWorkers.abort();
+    await Promise.all(workers);
     await web.close();
     await messageLog.flush();
     await scanner.close();

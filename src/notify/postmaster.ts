@@ -1,0 +1,106 @@
+/*
+ * notify/postmaster — tells the postmaster, and only the postmaster, what the
+ * gateway found, without drowning them during an outbreak: the first
+ * detection of a name is a notice at once, later ones are gathered into one
+ * digest per window. The "seen" set and the digest items live in the store,
+ * so every node agrees; sending is a job, so nothing is lost or sent twice.
+ *
+ * Sent with a null envelope sender (MAIL FROM:<>, RFC 5321 §4.5.5: nothing
+ * bounces back) through the configured relay. Never to the message's sender.
+ */
+import { Resolver } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import type { Config } from '../config/schema.ts';
+import { SmtpClient } from '../edge/smtp-client.ts';
+import { enqueue, type Job } from '../store/jobs.ts';
+import type { Db } from '../store/store.ts';
+import { composeDigest, composeNotice, type DigestEntry, type Detection } from './notice.ts';
+
+export const NOTICE_JOB = 'postmaster-notice';
+export const DIGEST_JOB = 'postmaster-digest';
+
+/** The end of the digest window `now` falls in (windows are aligned, so every node picks the same one). */
+export function digestWindowEnd(now: Date, digestMinutes: number): Date {
+  const size = digestMinutes * 60_000;
+  return new Date(Math.floor(now.getTime() / size) * size + size);
+}
+
+/** Records one detection: a notice job for a new name, else a digest item and the window's digest job. */
+export async function recordDetection(db: Db, d: Detection, digestMinutes: number, now = new Date()): Promise<'notice' | 'digest'> {
+  return db.transaction().execute(async (tx) => {
+    const fresh = await tx.insertInto('notice_names').values({ name: d.detail }).onConflict((oc) => oc.column('name').doNothing()).returning('name').executeTakeFirst();
+    if (fresh) {
+      await enqueue(tx, { kind: NOTICE_JOB, payload: d, dedupeKey: `notice:${d.id}` });
+      return 'notice';
+    }
+    await tx.insertInto('notice_digest_items').values({ name: d.detail, client_ip: d.clientIp, created_at: now }).execute();
+    const windowEnd = digestWindowEnd(now, digestMinutes);
+    await enqueue(tx, { kind: DIGEST_JOB, payload: { windowEnd: windowEnd.toISOString() }, runAt: windowEnd, dedupeKey: `digest:${windowEnd.toISOString()}` });
+    return 'digest';
+  });
+}
+
+/** Forward-confirmed reverse DNS: the PTR name only if it resolves back to the address. */
+export async function verifiedReverseName(ip: string, timeoutMs = 1500): Promise<string | null> {
+  if (!isIP(ip)) return null;
+  const resolver = new Resolver({ timeout: timeoutMs, tries: 1 });
+  try {
+    const [name] = await resolver.reverse(ip);
+    if (!name) return null;
+    const addresses = isIP(ip) === 6 ? await resolver.resolve6(name) : await resolver.resolve4(name);
+    return addresses.includes(ip) ? name : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Hands one message to the relay with a null sender; throws (so the job is retried) unless the relay says 250. */
+export async function sendThroughRelay(relay: string, hostname: string, to: string, raw: Buffer): Promise<void> {
+  const hostPort = relay.slice('smtp://'.length);
+  const at = hostPort.lastIndexOf(':');
+  const client = await SmtpClient.open({
+    host: at === -1 ? hostPort : hostPort.slice(0, at).replace(/^\[(.*)\]$/, '$1'),
+    port: at === -1 ? 25 : Number(hostPort.slice(at + 1)),
+    heloName: hostname,
+  });
+  try {
+    const mail = await client.command('MAIL FROM:<>');
+    if (mail.code !== 250) throw new Error(`relay refused MAIL: ${mail.code} ${mail.text}`);
+    const rcpt = await client.command(`RCPT TO:<${to}>`);
+    if (rcpt.code !== 250 && rcpt.code !== 251) throw new Error(`relay refused RCPT: ${rcpt.code} ${rcpt.text}`);
+    const done = await client.data([raw]);
+    if (done.code !== 250) throw new Error(`relay refused DATA: ${done.code} ${done.text}`);
+  } finally {
+    client.close();
+  }
+}
+
+type Notify = NonNullable<Config['notify']>;
+
+/** The job handlers a node runs when `notify:` is configured. */
+export function postmasterHandlers(db: Db, notify: Notify, hostname: string, reverse: (ip: string) => Promise<string | null> = verifiedReverseName) {
+  const settings = { from: notify.from, postmaster: notify.postmaster, hostname };
+  return {
+    [NOTICE_JOB]: async (payload: unknown) => {
+      const d = payload as Detection;
+      await sendThroughRelay(notify.relay, hostname, notify.postmaster, await composeNotice(d, settings, await reverse(d.clientIp)));
+    },
+    [DIGEST_JOB]: async (payload: unknown, job: Job) => {
+      const windowEnd = new Date((payload as { windowEnd: string }).windowEnd);
+      // Take the window's items and send in one transaction: if the relay fails, they stay for the retry.
+      await db.transaction().execute(async (tx) => {
+        const items = await tx.deleteFrom('notice_digest_items').where('created_at', '<', windowEnd).returning(['name', 'client_ip']).execute();
+        if (items.length === 0) return;
+        const byName = new Map<string, DigestEntry>();
+        for (const item of items) {
+          const entry = byName.get(item.name) ?? { detail: item.name, count: 0, sources: [] };
+          entry.count++;
+          if (!entry.sources.includes(item.client_ip)) entry.sources.push(item.client_ip);
+          byName.set(item.name, entry);
+        }
+        const entries = [...byName.values()].sort((a, b) => b.count - a.count);
+        await sendThroughRelay(notify.relay, hostname, notify.postmaster, await composeDigest(windowEnd.toISOString(), entries, settings, job.id));
+      });
+    },
+  };
+}
