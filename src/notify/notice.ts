@@ -38,6 +38,15 @@ export interface NoticeSettings {
   hostname: string;
 }
 
+/**
+ * What "the same thing again" means for outbreak-proofing: a malware name as
+ * it is; a failed test without its specifics (the file name), so a worm that
+ * varies its attachment names still makes one notice, not one per name.
+ */
+export function noticeKey(verdict: 'infected' | 'banned', detail: string): string {
+  return verdict === 'infected' ? detail : detail.replace(/\s*\(.*$/s, '').trim() || detail;
+}
+
 /** `possible virus found: NAME` — the one subject format the field can filter on (R3). */
 export function noticeSubject(detail: string): string {
   return `possible virus found: ${cleanText(detail, 150)}`;

@@ -14,7 +14,7 @@ import type { Config } from '../config/schema.ts';
 import { SmtpClient } from '../edge/smtp-client.ts';
 import { enqueue, type Job } from '../store/jobs.ts';
 import type { Db } from '../store/store.ts';
-import { composeDigest, composeNotice, type DigestEntry, type Detection } from './notice.ts';
+import { composeDigest, composeNotice, noticeKey, type DigestEntry, type Detection } from './notice.ts';
 
 export const NOTICE_JOB = 'postmaster-notice';
 export const DIGEST_JOB = 'postmaster-digest';
@@ -27,17 +27,74 @@ export function digestWindowEnd(now: Date, digestMinutes: number): Date {
 
 /** Records one detection: a notice job for a new name, else a digest item and the window's digest job. */
 export async function recordDetection(db: Db, d: Detection, digestMinutes: number, now = new Date()): Promise<'notice' | 'digest'> {
+  const [outcome] = await recordDetections(db, [d], digestMinutes, now);
+  return outcome!;
+}
+
+/**
+ * The same for a batch, set-based: a handful of statements per batch rather
+ * than per detection, so an outbreak costs the store little (embedded PGlite
+ * runs on the gateway's own thread). The first detection of a new name in the
+ * batch gets the notice; the rest of the batch go to the digest.
+ */
+export async function recordDetections(db: Db, ds: readonly Detection[], digestMinutes: number, now = new Date()): Promise<('notice' | 'digest')[]> {
+  if (ds.length === 0) return [];
+  const names = ds.map((d) => noticeKey(d.verdict, d.detail));
   return db.transaction().execute(async (tx) => {
-    const fresh = await tx.insertInto('notice_names').values({ name: d.detail }).onConflict((oc) => oc.column('name').doNothing()).returning('name').executeTakeFirst();
-    if (fresh) {
-      await enqueue(tx, { kind: NOTICE_JOB, payload: d, dedupeKey: `notice:${d.id}` });
-      return 'notice';
+    const fresh = new Set(
+      (await tx.insertInto('notice_names').values([...new Set(names)].map((name) => ({ name }))).onConflict((oc) => oc.column('name').doNothing()).returning('name').execute()).map((r) => r.name),
+    );
+    const outcomes = names.map((name) => {
+      if (!fresh.has(name)) return 'digest' as const;
+      fresh.delete(name); // only the first of the batch is the notice
+      return 'notice' as const;
+    });
+    for (const [i, d] of ds.entries()) {
+      if (outcomes[i] === 'notice') await enqueue(tx, { kind: NOTICE_JOB, payload: d, dedupeKey: `notice:${d.id}` });
     }
-    await tx.insertInto('notice_digest_items').values({ name: d.detail, client_ip: d.clientIp, created_at: now }).execute();
-    const windowEnd = digestWindowEnd(now, digestMinutes);
-    await enqueue(tx, { kind: DIGEST_JOB, payload: { windowEnd: windowEnd.toISOString() }, runAt: windowEnd, dedupeKey: `digest:${windowEnd.toISOString()}` });
-    return 'digest';
+    const digestItems = ds.flatMap((d, i) => (outcomes[i] === 'digest' ? [{ name: names[i]!, client_ip: d.clientIp, created_at: now }] : []));
+    if (digestItems.length > 0) {
+      await tx.insertInto('notice_digest_items').values(digestItems).execute();
+      const windowEnd = digestWindowEnd(now, digestMinutes);
+      await enqueue(tx, { kind: DIGEST_JOB, payload: { windowEnd: windowEnd.toISOString() }, runAt: windowEnd, dedupeKey: `digest:${windowEnd.toISOString()}` });
+    }
+    return outcomes;
   });
+}
+
+/** Gathers the gateway's detections and records them in batches (like the message log). */
+export class DetectionRecorder {
+  private pending: Detection[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private inFlight: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly db: Db,
+    private readonly digestMinutes: number,
+    private readonly onError: (err: Error, lost: number) => void,
+    private readonly flushMs = 200,
+  ) {}
+
+  add(d: Detection): void {
+    this.pending.push(d);
+    this.timer ??= setTimeout(() => void this.flush(), this.flushMs);
+  }
+
+  flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const batch = this.pending;
+    this.pending = [];
+    this.inFlight = this.inFlight.then(async () => {
+      if (batch.length === 0) return;
+      try {
+        await recordDetections(this.db, batch, this.digestMinutes);
+      } catch (err) {
+        this.onError(err as Error, batch.length);
+      }
+    });
+    return this.inFlight;
+  }
 }
 
 /** Forward-confirmed reverse DNS: the PTR name only if it resolves back to the address. */

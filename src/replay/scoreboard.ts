@@ -4,6 +4,8 @@
  * at the outgoing relay. Pure: every line is a count over those inputs, and
  * each line says whether it holds.
  */
+import { noticeKey } from '../notify/notice.ts';
+import type { SinkedMessage } from './processes.ts';
 import type { SendResult } from './send.ts';
 import type { PlanEntry, ReplayPlan } from './traffic.ts';
 
@@ -12,6 +14,9 @@ export interface Delivered {
   nextHop: string[];
   /** Envelope recipients of every message Backstop itself sent (notices, reports, complaints). */
   outgoingRecipients: string[];
+  /** Everything Backstop sent, with its envelope, and the postmaster address notices must go to. */
+  outgoing?: SinkedMessage[];
+  postmaster?: string;
 }
 
 export interface Scoreboard {
@@ -27,6 +32,11 @@ export interface Scoreboard {
   backscatterDeliveredToUsers: number;
   backscatterDeliveredPercent: number;
   sourceIps: number;
+  /** Immediate postmaster notices (one per new name expected) and digests. */
+  postmasterNotices: number;
+  postmasterDigests: number;
+  detectedNames: number;
+  noticesElsewhere: number;
   messagesPerSecond: number;
   p50Ms: number;
   p99Ms: number;
@@ -75,6 +85,17 @@ export function computeScoreboard(plan: ReplayPlan, results: SendResult[], deliv
   const legitAccepted = legit.filter((r) => r.code === 250).length;
   const latencies = results.filter((r) => r.code > 0).map((r) => r.latencyMs).sort((a, b) => a - b);
   const backscatterSent = kindCount('backscatter');
+  // Names the gateway reported in its 5xx replies: what the postmaster must hear about, once each.
+  const detectedNames = new Set(
+    results
+      .map((r) => /virus found: (.+)$|forbidden content: (.+)$/.exec(r.response.trim()))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => (m[1] !== undefined ? noticeKey('infected', m[1].trim()) : noticeKey('banned', m[2]!.trim()))),
+  );
+  const outgoing = delivered.outgoing ?? [];
+  const toPostmaster = outgoing.filter((m) => m.rcptTo.length === 1 && m.rcptTo[0] === delivered.postmaster);
+  const subjects = toPostmaster.map((m) => /^Subject: (.*)$/m.exec(m.text)?.[1] ?? '');
+  const digestSubject = /^possible virus found: (.+ \(\d+ more\)|\d+ detections of \d+ names)$/;
   const backscatterDelivered = arrivedOf('backscatter');
 
   return {
@@ -90,6 +111,10 @@ export function computeScoreboard(plan: ReplayPlan, results: SendResult[], deliv
     backscatterDeliveredToUsers: backscatterDelivered,
     backscatterDeliveredPercent: backscatterSent ? (100 * backscatterDelivered) / backscatterSent : 0,
     sourceIps: new Set(plan.entries.filter((e) => e.kind === 'worm').map((e) => e.sourceIp)).size,
+    postmasterNotices: subjects.filter((s) => s.startsWith('possible virus found: ') && !digestSubject.test(s)).length,
+    postmasterDigests: subjects.filter((s) => digestSubject.test(s)).length,
+    detectedNames: detectedNames.size,
+    noticesElsewhere: outgoing.length - toPostmaster.length,
     messagesPerSecond: seconds > 0 ? plan.entries.length / seconds : 0,
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),
@@ -103,6 +128,12 @@ export function scoreLines(s: Scoreboard): ScoreLine[] {
     { name: 'infected or banned messages delivered to a mailbox', value: s.infectedDelivered, expectation: '= 0', holds: s.infectedDelivered === 0 },
     { name: 'legitimate messages lost or delayed beyond one retry', value: s.legitLostOrDelayed, expectation: '= 0', holds: s.legitLostOrDelayed === 0 && s.legitDelivered === s.legitSent },
     { name: 'messages sent to any envelope or header sender of a worm message', value: s.sentToWormSenders, expectation: '= 0', holds: s.sentToWormSenders === 0 },
+    {
+      name: 'postmaster notices: one per new malware name (plus digests), to no one else',
+      value: s.postmasterNotices,
+      expectation: `= ${s.detectedNames} names, ${s.postmasterDigests} digests`,
+      holds: s.postmasterNotices === s.detectedNames && s.noticesElsewhere === 0,
+    },
     { name: 'backscatter delivered to our users (%)', value: Number(s.backscatterDeliveredPercent.toFixed(2)), expectation: '<= 1%', holds: s.backscatterDeliveredPercent <= 1 },
   ];
 }

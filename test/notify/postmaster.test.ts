@@ -93,6 +93,14 @@ for (const kind of ['pglite', 'postgres'] as const) {
       await drop();
     });
 
+    test('one batch holding a new name twice gives one notice and one digest item', async () => {
+      const { recordDetections } = await import('../../src/notify/postmaster.ts');
+      const outcomes = await recordDetections(store.db, [detection({ detail: 'Batch.Worm' }), detection({ detail: 'Batch.Worm' })], 15, new Date('2004-01-26T12:01:00Z'));
+      assert.deepEqual(outcomes, ['notice', 'digest']);
+      await store.db.deleteFrom('notice_digest_items').execute();
+      await store.db.deleteFrom('jobs').execute();
+    });
+
     test('a wave of 200 detections of two names makes two notices and one digest job per window', async () => {
       const now = new Date('2004-01-26T13:01:00Z');
       const outcomes = [];
@@ -164,4 +172,12 @@ test('through the gateway: a wave of EICAR makes one notice to the postmaster an
     await store.close();
     await relay.stop();
   }
+});
+
+test('a worm that varies its attachment names is one notice key per test, malware names stay whole', async () => {
+  const { noticeKey } = await import('../../src/notify/notice.ts');
+  assert.equal(noticeKey('banned', 'double extension (doc.txt.pif)'), 'double extension');
+  assert.equal(noticeKey('banned', 'double extension (readme.txt.scr)'), 'double extension');
+  assert.equal(noticeKey('banned', 'forbidden file type (.pif) in "x.zip"'), 'forbidden file type');
+  assert.equal(noticeKey('infected', 'Win.Worm.Mydoom-1 (variant)'), 'Win.Worm.Mydoom-1 (variant)');
 });

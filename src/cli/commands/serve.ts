@@ -11,7 +11,7 @@ import { loadConfig } from '../../config/load.ts';
 import { splitHostPort } from '../../config/listen.ts';
 import { startGateway, type GatewayHooks } from '../../edge/gateway.ts';
 import { detectionFrom } from '../../notify/detection.ts';
-import { postmasterHandlers, recordDetection } from '../../notify/postmaster.ts';
+import { DetectionRecorder, postmasterHandlers } from '../../notify/postmaster.ts';
 import { runWorker } from '../../store/jobs.ts';
 import { createLogger } from '../../obs/log.ts';
 import { clamdErrorsTotal, storeErrorsTotal } from '../../obs/metrics.ts';
@@ -47,11 +47,17 @@ export const command: Command = {
     const hooks: Partial<GatewayHooks> = { decided: [] };
     const stopWorkers = new AbortController();
     const workers: Promise<void>[] = [];
+    let recorder: DetectionRecorder | null = null;
     if (config.notify) {
       const notify = config.notify;
+      const detections = new DetectionRecorder(store.db, notify.digestMinutes, (err, lost) => {
+        storeErrorsTotal.inc({ what: 'detections' });
+        logger.error({ err: err.message, lost }, 'detections could not be recorded: postmaster notices for them are missing');
+      });
+      recorder = detections;
       hooks.decided!.push(async (t, decided) => {
         const detection = detectionFrom(t, decided);
-        if (detection) await recordDetection(store.db, detection, notify.digestMinutes);
+        if (detection) detections.add(detection);
       });
       workers.push(
         runWorker({
@@ -82,6 +88,7 @@ export const command: Command = {
       process.once('SIGTERM', stop);
     });
     await gateway.close();
+    await recorder?.flush();
     stopWorkers.abort();
     await Promise.all(workers);
     await web.close();
