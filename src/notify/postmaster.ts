@@ -12,6 +12,7 @@ import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Config } from '../config/schema.ts';
 import { SmtpClient } from '../edge/smtp-client.ts';
+import { Batcher } from '../store/batcher.ts';
 import { enqueue, type Job } from '../store/jobs.ts';
 import type { Db } from '../store/store.ts';
 import { composeDigest, composeNotice, noticeKey, type DigestEntry, type Detection } from './notice.ts';
@@ -62,38 +63,10 @@ export async function recordDetections(db: Db, ds: readonly Detection[], digestM
   });
 }
 
-/** Gathers the gateway's detections and records them in batches (like the message log). */
-export class DetectionRecorder {
-  private pending: Detection[] = [];
-  private timer: NodeJS.Timeout | null = null;
-  private inFlight: Promise<void> = Promise.resolve();
-
-  constructor(
-    private readonly db: Db,
-    private readonly digestMinutes: number,
-    private readonly onError: (err: Error, lost: number) => void,
-    private readonly flushMs = 200,
-  ) {}
-
-  add(d: Detection): void {
-    this.pending.push(d);
-    this.timer ??= setTimeout(() => void this.flush(), this.flushMs);
-  }
-
-  flush(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    const batch = this.pending;
-    this.pending = [];
-    this.inFlight = this.inFlight.then(async () => {
-      if (batch.length === 0) return;
-      try {
-        await recordDetections(this.db, batch, this.digestMinutes);
-      } catch (err) {
-        this.onError(err as Error, batch.length);
-      }
-    });
-    return this.inFlight;
+/** Gathers the gateway's detections and records them in batches, off the SMTP hot path. */
+export class DetectionRecorder extends Batcher<Detection> {
+  constructor(db: Db, digestMinutes: number, onError: (err: Error, lost: number) => void) {
+    super({ write: async (batch) => void (await recordDetections(db, batch, digestMinutes)), onError });
   }
 }
 

@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { openStore, type Store } from '../../src/store/store.ts';
 
 const ADMIN_URL = process.env.BACKSTOP_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -25,5 +26,22 @@ export async function createTestDatabase(prefix = 'bs_test'): Promise<{ url: str
   };
 }
 
-/** Runs a store test body against PGlite and against a fresh PostgreSQL database. */
+/** The two stores every store test runs against. */
 export const STORE_KINDS = ['pglite', 'postgres'] as const;
+
+/** An in-memory PGlite, or a fresh PostgreSQL database; close() also drops the database. */
+export async function openTestStore(kind: (typeof STORE_KINDS)[number], prefix: string): Promise<{ store: Store; close(): Promise<void> }> {
+  if (kind === 'pglite') {
+    const store = await openStore('pglite-memory:');
+    return { store, close: () => store.close() };
+  }
+  const database = await createTestDatabase(prefix);
+  const store = await openStore(database.url);
+  return {
+    store,
+    async close() {
+      await store.close();
+      await database.drop();
+    },
+  };
+}

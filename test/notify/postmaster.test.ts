@@ -8,9 +8,9 @@ import { composeDigest, composeNotice, type Detection } from '../../src/notify/n
 import { DIGEST_JOB, digestWindowEnd, NOTICE_JOB, postmasterHandlers, recordDetection } from '../../src/notify/postmaster.ts';
 import { startSmtpSink } from '../../src/replay/processes.ts';
 import { claim, complete, runWorker } from '../../src/store/jobs.ts';
-import { openStore, type Store } from '../../src/store/store.ts';
+import { openStore } from '../../src/store/store.ts';
 import { EICAR, startTestGateway, swaks, waitFor } from '../helpers/gateway.ts';
-import { createTestDatabase } from '../helpers/pg.ts';
+import { openTestStore } from '../helpers/pg.ts';
 
 const settings = { from: 'backstop@example.net', postmaster: 'postmaster@example.net', hostname: 'mx.example.net' };
 function detection(overrides: Partial<Detection> = {}): Detection {
@@ -80,18 +80,8 @@ test('digest windows are aligned so every node picks the same one', () => {
 
 for (const kind of ['pglite', 'postgres'] as const) {
   describe(`outbreak-proof notices on ${kind}`, async () => {
-    let store: Store;
-    let drop = async () => {};
-    if (kind === 'pglite') store = await openStore('pglite-memory:');
-    else {
-      const database = await createTestDatabase('bs_notify');
-      drop = database.drop;
-      store = await openStore(database.url);
-    }
-    after(async () => {
-      await store.close();
-      await drop();
-    });
+    const { store, close } = await openTestStore(kind, 'bs_notify');
+    after(close);
 
     test('one batch holding a new name twice gives one notice and one digest item', async () => {
       const { recordDetections } = await import('../../src/notify/postmaster.ts');

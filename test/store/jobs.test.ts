@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { backoffMs, claim, complete, enqueue, fail, runWorker, setState } from '../../src/store/jobs.ts';
-import { openStore, type Store } from '../../src/store/store.ts';
-import { createTestDatabase } from '../helpers/pg.ts';
+import { openStore } from '../../src/store/store.ts';
+import { createTestDatabase, openTestStore } from '../helpers/pg.ts';
 
 test('back-off doubles from 30 s and stops at 6 h', () => {
   assert.deepEqual([1, 2, 3, 4].map(backoffMs), [30_000, 60_000, 120_000, 240_000]);
@@ -11,18 +11,8 @@ test('back-off doubles from 30 s and stops at 6 h', () => {
 
 for (const kind of ['pglite', 'postgres'] as const) {
   describe(`jobs on ${kind}`, async () => {
-    let store: Store;
-    let drop = async () => {};
-    if (kind === 'pglite') store = await openStore('pglite-memory:');
-    else {
-      const database = await createTestDatabase('bs_jobs');
-      drop = database.drop;
-      store = await openStore(database.url);
-    }
-    after(async () => {
-      await store.close();
-      await drop();
-    });
+    const { store, close } = await openTestStore(kind, 'bs_jobs');
+    after(close);
 
     test('a dedupe key makes enqueueing idempotent', async () => {
       const first = await enqueue(store.db, { kind: 'k-dedupe', payload: { n: 1 }, dedupeKey: 'notice:Worm.Mydoom' });

@@ -6,8 +6,8 @@ import { audit } from '../../src/store/audit.ts';
 import { MessageLog, type MessageRecord } from '../../src/store/message-log.ts';
 import { listMigrations, migrate } from '../../src/store/migrations.ts';
 import { getQuarantined, listQuarantine, markDeleted, markReleased, quarantineMessage } from '../../src/store/quarantine.ts';
-import { openStore, type Store } from '../../src/store/store.ts';
-import { createTestDatabase } from '../helpers/pg.ts';
+import { openStore } from '../../src/store/store.ts';
+import { createTestDatabase, openTestStore } from '../helpers/pg.ts';
 
 function record(overrides: Partial<MessageRecord> = {}): MessageRecord {
   return {
@@ -34,19 +34,8 @@ function record(overrides: Partial<MessageRecord> = {}): MessageRecord {
 
 for (const kind of ['pglite', 'postgres'] as const) {
   describe(`store on ${kind}`, async () => {
-    let store: Store;
-    let drop = async () => {};
-    if (kind === 'pglite') {
-      store = await openStore('pglite-memory:');
-    } else {
-      const database = await createTestDatabase('bs_store');
-      drop = database.drop;
-      store = await openStore(database.url);
-    }
-    after(async () => {
-      await store.close();
-      await drop();
-    });
+    const { store, close } = await openTestStore(kind, 'bs_store');
+    after(close);
 
     test('migrations are recorded and a second run applies nothing', async () => {
       const versions = await sql<{ version: number }>`select version from schema_migrations order by version`.execute(store.db);

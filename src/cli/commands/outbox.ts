@@ -10,7 +10,7 @@ import { audit } from '../../store/audit.ts';
 import { setState } from '../../store/jobs.ts';
 import { isUuid } from '../../store/quarantine.ts';
 import { openStore } from '../../store/store.ts';
-import { parseCommandArgs } from '../args.ts';
+import { parseCommandArgs, parseLimit, subcommandWithId } from '../args.ts';
 import { UsageError, type Command } from '../main.ts';
 
 const STATES = ['queued', 'running', 'done', 'failed', 'cancelled', 'review'];
@@ -25,12 +25,9 @@ export const command: Command = {
       kind: { type: 'string' },
       limit: { type: 'string' },
     });
-    const [sub, id] = positionals;
-    if (!sub || !['list', 'show', 'retry', 'cancel', 'approve'].includes(sub)) throw new UsageError('expected list, show, retry, cancel or approve');
-    if (sub !== 'list' && (!id || positionals.length !== 2)) throw new UsageError(`${sub} needs exactly one job id`);
+    const { sub, id } = subcommandWithId(positionals, ['list', 'show', 'retry', 'cancel', 'approve'], 'job');
     if (values.state && !STATES.includes(values.state)) throw new UsageError(`--state must be one of ${STATES.join(', ')}`);
-    const limit = values.limit === undefined ? 100 : Number(values.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new UsageError('--limit must be a whole number from 1 to 10000');
+    const limit = parseLimit(values.limit);
     const config = loadConfig(values.config);
     const store = await openStore(config.store);
     try {

@@ -14,8 +14,8 @@ import { cleanText } from '../../obs/clean.ts';
 import { audit } from '../../store/audit.ts';
 import { getQuarantined, listQuarantine, markDeleted } from '../../store/quarantine.ts';
 import { openStore } from '../../store/store.ts';
-import { parseCommandArgs } from '../args.ts';
-import { UsageError, type Command } from '../main.ts';
+import { parseCommandArgs, parseLimit, subcommandWithId } from '../args.ts';
+import type { Command } from '../main.ts';
 
 const actor = () => `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`;
 
@@ -29,11 +29,8 @@ export const command: Command = {
       verdict: { type: 'string' },
       limit: { type: 'string' },
     });
-    const [sub, id] = positionals;
-    if (!sub || !['list', 'show', 'release', 'delete'].includes(sub)) throw new UsageError('expected list, show, release or delete');
-    if (sub !== 'list' && (!id || positionals.length !== 2)) throw new UsageError(`${sub} needs exactly one quarantine id`);
-    const limit = values.limit === undefined ? 100 : Number(values.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new UsageError('--limit must be a whole number from 1 to 10000');
+    const { sub, id } = subcommandWithId(positionals, ['list', 'show', 'release', 'delete'], 'quarantine');
+    const limit = parseLimit(values.limit);
     const config = loadConfig(values.config);
     const store = await openStore(config.store);
     try {
