@@ -157,7 +157,11 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   async function runHooks<A extends unknown[]>(list: ((...args: A) => Promise<HookOutcome>)[], ...args: A): Promise<Reply | null> {
     for (const hook of list) {
       const result = await withTimeout(hook(...args), hookTimeoutMs);
-      if (result.outcome === 'reply') return result.reply;
+      if (result.outcome === 'reply') {
+        // A check may refuse or defer, never accept: a 2xx here would be a message answered 250 and delivered nowhere.
+        if (result.reply.code < 400 || result.reply.code > 599) throw new Error(`a check answered ${result.reply.code}; checks may only refuse (5xx) or defer (4xx)`);
+        return result.reply;
+      }
     }
     return null;
   }
@@ -245,7 +249,9 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     try {
       const hookReply = await runHooks(hooks.data, t, raw);
       if (hookReply) {
-        action = hookReply.code >= 500 ? 'refused' : hookReply.code >= 400 ? 'deferred' : 'accepted-by-check';
+        await state.nextHop.reset();
+        tx.nextHopOpen = false;
+        action = hookReply.code >= 500 ? 'refused' : 'deferred';
         reply = hookReply;
       } else {
         const scan = await scanner.scanMessage(raw);

@@ -286,3 +286,35 @@ test('the message log survives a burst: one record per message', async () => {
     await g.close();
   }
 });
+
+describe('plug-in checks', () => {
+  test('a data check that refuses leaves the connection usable: the next message on it is delivered', async () => {
+    const { startTestGateway: start } = await import('../helpers/gateway.ts');
+    const g = await start({}, { hooks: { data: [async (_t, raw) => (Buffer.from(raw).includes('refuse-me') ? { outcome: 'reply', reply: { code: 550, message: '5.7.1 Refused by a check' } } : { outcome: 'continue' })] } });
+    try {
+      const { SmtpClient } = await import('../../src/edge/smtp-client.ts');
+      const c = await SmtpClient.open({ host: '127.0.0.1', port: g.port, heloName: 'client.example.org' });
+      for (const [body, expected] of [['refuse-me', 550], ['fine', 250]] as const) {
+        assert.equal((await c.command('MAIL FROM:<a@example.org>')).code, 250);
+        assert.equal((await c.command('RCPT TO:<user@example.net>')).code, 250);
+        assert.equal((await c.data([Buffer.from(`Subject: ${body}\r\n\r\n${body}\r\n`)])).code, expected);
+      }
+      c.close();
+      await waitFor(() => g.sink!.messages().length === 1);
+      assert.match(g.sink!.messages()[0]!, /Subject: fine/);
+    } finally {
+      await g.close();
+    }
+  });
+
+  test('a check that answers 2xx is a bug, and the sender gets 451, never 250', async () => {
+    const g = await startTestGateway({}, { hooks: { data: [async () => ({ outcome: 'reply', reply: { code: 250, message: '2.0.0 swallowed' } })] } });
+    try {
+      const r = await swaks(g.port, to('user@example.net'));
+      assert.match(r.last, /^451 4\.3\.0 /);
+      assert.equal(g.sink!.messages().length, 0);
+    } finally {
+      await g.close();
+    }
+  });
+});
