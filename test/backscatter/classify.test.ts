@@ -1,0 +1,259 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { classify, DEFAULT_CLASSIFY_LIMITS, headerFields, type MessageClass } from '../../src/backscatter/classify.ts';
+
+const msg = (s: string) => Buffer.from(s.replace(/\n/g, '\r\n'));
+
+const ORIGINAL = `Return-Path: <alice@ours.example>
+Received: from pc (unknown [192.0.2.7]) by relay.ours.example with ESMTP id 1; Mon, 1 Jan 2024 00:00:00 +0000
+Message-ID: <orig-1@ours.example>
+From: Alice <alice@ours.example>
+To: bob@far.example
+Subject: hello
+X-Backstop-Stamp: bs1.00000000000000000000
+
+body
+`;
+
+function rfc3464(action: string, extra = ''): string {
+  return `From: Mail Delivery System <MAILER-DAEMON@mx.far.example>
+To: alice@ours.example
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+${extra}
+--B
+Content-Type: text/plain
+
+This is the mail system at host mx.far.example.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.far.example
+
+Final-Recipient: rfc822; bob@far.example
+Original-Recipient: rfc822;bob@far.example
+Action: ${action}
+Status: ${action === 'delayed' ? '4.4.1' : '5.1.1'}
+Remote-MTA: dns; in.far.example
+Diagnostic-Code: smtp; 550 5.1.1 <bob@far.example>: User unknown
+
+--B
+Content-Type: message/rfc822
+
+${ORIGINAL}
+--B--
+`;
+}
+
+const TABLE: [string, string, MessageClass, string | null][] = [
+  ['rfc3464 failure', rfc3464('failed'), 'dsn', 'rfc3464'],
+  ['rfc3464 delayed', rfc3464('delayed'), 'delay', 'rfc3464'],
+  [
+    'qmail',
+    `From: MAILER-DAEMON@mx.far.example\nTo: alice@ours.example\nSubject: failure notice\n\nHi. This is the qmail-send program at mx.far.example.\nI'm afraid I wasn't able to deliver your message to the following addresses.\nThis is a permanent error; I've given up. Sorry it didn't work out.\n\n<bob@far.example>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n--- Below this line is a copy of the message.\n\n${ORIGINAL}`,
+    'dsn',
+    'qmail',
+  ],
+  [
+    'exim',
+    `From: Mail Delivery System <Mailer-Daemon@mx.far.example>\nTo: alice@ours.example\nSubject: Mail delivery failed: returning message to sender\nAuto-Submitted: auto-replied\n\nThis message was created automatically by mail delivery software.\n\nA message that you sent could not be delivered to one or more of its\nrecipients. This is a permanent error. The following address(es) failed:\n\n  bob@far.example\n    unknown user\n\n------ This is a copy of the message, including all the headers. ------\n\n${ORIGINAL}`,
+    'dsn',
+    'exim',
+  ],
+  [
+    'old sendmail',
+    `From: Mail Delivery Subsystem <MAILER-DAEMON@mx.far.example>\nSubject: Returned mail: User unknown\n\nThe original message was received at Mon, 1 Jan 2024\nfrom pc [192.0.2.7]\n\n   ----- The following addresses had permanent fatal errors -----\n<bob@far.example>\n\n   ----- Transcript of session follows -----\n... while talking to in.far.example.:\n>>> RCPT To:<bob@far.example>\n<<< 550 5.1.1 User unknown\n`,
+    'dsn',
+    'sendmail',
+  ],
+  [
+    'exchange',
+    `From: postmaster@far.example\nSubject: Undeliverable: hello\n\nYour message did not reach some or all of the intended recipients.\n\n      Subject:  hello\n\nThe following recipient(s) could not be reached:\n\n      bob@far.example on 1/1/2024\n            The e-mail account does not exist at the organization this message was sent to.\n`,
+    'dsn',
+    'exchange',
+  ],
+  [
+    'lotus notes',
+    `From: Postmaster@far.example\nSubject: DELIVERY FAILURE: User bob (bob@far.example) not listed in Domino Directory\n\nYour document:\thello\nwas not delivered to:\tbob@far.example\nbecause:\tUser bob (bob@far.example) not listed in Domino Directory\n`,
+    'dsn',
+    'lotus',
+  ],
+  [
+    'sendmail warning',
+    `From: Mail Delivery Subsystem <MAILER-DAEMON@mx.far.example>\nSubject: Warning: could not send message for past 4 hours\n\n    **********************************************\n    **      THIS IS A WARNING MESSAGE ONLY      **\n    **  YOU DO NOT NEED TO RESEND YOUR MESSAGE  **\n    **********************************************\n`,
+    'delay',
+    'generic',
+  ],
+  [
+    'MailScanner notice',
+    `From: MailScanner <postmaster@far.example>\nTo: alice@ours.example\nSubject: Warning: E-mail viruses detected\n\nOur virus detector has just been triggered by a message you sent:-\n  To: bob@far.example\n  Subject: hello\nAny infected parts of the message have not been delivered.\n\nThis message is simply to warn you that your computer system may have a\nvirus present and should be checked.\n\nThe virus detector said this about the message:\nReport: /var/spool/MailScanner/x/document.zip  Found the W32/Mydoom.A@mm virus !!!\n\n-- \nMailScanner\n`,
+    'av-notice',
+    'mailscanner',
+  ],
+  [
+    'Symantec notice',
+    `From: SMTP Gateway <admin@far.example>\nSubject: Symantec Mail Security detected a virus in a message you sent (SYM:12345)\n\nSubject of the message: hello\nRecipient of the message: bob\n\nSymantec Mail Security detected the following virus: W32.Mydoom.A@mm\nThe attachment was quarantined.\n`,
+    'av-notice',
+    'symantec',
+  ],
+  [
+    'Trend Micro ScanMail',
+    `From: System Attendant <Administrator@far.example>\nSubject: ScanMail Message: To Sender virus found or matched file blocking setting.\n\nScanMail for Microsoft Exchange has detected virus(es) in your email attachment.\nDate: 1/1/2024\nMethod: Mail Delivery\nFile: document.pif\nAction: Quarantined\nVirus: WORM_MYDOOM.A\n`,
+    'av-notice',
+    'trendmicro',
+  ],
+  [
+    'challenge',
+    `From: Spam Arrest <noreply@spamarrest.com>\nSubject: Re: hello [Verification Needed]\n\nHello, I am protected by Spam Arrest. Please click the link below to verify that you are a real person and your message will be delivered:\nhttp://spamarrest.example/verify?x\n`,
+    'challenge',
+    'generic',
+  ],
+  [
+    'vacation auto-reply',
+    `From: Bob <bob@far.example>\nSubject: Out of Office: hello\nAuto-Submitted: auto-replied\n\nI am out of the office until Monday and will reply when I return.\n`,
+    'auto-reply',
+    'rfc3834',
+  ],
+  [
+    'auto-reply-phrase-without-header is normal',
+    `From: Bob <bob@far.example>\nSubject: Out of Office: hello\n\nI am out of the office until Monday.\n`,
+    'normal',
+    null,
+  ],
+  [
+    'auto-reply-header-without-phrase is normal',
+    `From: Bob <bob@far.example>\nSubject: minutes of the meeting\nAuto-Submitted: auto-generated\n\nAttached are the minutes.\n`,
+    'normal',
+    null,
+  ],
+  [
+    'read receipt',
+    `From: bob@far.example\nSubject: Read: hello\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=disposition-notification; boundary="R"\n\n--R\nContent-Type: text/plain\n\nYour message was displayed.\n--R\nContent-Type: message/disposition-notification\n\nReporting-UA: mua.far.example; Mail\nFinal-Recipient: rfc822; bob@far.example\nOriginal-Message-ID: <orig-1@ours.example>\nDisposition: manual-action/MDN-sent-manually; displayed\n--R--\n`,
+    'read-receipt',
+    'rfc8098',
+  ],
+  [
+    'person-writing-about-a-bounce is normal',
+    `From: Carol <carol@far.example>\nSubject: Re: your mail bounced?\n\nHi Alice, I think the mail could not be delivered because my mailbox was full. Please resend. Also, the virus scanner at work is annoying.\n`,
+    'normal',
+    null,
+  ],
+  [
+    'newsletter-about-viruses is normal',
+    `From: Security News <news@vendor.example>\nSubject: Virus alert: Mydoom spreading fast\nPrecedence: bulk\n\nA new worm, W32.Mydoom.A@mm, is spreading. Update your antivirus now.\n`,
+    'normal',
+    null,
+  ],
+];
+
+test('classify: one message per format', async () => {
+  for (const [name, text, cls, fmt] of TABLE) {
+    const r = await classify(msg(text));
+    assert.equal(r.class, cls, `${name}: ${r.reasons.join('; ')}`);
+    assert.equal(r.format, fmt, name);
+  }
+});
+
+test('classify extracts the RFC 3464 fields and the quoted original', async () => {
+  const r = await classify(msg(rfc3464('failed')));
+  assert.equal(r.reportingMta, 'mx.far.example');
+  assert.deepEqual(r.recipients[0], {
+    finalRecipient: 'bob@far.example',
+    originalRecipient: 'bob@far.example',
+    action: 'failed',
+    status: '5.1.1',
+    remoteMta: 'in.far.example',
+    diagnostic: 'smtp; 550 5.1.1 <bob@far.example>: User unknown',
+  });
+  assert.equal(r.original?.source, 'message/rfc822');
+  assert.equal(r.original?.messageId, '<orig-1@ours.example>');
+  assert.equal(r.original?.envelopeSender, 'alice@ours.example');
+  assert.equal(r.original?.headerFrom, 'Alice <alice@ours.example>');
+  assert.equal(r.original?.received.length, 1);
+  assert.equal(r.original?.fields['x-backstop-stamp'], 'bs1.00000000000000000000');
+});
+
+test('classify finds headers quoted inline by qmail and Exim', async () => {
+  for (const [name, text] of TABLE.filter(([n]) => n === 'qmail' || n === 'exim')) {
+    const r = await classify(msg(text));
+    assert.equal(r.original?.source, 'inline-text', name);
+    assert.equal(r.original?.messageId, '<orig-1@ours.example>', name);
+    assert.match(r.original?.received[0] ?? '', /by relay\.ours\.example/, name);
+  }
+});
+
+test('classify names the virus a notice names', async () => {
+  const table: [string, string][] = [
+    ['MailScanner notice', 'W32/Mydoom.A@mm'],
+    ['Symantec notice', 'W32.Mydoom.A@mm'],
+  ];
+  for (const [name, virus] of table) {
+    const r = await classify(msg(TABLE.find(([n]) => n === name)![1]));
+    assert.equal(r.virusName, virus, name);
+    assert.equal(r.mentionsVirus, true, name);
+  }
+});
+
+test('dsn-with-10000-parts: classified from the header, bounded work', async () => {
+  const parts = Array.from({ length: 10_000 }, (_, i) => `--B\nContent-Type: text/plain\n\npart ${i}\n`).join('');
+  const raw = msg(`From: MAILER-DAEMON@mx.far.example\nSubject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="B"\n\n${parts}--B--\n`);
+  const t0 = performance.now();
+  const r = await classify(raw);
+  assert.ok(performance.now() - t0 < 2000, 'quick');
+  assert.match(r.truncated ?? '', /MIME parts/);
+  assert.equal(r.class, 'dsn', 'the header alone still says bounce');
+});
+
+test('dsn-nested-200-deep: refused by the pre-pass, no recursion', async () => {
+  let body = 'x\n';
+  for (let i = 199; i >= 0; i--) body = `Content-Type: multipart/mixed; boundary="b${i}"\n\n--b${i}\n${body}--b${i}--\n`;
+  const r = await classify(msg(`From: someone@far.example\nSubject: hi\nMIME-Version: 1.0\n${body}`));
+  assert.match(r.truncated ?? '', /deeper|parts/);
+  assert.equal(r.class, 'normal');
+});
+
+test('dsn-of-20-megabytes: only maxBytes looked at', async () => {
+  const raw = msg(rfc3464('failed').replace('body\n', `${'A'.repeat(20 * 1024 * 1024)}\n`));
+  const r = await classify(raw);
+  assert.match(r.truncated ?? '', /first \d+ bytes/);
+  assert.equal(r.class, 'dsn');
+});
+
+test('dsn-with-5000-recipients: at most maxRecipients kept', async () => {
+  const groups = Array.from({ length: 5000 }, (_, i) => `Final-Recipient: rfc822; u${i}@far.example\nAction: failed\nStatus: 5.1.1\n`).join('\n');
+  const raw = msg(rfc3464('failed').replace(/Reporting-MTA: dns; mx.far.example\n\n[\s\S]*?\n\n--B\nContent-Type: message\/rfc822/, `Reporting-MTA: dns; mx.far.example\n\n${groups}\n--B\nContent-Type: message/rfc822`));
+  const r = await classify(raw, { ...DEFAULT_CLASSIFY_LIMITS, maxParts: 64 });
+  assert.equal(r.class, 'dsn');
+  assert.equal(r.recipients.length, DEFAULT_CLASSIFY_LIMITS.maxRecipients);
+});
+
+test('dsn-with-control-characters: every extracted string is cleaned', async () => {
+  const raw = Buffer.from(
+    rfc3464('failed')
+      .replace('Reporting-MTA: dns; mx.far.example', 'Reporting-MTA: dns; mx.far.example\u001b[2J\u202e')
+      .replace('Message-ID: <orig-1@ours.example>', 'Message-ID: <evil\u0007\u202e@x>')
+      .replace(/\n/g, '\r\n'),
+    'utf8',
+  );
+  const r = await classify(raw);
+  const all = JSON.stringify([r.reportingMta, r.original]);
+  assert.doesNotMatch(all, /[\u0000-\u0008\u000b-\u001f\u007f\u202e]/);
+});
+
+test('forged-reporting-mta: fields are only extracted, never trusted here', async () => {
+  const r = await classify(msg(rfc3464('failed').replace('Reporting-MTA: dns; mx.far.example', 'Reporting-MTA: dns; relay.ours.example')));
+  assert.equal(r.reportingMta, 'relay.ours.example');
+  assert.equal(r.class, 'dsn');
+});
+
+test('garbage never throws', async () => {
+  const table = ['', '\r\n\r\n', 'From ', 'Content-Type: multipart/report; report-type=delivery-status\r\n\r\n--', '\u0000'.repeat(1000), 'Subject: =?x?q?=ZZ?=\r\n\r\n'];
+  for (const t of table) await assert.doesNotReject(classify(Buffer.from(t, 'latin1')), JSON.stringify(t.slice(0, 20)));
+});
+
+test('headerFields unfolds and caps', () => {
+  assert.deepEqual(headerFields('A: 1\n  2\nB:3\nnot a header\n'), [['a', '1 2'], ['b', '3']]);
+  assert.equal(headerFields(Array.from({ length: 500 }, (_, i) => `X-${i}: y`).join('\n')).length, 200);
+});
