@@ -144,20 +144,21 @@ function typedAddress(value: string | null): string | null {
   return angle(i >= 0 ? value.slice(i + 1) : value);
 }
 
-const c = (v: string | null, max = 200) => (v === null ? null : cleanText(v, max));
+// Tabs inside unfolded fields become spaces, not cleanText's "?".
+const c = (v: string | null, max = 200) => (v === null ? null : cleanText(v.replace(/\t/g, ' '), max));
 
 function quoted(block: string, source: QuotedOriginal['source'], maxReceived: number): QuotedOriginal {
   const fields = headerFields(block);
   const map: Record<string, string> = {};
-  for (const [k, v] of fields) if (!(k in map) && Object.keys(map).length < 60) map[k] = cleanText(v, 300);
+  for (const [k, v] of fields) if (!(k in map) && Object.keys(map).length < 60) map[k] = c(v, 300)!;
   const mid = first(fields, 'message-id');
   return {
     source,
-    messageId: mid === null ? null : cleanText(mid.trim(), 250),
+    messageId: c(mid === null ? null : mid.trim(), 250),
     envelopeSender: c(angle(first(fields, 'return-path')), 256),
     headerFrom: c(first(fields, 'from'), 256),
     subject: c(first(fields, 'subject'), 200),
-    received: fields.filter(([k]) => k === 'received').slice(0, maxReceived).map(([, v]) => cleanText(v, 300)),
+    received: fields.filter(([k]) => k === 'received').slice(0, maxReceived).map(([, v]) => c(v, 300)!),
     fields: map,
   };
 }

@@ -23,6 +23,8 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   config: () => import('./commands/config.ts'),
   replay: () => import('./commands/replay.ts'),
   outbox: () => import('./commands/outbox.ts'),
+  classify: () => import('./commands/classify.ts'),
+  batv: () => import('./commands/batv.ts'),
 };
 
 export class UsageError extends Error {}

@@ -1,0 +1,60 @@
+/*
+ * cli/commands/batv — `backstop batv sign|verify|strip ADDRESS… --key-file F`:
+ * the operator's view of BATV tags (backscatter/batv.ts), e.g. to check a
+ * tag from a log line or to compare with Exim's `${prvs…}`.
+ *
+ * The key file holds `K SECRET` lines, the current key first (see
+ * parseKeyFile). Secrets are never printed. Exit 0 when every address
+ * verified (verify) or was handled, 1 when one did not verify, 2 on errors.
+ */
+import { readFileSync } from 'node:fs';
+import { BatvKeyError, parseKeyFile, signPrvs, stripPrvs, verifyPrvs } from '../../backscatter/batv.ts';
+import { cleanText } from '../../obs/clean.ts';
+import { parseCommandArgs } from '../args.ts';
+import { UsageError, type Command } from '../main.ts';
+
+export const command: Command = {
+  summary: 'Sign, verify or strip BATV (prvs) tags on envelope addresses.',
+  usage: 'backstop batv sign|verify|strip ADDRESS... [--key-file FILE] [--at ISO-DATE]',
+  async run(args) {
+    const { values, positionals } = parseCommandArgs(args, { 'key-file': { type: 'string', short: 'k' }, at: { type: 'string' } });
+    const [action, ...addresses] = positionals;
+    if (action !== 'sign' && action !== 'verify' && action !== 'strip') throw new UsageError('first name an action: sign, verify or strip');
+    if (addresses.length === 0) throw new UsageError('name at least one address');
+    if (action === 'strip') {
+      for (const a of addresses) console.log(cleanText(stripPrvs(a), 300));
+      return 0;
+    }
+    if (!values['key-file']) throw new UsageError('--key-file is required for sign and verify');
+    const at = values.at === undefined ? Date.now() : Date.parse(values.at);
+    if (Number.isNaN(at)) throw new UsageError(`--at: not a date: "${cleanText(values.at ?? '', 40)}"`);
+    let text: string;
+    try {
+      text = readFileSync(values['key-file'], 'utf8');
+    } catch (err) {
+      console.error(`backstop batv: cannot read the key file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      return 2;
+    }
+    let ring;
+    try {
+      ring = parseKeyFile(text);
+    } catch (err) {
+      if (err instanceof BatvKeyError) throw new UsageError(`${values['key-file']}: ${err.message}`);
+      throw err;
+    }
+    let status = 0;
+    for (const a of addresses) {
+      if (action === 'sign') {
+        console.log(cleanText(signPrvs(a, ring, at), 300));
+        continue;
+      }
+      const check = verifyPrvs(a, ring, at);
+      const shown = cleanText(a, 300);
+      if (check.kind === 'valid') console.log(`${shown}: valid key ${check.keyNum}, ${check.daysLeft} day(s) left, address ${cleanText(check.original, 300)}`);
+      else if (check.kind === 'untagged') console.log(`${shown}: untagged`);
+      else console.log(`${shown}: ${check.kind} (key ${check.keyNum})`);
+      if (check.kind !== 'valid') status = 1;
+    }
+    return status;
+  },
+};
