@@ -146,15 +146,95 @@ const notifySchema = z
     /** First detection of a malware name is sent at once; the rest wait for this digest window. */
     digestMinutes: z.number().positive('digestMinutes must be greater than 0').default(15),
     sender: z
-      .object({ enabled: z.boolean().default(false), acknowledgeForgedSenders: z.boolean().default(false) })
+      .object({
+        enabled: z.boolean().default(false),
+        acknowledgeForgedSenders: z.boolean().default(false),
+        /**
+         * Malware names (exact, as the engine reports them) known not to forge
+         * their sender. Empty: sender notices only for `banned` verdicts (R2).
+         */
+        nonForging: z.array(z.string().min(1).max(200)).default([]),
+      })
       .strict()
-      .default({ enabled: false, acknowledgeForgedSenders: false })
+      .default({ enabled: false, acknowledgeForgedSenders: false, nonForging: [] })
       .refine((s) => !s.enabled || s.acknowledgeForgedSenders, {
         message:
           'sender notices need acknowledgeForgedSenders: true — the sender of a virus is almost always forged, so a notice to it is backscatter to an innocent third party (R1, R2)',
       }),
   })
   .strict();
+
+/** "90s", "15m", "24h", "7d" → milliseconds. */
+const duration = (what: string) =>
+  z
+    .string()
+    .regex(/^\d{1,6}(s|m|h|d)$/, 'expected a duration such as "15m", "24h" or "7d"')
+    .transform((v) => Number(v.slice(0, -1)) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[v.slice(-1) as 's' | 'm' | 'h' | 'd'])
+    .refine((ms) => ms > 0, `${what} must be longer than 0`);
+
+/** RFC 5965 §7.3 registry values (RFC 6650 §3 for their use); many desks only take `abuse`. */
+export const FEEDBACK_TYPES = ['virus', 'abuse', 'fraud', 'other', 'not-spam', 'auth-failure'] as const;
+
+const onOff = z
+  .union([z.enum(['on', 'off']), z.boolean()])
+  .transform((v) => (v === true || v === 'on' ? 'on' : 'off') as 'on' | 'off');
+
+const abuseOverride = z
+  .object({
+    cidr,
+    /** An address, or "never" to suppress reports for this range. */
+    contact: z.union([z.literal('never'), emailAddress], { error: 'expected an email address or "never"' }),
+    feedbackType: z.enum(FEEDBACK_TYPES).optional(),
+  })
+  .strict();
+
+const abuseSchema = z
+  .object({
+    reports: onOff.default('on'),
+    /** One report per source IP per window, counting every detection in it. */
+    window: duration('window').prefault('24h'),
+    /** How long after a window's first detection its report is sent (it counts what arrived until then). */
+    reportDelay: duration('reportDelay').prefault('15m'),
+    /** At most this many reports in one clock hour, across all nodes. */
+    hourlyCap: positiveInt('hourlyCap').default(200),
+    feedbackType: z.enum(FEEDBACK_TYPES).default('virus'),
+    /** Feedback-Type per destination: an address or a domain (the desk's own). */
+    destinations: z
+      .array(z.object({ match: z.string().min(1).toLowerCase(), feedbackType: z.enum(FEEDBACK_TYPES) }).strict())
+      .default([]),
+    /** Checked first; "never" suppresses. */
+    overrides: z.array(abuseOverride).default([]),
+    /** Our own customers' space: handed to the abuse desk, never mailed. */
+    customerSpace: z.array(cidr).default([]),
+    /** Addresses that say "no-one reads this" (lower case, exact or "*@domain"); dropped wherever found. */
+    placeholders: z.array(z.string().min(3).toLowerCase()).default([]),
+    rdap: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** RFC 9224 bootstrap files (IPv4 and IPv6): file paths or https URLs. */
+        bootstrapV4: z.string().min(1).default('https://data.iana.org/rdap/ipv4.json'),
+        bootstrapV6: z.string().min(1).default('https://data.iana.org/rdap/ipv6.json'),
+        timeoutMs: positiveInt('timeoutMs').default(10_000),
+      })
+      .strict()
+      .default({ enabled: true, bootstrapV4: 'https://data.iana.org/rdap/ipv4.json', bootstrapV6: 'https://data.iana.org/rdap/ipv6.json', timeoutMs: 10_000 }),
+    dns: z
+      .object({
+        /** Abusix-style abuse-contact zone (reversed labels, TXT = address); "" turns the step off. */
+        zone: z.union([z.literal(''), domain]).default('abuse-contacts.abusix.zone'),
+        /** Resolvers to ask ("host:port"); absent: the system's. */
+        servers: z.array(hostPort).optional(),
+        timeoutMs: positiveInt('timeoutMs').default(3000),
+      })
+      .strict()
+      .default({ zone: 'abuse-contacts.abusix.zone', timeoutMs: 3000 }),
+    /** Last resort: abuse@ the registrable domain of a forward-confirmed reverse name. */
+    reverseFallback: z.boolean().default(true),
+    cacheTtl: duration('cacheTtl').prefault('7d'),
+    negativeCacheTtl: duration('negativeCacheTtl').prefault('1d'),
+  })
+  .strict()
+  .refine((a) => a.reportDelay <= a.window, { message: 'reportDelay must not be longer than window', path: ['reportDelay'] });
 
 export const configSchema = z
   .object({
@@ -171,6 +251,8 @@ export const configSchema = z
     scan: scanSchema.default(scanSchema.parse({})),
     /** Postmaster notices; absent: Backstop sends nothing. */
     notify: notifySchema.optional(),
+    /** Abuse reports to the connecting network (R6); sent only when notify: is configured too. */
+    abuse: abuseSchema.optional(),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();
