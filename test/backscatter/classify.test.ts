@@ -105,6 +105,18 @@ const TABLE: [string, string, MessageClass, string | null][] = [
     'trendmicro',
   ],
   [
+    'Antigen notice',
+    `From: Antigen_EXCH01@far.example\nSubject: Antigen found VIRUS= W32/Mydoom.A@mm (Norman) worm\n\nAntigen for Exchange found document.pif infected with VIRUS= W32/Mydoom.A@mm (Norman) worm.\nThe file is currently Removed.  The message, "hello", was\nsent from alice@ours.example and was discovered in IMC Queues\\Inbound\nlocated at FAR/Site/EXCH01.\n`,
+    'av-notice',
+    'antigen',
+  ],
+  [
+    'MAILsweeper notice',
+    `From: MAILsweeper <mailsweeper@far.example>\nSubject: Mail Delivery Failure: Content Violation\n\nThe message you sent to bob@far.example was blocked by MAILsweeper because it contained a virus.\nVirus: W32/Mydoom.A@mm\nThe message has been quarantined.\n`,
+    'av-notice',
+    'mailsweeper',
+  ],
+  [
     'challenge',
     `From: Spam Arrest <noreply@spamarrest.com>\nSubject: Re: hello [Verification Needed]\n\nHello, I am protected by Spam Arrest. Please click the link below to verify that you are a real person and your message will be delivered:\nhttp://spamarrest.example/verify?x\n`,
     'challenge',
