@@ -85,6 +85,54 @@ export interface NoticeDigestItemsTable {
   created_at: DefaultTimestamp;
 }
 
+export interface AbuseSourcesTable {
+  client_ip: string;
+  window_start: Timestamp;
+  window_end: Timestamp;
+  streak: number;
+  detections: number;
+  last_seen: Timestamp;
+  decision: string;
+  job_id: string | null;
+}
+
+export interface AbuseHoursTable {
+  hour: Timestamp;
+  reports: number;
+}
+
+export interface AbuseOptoutsTable {
+  contact: string;
+  at: DefaultTimestamp;
+  note: Generated<string>;
+}
+
+export interface AbuseContactsTable {
+  id: Generated<string>;
+  source: string;
+  range: string;
+  contact: string | null;
+  detail: string;
+  fetched_at: DefaultTimestamp;
+  expires_at: Timestamp;
+}
+
+export interface AbuseReportsTable {
+  job_id: string;
+  client_ip: string;
+  window_start: Timestamp;
+  outcome: string;
+  contact: string | null;
+  source: string | null;
+  steps: unknown;
+  at: DefaultTimestamp;
+}
+
+export interface SenderNoticesTable {
+  sender: string;
+  day: string;
+}
+
 export interface Database {
   messages: MessagesTable;
   quarantine: QuarantineTable;
@@ -92,4 +140,10 @@ export interface Database {
   audit: AuditTable;
   notice_names: NoticeNamesTable;
   notice_digest_items: NoticeDigestItemsTable;
+  abuse_sources: AbuseSourcesTable;
+  abuse_hours: AbuseHoursTable;
+  abuse_optouts: AbuseOptoutsTable;
+  abuse_contacts: AbuseContactsTable;
+  abuse_reports: AbuseReportsTable;
+  sender_notices: SenderNoticesTable;
 }
