@@ -84,8 +84,13 @@ export async function verifiedReverseName(ip: string, timeoutMs = 1500): Promise
   }
 }
 
-/** Hands one message to the relay with a null sender; throws (so the job is retried) unless the relay says 250. */
-export async function sendThroughRelay(relay: string, hostname: string, to: string, raw: Buffer): Promise<void> {
+/**
+ * Hands one message to the relay, by default with a null sender; throws (so
+ * the job is retried) unless the relay says 250. The recipient is checked:
+ * it arrived from outside (RDAP, DNS) and goes into an SMTP command line.
+ */
+export async function sendThroughRelay(relay: string, hostname: string, to: string, raw: Buffer, envelopeFrom = ''): Promise<void> {
+  if (!/^[^\s<>@]{1,64}@[A-Za-z0-9.-]{1,253}$/.test(to)) throw new Error('refusing to send to a malformed address');
   const hostPort = relay.slice('smtp://'.length);
   const at = hostPort.lastIndexOf(':');
   const client = await SmtpClient.open({
@@ -94,7 +99,7 @@ export async function sendThroughRelay(relay: string, hostname: string, to: stri
     heloName: hostname,
   });
   try {
-    const mail = await client.command('MAIL FROM:<>');
+    const mail = await client.command(`MAIL FROM:<${envelopeFrom}>`);
     if (mail.code !== 250) throw new Error(`relay refused MAIL: ${mail.code} ${mail.text}`);
     const rcpt = await client.command(`RCPT TO:<${to}>`);
     if (rcpt.code !== 250 && rcpt.code !== 251) throw new Error(`relay refused RCPT: ${rcpt.code} ${rcpt.text}`);

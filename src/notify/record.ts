@@ -1,0 +1,85 @@
+/*
+ * notify/record — the one entry point the gateway calls after an infected or
+ * banned verdict, and the job handlers a node runs for what it enqueues.
+ *
+ *   recordDetection(db, detection, policy)   one detection
+ *   NotifyRecorder                            the same, batched off the SMTP path
+ *   notifyHandlers(db, config, hostname)      postmaster notices, digests, abuse reports
+ *
+ * Decides nothing itself: the postmaster policy (notify/postmaster) and the
+ * abuse aggregation (notify/abuse) do, each in the store so all nodes agree.
+ * Never enqueues anything addressed to the message's sender (R1); sender
+ * notices (R2) are decided in notify/sender and are not wired yet.
+ */
+import type { Config } from '../config/schema.ts';
+import { Batcher } from '../store/batcher.ts';
+import type { Job } from '../store/jobs.ts';
+import type { Db } from '../store/store.ts';
+import { abuseHandlers, recordAbuse, type AbuseHandlerOptions, type AbuseSettings, type WindowDecision } from './abuse.ts';
+import type { ContactSources } from './contact.ts';
+import { dnsTxtLookup, fcrdns, RdapClient, storeCache } from './lookup.ts';
+import type { Detection } from './notice.ts';
+import { postmasterHandlers, recordDetections as recordPostmaster } from './postmaster.ts';
+
+export interface NotifyPolicy {
+  /** Postmaster notices and digests; null: none. */
+  digestMinutes: number | null;
+  /** Abuse reports; null: none. */
+  abuse: AbuseSettings | null;
+}
+
+/** What the configuration asks for: notices need notify:, reports need notify: (to send) and abuse:. */
+export function notifyPolicy(config: Pick<Config, 'notify' | 'abuse'>): NotifyPolicy {
+  return { digestMinutes: config.notify?.digestMinutes ?? null, abuse: config.notify && config.abuse ? config.abuse : null };
+}
+
+export interface Recorded {
+  postmaster: ('notice' | 'digest')[];
+  /** Decisions for the report windows this batch opened, by source IP. */
+  abuse: Map<string, WindowDecision>;
+}
+
+export async function recordDetections(db: Db, ds: readonly Detection[], policy: NotifyPolicy, now = new Date()): Promise<Recorded> {
+  const postmaster = policy.digestMinutes === null ? [] : await recordPostmaster(db, ds, policy.digestMinutes, now);
+  const abuse = policy.abuse ? await recordAbuse(db, ds, policy.abuse, now) : new Map<string, WindowDecision>();
+  return { postmaster, abuse };
+}
+
+/** The gateway's one line: record what was found, and let the policies enqueue what they decide. */
+export function recordDetection(db: Db, d: Detection, policy: NotifyPolicy, now = new Date()): Promise<Recorded> {
+  return recordDetections(db, [d], policy, now);
+}
+
+/** Gathers detections and records them in batches, off the SMTP hot path. */
+export class NotifyRecorder extends Batcher<Detection> {
+  constructor(db: Db, policy: NotifyPolicy, onError: (err: Error, lost: number) => void) {
+    super({ write: async (batch) => void (await recordDetections(db, batch, policy)), onError });
+  }
+}
+
+/** The contact sources the configuration names (RDAP, DNS, reverse DNS, the store cache). */
+export function contactSources(db: Db, abuse: AbuseSettings): ContactSources {
+  const rdap = new RdapClient({ ...abuse.rdap, placeholders: abuse.placeholders });
+  const dns = { servers: abuse.dns.servers, timeoutMs: abuse.dns.timeoutMs };
+  return {
+    rdap: (ip) => rdap.lookup(ip),
+    dnsTxt: dnsTxtLookup({ ...dns, zone: abuse.dns.zone, placeholders: abuse.placeholders }),
+    reverse: fcrdns(dns),
+    cache: storeCache(db),
+  };
+}
+
+/** Every job handler a node runs for notify: and abuse:. */
+export function notifyHandlers(
+  db: Db,
+  config: Pick<Config, 'notify' | 'abuse'>,
+  hostname: string,
+  options: { sources?: ContactSources; reverse?: (ip: string) => Promise<string | null>; onOutcome?: AbuseHandlerOptions['onOutcome'] } = {},
+): Record<string, (payload: unknown, job: Job) => Promise<void>> {
+  if (!config.notify) return {};
+  const handlers: Record<string, (payload: unknown, job: Job) => Promise<void>> = { ...postmasterHandlers(db, config.notify, hostname, options.reverse) };
+  if (config.abuse) {
+    Object.assign(handlers, abuseHandlers({ db, abuse: config.abuse, notify: config.notify, hostname, sources: options.sources ?? contactSources(db, config.abuse), onOutcome: options.onOutcome }));
+  }
+  return handlers;
+}
