@@ -1,0 +1,91 @@
+/*
+ * notify/sender — whether the sender of a detected message may be told (R1,
+ * R2). Off by default; the answer is almost always no.
+ *
+ * Only when notify.sender has both enabled and acknowledgeForgedSenders;
+ * only for `banned` verdicts or malware names on the explicit non-forging
+ * list (empty by default: worms forge senders); only to an envelope sender
+ * whose domain is authenticated — SPF pass for that domain (RFC 7208 §2.6.3),
+ * or a DMARC pass (RFC 7489 §3.1 alignment) / aligned DKIM pass whose domain
+ * is the envelope sender's organisational domain; at most one notice per
+ * sender per UTC day, counted in the store across all nodes.
+ *
+ * The decision is pure; mailauth does the SPF/DKIM/DMARC checks in the
+ * adapter below, on the message the gateway still holds (DKIM needs the
+ * body; the body never leaves the gateway). Must never notify a null or
+ * unauthenticated sender, and never for malware that forges.
+ */
+import { authenticate } from 'mailauth';
+import { getDomain } from 'tldts';
+import type { Config } from '../config/schema.ts';
+import type { Db } from '../store/store.ts';
+import type { Detection } from './notice.ts';
+
+export interface SenderAuth {
+  /** SPF result for the envelope sender's domain. */
+  spf: string;
+  spfDomain: string | null;
+  /** DMARC result and the header From domain it was evaluated for. */
+  dmarc: string;
+  dmarcDomain: string | null;
+  /** Domains of DKIM signatures that passed and align with the header From. */
+  dkimAligned: string[];
+}
+
+type SenderSettings = NonNullable<Config['notify']>['sender'];
+
+export type Eligibility = { ok: true; via: string } | { ok: false; reason: string };
+
+function orgDomain(domain: string): string {
+  const d = domain.toLowerCase().replace(/\.$/, '');
+  return getDomain(d) ?? d;
+}
+
+/** The pure R2 decision. `auth` is null when no check could be made (then: no). */
+export function senderNoticeEligible(d: Detection, auth: SenderAuth | null, settings: SenderSettings): Eligibility {
+  if (!settings.enabled || !settings.acknowledgeForgedSenders) return { ok: false, reason: 'sender notices are off (R1)' };
+  if (d.verdict === 'infected' && !settings.nonForging.includes(d.detail)) return { ok: false, reason: `${d.detail} is not on the non-forging list: its senders are forged` };
+  const at = d.mailFrom.lastIndexOf('@');
+  if (!d.mailFrom || at < 1) return { ok: false, reason: 'null or malformed envelope sender' };
+  const domain = d.mailFrom.slice(at + 1).toLowerCase();
+  if (!auth) return { ok: false, reason: 'sender not authenticated (no check was made)' };
+  if (auth.spf === 'pass' && auth.spfDomain?.toLowerCase() === domain) return { ok: true, via: `SPF pass for ${domain}` };
+  const org = orgDomain(domain);
+  if (auth.dmarc === 'pass' && auth.dmarcDomain && orgDomain(auth.dmarcDomain) === org) return { ok: true, via: `DMARC pass for ${auth.dmarcDomain}` };
+  const dkim = auth.dkimAligned.find((x) => orgDomain(x) === org);
+  if (dkim) return { ok: true, via: `aligned DKIM pass for ${dkim}` };
+  return { ok: false, reason: `sender domain ${domain} not authenticated (SPF ${auth.spf}, DMARC ${auth.dmarc})` };
+}
+
+/** Takes the sender's one notice of the day; false if it was already taken (by any node). */
+export async function claimSenderNotice(db: Db, sender: string, now = new Date()): Promise<boolean> {
+  const row = await db
+    .insertInto('sender_notices')
+    .values({ sender: sender.toLowerCase(), day: now.toISOString().slice(0, 10) })
+    .onConflict((oc) => oc.columns(['sender', 'day']).doNothing())
+    .returning('sender')
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+export type DnsResolver = (name: string, type: string) => Promise<unknown>;
+
+/** Runs SPF, DKIM and DMARC with mailauth on the message as received; null when the check itself failed. */
+export async function checkSenderAuth(raw: Buffer, t: { ip: string; helo: string; mailFrom: string; hostname: string }, resolver?: DnsResolver): Promise<SenderAuth | null> {
+  try {
+    const r = (await authenticate(raw, { ip: t.ip, helo: t.helo, sender: t.mailFrom, mta: t.hostname, ...(resolver ? { resolver } : {}), disableArc: true, disableBimi: true } as never)) as {
+      spf?: { domain?: string; status?: { result?: string } } | false;
+      dmarc?: { domain?: string; status?: { result?: string } } | false;
+      dkim?: { results?: { status?: { result?: string; aligned?: string | false }; signingDomain?: string }[] };
+    };
+    return {
+      spf: (r.spf && r.spf.status?.result) || 'none',
+      spfDomain: (r.spf && r.spf.domain) || null,
+      dmarc: (r.dmarc && r.dmarc.status?.result) || 'none',
+      dmarcDomain: (r.dmarc && r.dmarc.domain) || null,
+      dkimAligned: (r.dkim?.results ?? []).flatMap((x) => (x.status?.result === 'pass' && x.status.aligned ? [String(x.status.aligned)] : [])),
+    };
+  } catch {
+    return null;
+  }
+}
