@@ -25,6 +25,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   outbox: () => import('./commands/outbox.ts'),
   classify: () => import('./commands/classify.ts'),
   batv: () => import('./commands/batv.ts'),
+  user: () => import('./commands/user.ts'),
 };
 
 export class UsageError extends Error {}

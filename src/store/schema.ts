@@ -133,6 +133,36 @@ export interface SenderNoticesTable {
   day: string;
 }
 
+export interface WebUsersTable {
+  name: string;
+  role: 'admin' | 'analyst';
+  password_hash: string;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+  disabled_at: Timestamp | null;
+}
+
+export interface WebSessionsTable {
+  id_hash: string;
+  user_name: string;
+  created_at: DefaultTimestamp;
+  expires_at: Timestamp;
+  last_seen_at: DefaultTimestamp;
+  client_ip: string;
+}
+
+export interface WebSecretsTable {
+  name: string;
+  value: string;
+  created_at: DefaultTimestamp;
+}
+
+export interface WebLoginThrottleTable {
+  key: string;
+  window_start: Timestamp;
+  failures: number;
+}
+
 export interface Database {
   messages: MessagesTable;
   quarantine: QuarantineTable;
@@ -146,4 +176,8 @@ export interface Database {
   abuse_contacts: AbuseContactsTable;
   abuse_reports: AbuseReportsTable;
   sender_notices: SenderNoticesTable;
+  web_users: WebUsersTable;
+  web_sessions: WebSessionsTable;
+  web_secrets: WebSecretsTable;
+  web_login_throttle: WebLoginThrottleTable;
 }

@@ -1,16 +1,40 @@
 /*
- * web/server — Backstop's HTTP side: health and metrics now, the console,
- * customer portal and report form as those roles land.
+ * web/server — Backstop's HTTP side: health and metrics for machines, and the
+ * console for people (the customer portal and report form join as those
+ * roles land, outside the console's session).
+ *
+ * Secure by default: every console route needs a session (signed, HttpOnly,
+ * SameSite=Strict cookie; state in the store), declares the role it needs
+ * (admin unless it says otherwise), and every state-changing request carries
+ * a CSRF token. Headers on every response: a Content-Security-Policy that
+ * allows only our own scripts and styles (no inline script), frame-ancestors
+ * 'none' and X-Frame-Options DENY, Referrer-Policy no-referrer.
+ * Public: /healthz, /metrics, /login, /assets/*.
  *
  * Trusts nothing in a request. One error handler: 4xx say what was wrong,
- * 5xx say nothing about internals (the detail goes to the log).
+ * 5xx say nothing about internals (the detail goes to the log with the
+ * request id, which the page shows so an operator can find it).
  */
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import fastifyCookie from '@fastify/cookie';
+import fastifyFormbody from '@fastify/formbody';
+import fastifyHelmet from '@fastify/helmet';
+import fastifyStatic from '@fastify/static';
 import { sql } from 'kysely';
+import type { Config } from '../config/schema.ts';
+import type { ReleaseResult } from '../edge/release.ts';
 import type { Logger } from '../obs/log.ts';
 import { registry } from '../obs/metrics.ts';
 import type { Store } from '../store/store.ts';
 import { version } from '../version.ts';
+import { sharedSecret, SESSION_DEFAULTS, type SessionSettings } from './auth/sessions.ts';
+import { THROTTLE_DEFAULTS, type ThrottleSettings } from './auth/throttle.ts';
+import { registerConsole } from './console.ts';
+import { sendErrorPage } from './layout.ts';
+import type { ConsolePage } from './pages/registry.ts';
 
 export interface WebDeps {
   store: Store;
@@ -18,26 +42,87 @@ export interface WebDeps {
   nodeName: string;
   /** Extra health checks (e.g. the SMTP listener); a throwing check marks the node unhealthy. */
   checks?: Record<string, () => Promise<void>>;
+  /** The node's effective configuration: shown (secrets masked) on Settings, used to release through the next hop. */
+  config?: Config;
+  /**
+   * Delivers a quarantined message to its original recipients (claim, deliver,
+   * audit). Defaults to edge/release's releaseQuarantined over `config`.
+   */
+  releaseQuarantined?: (id: string, actor: string) => Promise<ReleaseResult>;
+  /** Pages beyond pages/index.ts (a role wiring its page at start-up, tests). */
+  pages?: ConsolePage[];
+  console?: ConsoleSettings;
 }
+
+export interface ConsoleSettings {
+  /** Mark cookies Secure. Default: when the request came over TLS (as Fastify sees it; see trustProxy). */
+  secureCookies?: boolean;
+  /** Believe X-Forwarded-For/-Proto from a reverse proxy (true, or the proxy's address/CIDR). Off by default. */
+  trustProxy?: boolean | string;
+  session?: Partial<SessionSettings>;
+  loginThrottle?: Partial<ThrottleSettings>;
+}
+
+const ASSETS = fileURLToPath(new URL('./assets/', import.meta.url));
+// Resolved like an import, so it is found wherever npm put the package.
+const UPLOT = dirname(createRequire(import.meta.url).resolve('uplot/dist/uPlot.iife.min.js'));
+
+/** Routes answered as JSON (machines); everything else is a page for people. */
+const isMachineRoute = (url: string) => url === '/healthz' || url === '/metrics' || url.startsWith('/api/');
 
 export function buildWebApp(deps: WebDeps): FastifyInstance {
   // Health checks and metric scrapes arrive every few seconds; per-request lines would drown the log.
   const app = Fastify({
     loggerInstance: deps.logger.child({ role: 'web' }) as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: (request) => request.url === '/healthz' || request.url === '/metrics' }),
+    logController: new LogController({ disableRequestLogging: (request) => request.url === '/healthz' || request.url === '/metrics' || request.url.startsWith('/assets/') }),
     bodyLimit: 1_048_576,
+    trustProxy: deps.console?.trustProxy ?? false,
   });
 
-  app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, request, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    let message = err.message;
     if (status >= 500) {
       request.log.error({ err }, 'request failed');
-      return reply.status(status).send({ error: 'internal error' });
+      message = 'internal error';
+    } else if (err.code === 'FST_CSRF_MISSING_SECRET' || err.code === 'FST_CSRF_INVALID_TOKEN') {
+      message = 'This form has expired or did not come from this console. Go back, reload the page and try again.';
+    } else if (err.validation) {
+      message = `Bad request: ${err.message.slice(0, 300)}`;
     }
-    return reply.status(status).send({ error: err.message });
+    if (isMachineRoute(request.url)) return reply.status(status).send({ error: message });
+    return sendErrorPage(reply, status, status >= 500 ? `Something went wrong on this node. The detail is in its log under request id ${request.id}.` : message, deps.nodeName);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    if (isMachineRoute(request.url) || request.method !== 'GET') return reply.status(404).send({ error: 'not found' });
+    return sendErrorPage(reply, 404, 'There is no such page.', deps.nodeName);
   });
 
-  app.get('/healthz', async (_request, reply) => {
+  void app.register(fastifyHelmet, {
+    // Everything the console loads is ours and same-origin; nothing inline, nothing framed, nothing leaked in a Referer.
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        'default-src': ["'none'"],
+        'script-src': ["'self'"],
+        'style-src': ["'self'"],
+        'img-src': ["'self'", 'data:'],
+        'font-src': ["'self'"],
+        'connect-src': ["'self'"],
+        'form-action': ["'self'"],
+        'frame-ancestors': ["'none'"],
+        'base-uri': ["'none'"],
+      },
+    },
+    frameguard: { action: 'deny' },
+    referrerPolicy: { policy: 'no-referrer' },
+    // HSTS only where we know the console is served over TLS: on plain HTTP it would be ignored at best.
+    strictTransportSecurity: deps.console?.secureCookies ? { maxAge: 15_552_000, includeSubDomains: false } : false,
+    crossOriginEmbedderPolicy: false,
+  });
+  void app.register(fastifyFormbody, { bodyLimit: 65_536 });
+
+  app.get('/healthz', { schema: { querystring: { type: 'object', additionalProperties: false, properties: {} } } }, async (_request, reply) => {
     const results: Record<string, string> = {};
     let healthy = true;
     const checks: Record<string, () => Promise<void>> = {
@@ -59,10 +144,37 @@ export function buildWebApp(deps: WebDeps): FastifyInstance {
     return reply.status(healthy ? 200 : 503).send({ status: healthy ? 'ok' : 'failing', node: deps.nodeName, version, checks: results });
   });
 
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', { schema: { querystring: { type: 'object', additionalProperties: false, properties: {} } } }, async (_request, reply) => {
     reply.header('content-type', registry.contentType);
     return registry.metrics();
   });
 
+  // Static files: our own stylesheet and scripts, and uPlot from node_modules (never a CDN). No directory listings, no dotfiles.
+  void app.register(async (assets) => {
+    await assets.register(fastifyStatic, { root: ASSETS, prefix: '/assets/', index: false, list: false, dotfiles: 'deny', maxAge: '1h', wildcard: false });
+    await assets.register(fastifyStatic, {
+      root: UPLOT,
+      prefix: '/assets/vendor/uplot/',
+      decorateReply: false,
+      index: false,
+      dotfiles: 'deny',
+      wildcard: false,
+      allowedPath: (path) => path === '/uPlot.iife.min.js' || path === '/uPlot.min.css',
+      maxAge: '1d',
+    });
+  });
+
+  // The console: cookie signing with the key every node shares, then login and the pages.
+  void app.register(async (consoleScope) => {
+    const key = await sharedSecret(deps.store.db, 'cookie-signing-key');
+    await consoleScope.register(fastifyCookie, { secret: key, hook: 'onRequest' });
+    await registerConsole(consoleScope, deps, {
+      key,
+      session: { ...SESSION_DEFAULTS, ...deps.console?.session },
+      throttle: { ...THROTTLE_DEFAULTS, ...deps.console?.loginThrottle },
+    });
+  });
+
   return app;
 }
+
