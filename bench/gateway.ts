@@ -27,9 +27,9 @@
  * Everything listens on 127.0.0.1 on ports the kernel picks; every process
  * started here is stopped in `finally`.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,7 +39,7 @@ import { freePort, startBackstop, startSmtpSink, type RunningProcess } from '../
 import { createTestDatabase } from '../test/helpers/pg.ts';
 import { instreamMs } from './lib/clamd.ts';
 import { installHaraka, startHaraka } from './lib/haraka.ts';
-import { percentile, runLoad, type LoadResult } from './lib/load.ts';
+import { mergeLoads, percentile, runLoad, type LoadResult } from './lib/load.ts';
 import { makeMessages, message, uniqueMessage, wormMessage, type Mix } from './lib/messages.ts';
 import { BenchSession, encodeMessage } from './lib/smtp.ts';
 
@@ -47,6 +47,7 @@ const { values } = parseArgs({
   options: {
     messages: { type: 'string', default: '2000' },
     single: { type: 'string' },
+    rounds: { type: 'string', default: '2' },
     quick: { type: 'boolean', default: false },
     'skip-haraka': { type: 'boolean', default: false },
     'skip-memory': { type: 'boolean', default: false },
@@ -57,10 +58,11 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log(`usage: npm run bench -- [--messages N] [--single N] [--quick] [--skip-haraka] [--skip-memory]
+  console.log(`usage: npm run bench -- [--messages N] [--single N] [--rounds R] [--quick] [--skip-haraka] [--skip-memory]
                        [--skip-cross-check] [--haraka-dir DIR] [--output FILE]
   --messages N     messages per 20-session scenario (default 2000; --quick: 200)
   --single N       messages per 1-session scenario (default messages/5, at least 50)
+  --rounds R       split each scenario into R rounds over all targets, results pooled (default 2)
   --haraka-dir DIR keep Haraka's npm install in DIR and reuse it (default: a temporary folder)
   see bench/README.md`);
   process.exit(0);
@@ -72,6 +74,7 @@ const positive = (name: string, v: string) => {
 };
 const N = values.quick ? 200 : positive('messages', values.messages!);
 const N1 = values.single ? positive('single', values.single) : Math.max(50, Math.round(N / 5));
+const ROUNDS = positive('rounds', values.rounds!);
 const SESSIONS = [1, 20] as const;
 const MIXES: Mix[] = ['unique', 'outbreak'];
 const IDLE_CONNECTIONS = 1000;
@@ -103,6 +106,33 @@ interface Row {
   failed: number;
   codes: Record<string, number>;
   pipelining: boolean;
+  /** CPU time (user+system) per message during the load, ms: the target's process, clamd, smtp-sink, this client. */
+  cpuMsPerMessage: { target: number | null; clamd: number; sink: number; client: number };
+  /** Share of the machine's CPUs that processes outside the benchmark used during the loads (0..1). */
+  otherCpuShare: number;
+  /** How long the machine took to go quiet before each round's load (the previous target's after-work). */
+  settleMsBefore: number[];
+}
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+/** utime+stime of a process in ms (/proc/PID/stat fields 14 and 15); children of smtp-sink are not counted. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+/** CPU time used by the whole machine (all processes) in ms: /proc/stat's first line, busy = all but idle and iowait. */
+function machineBusyMs(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return ((total - f[3]! - (f[4] ?? 0)) * 1000) / CLK_TCK;
+}
+
+function selfCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 function vm(pid: number): { rssKb: number; hwmKb: number } {
@@ -126,6 +156,26 @@ async function peakRssDuring(pid: number, work: () => Promise<unknown>): Promise
     clearInterval(timer);
   }
   return Math.max(peak, vm(pid).rssKb);
+}
+
+/**
+ * Waits until the given processes have used under 5% of one core for 300 ms
+ * running (at most maxMs): a gateway's work after its last reply (batched log
+ * writes, background jobs) must not be charged to the next target's load.
+ * Returns how long it took.
+ */
+async function settle(pids: number[], maxMs = 15_000): Promise<number> {
+  const t0 = Date.now();
+  const total = () => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
+  let quiet = 0;
+  let last = total();
+  while (Date.now() - t0 < maxMs && quiet < 3) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = total();
+    quiet = now - last < 5 ? quiet + 1 : 0;
+    last = now;
+  }
+  return Date.now() - t0;
 }
 
 const mb = (kb: number) => kb / 1024;
@@ -172,6 +222,8 @@ async function main() {
       targets.push({ name: HARAKA, port: haraka.port, proc: haraka }, { name: HARAKA_ND, port: harakaNd.port, proc: harakaNd });
     }
 
+    const allPids = () => [clamd.pid, sink.child.pid!, ...targets.flatMap((t) => (t.proc ? [t.proc.child.pid!] : []))];
+
     // Warm up every target (JIT, clamd's engine, the next-hop path) before measuring.
     for (const t of targets) {
       try {
@@ -182,32 +234,65 @@ async function main() {
     }
 
     const rows: Row[] = [];
+    // Each scenario runs in ROUNDS rounds, every target once per round with its share of
+    // the messages, results pooled: a slow stretch of the machine (another process, a
+    // GC, a store flush) is spread over all targets instead of landing on one.
     for (const mix of MIXES) {
       for (const sessions of SESSIONS) {
-        let sinkResult: LoadResult | null = null;
+        const total = sessions === 1 ? N1 : N;
+        const pooled = new Map<string, { r: LoadResult; cpu: Record<'target' | 'clamd' | 'sink' | 'client' | 'other' | 'wall', number>; settleMs: number[] }>();
+        for (let round = 0; round < ROUNDS; round++) {
+          const share = Math.floor(total / ROUNDS) + (round < total % ROUNDS ? 1 : 0);
+          for (const t of targets) {
+            // Fresh messages for every target: clamd caches clean files by hash across its clients.
+            const messages = makeMessages(mix, share);
+            const pids = { target: t.proc?.child.pid ?? null, clamd: clamd.pid, sink: sink.child.pid! };
+            const settleMs = await settle(allPids());
+            const before = { target: pids.target ? cpuMs(pids.target) : 0, clamd: cpuMs(pids.clamd), sink: cpuMs(pids.sink), client: selfCpuMs(), machine: machineBusyMs(), wall: Date.now() };
+            const r = await runLoad({ port: t.port, sessions, messages });
+            const used = {
+              target: pids.target ? cpuMs(pids.target) - before.target : 0,
+              clamd: cpuMs(pids.clamd) - before.clamd,
+              sink: cpuMs(pids.sink) - before.sink,
+              client: selfCpuMs() - before.client,
+              other: 0,
+              wall: Date.now() - before.wall,
+            };
+            // What processes outside this benchmark used meanwhile (other sessions' tests, say).
+            used.other = Math.max(0, machineBusyMs() - before.machine - used.target - used.clamd - used.sink - used.client);
+            const p = pooled.get(t.name);
+            if (!p) pooled.set(t.name, { r, cpu: used, settleMs: [settleMs] });
+            else {
+              p.r = mergeLoads(p.r, r);
+              for (const k of Object.keys(used) as (keyof typeof used)[]) p.cpu[k] += used[k];
+              p.settleMs.push(settleMs);
+            }
+            log(`  ${mix.padEnd(8)} ${String(sessions).padStart(2)} sess  round ${round + 1}/${ROUNDS}  ${t.name.padEnd(38)} ${r.perSecond.toFixed(0).padStart(6)} msg/s  end-of-DATA p50 ${f(percentile(r.dataMs, 50))} p99 ${f(percentile(r.dataMs, 99))} ms  connect p50 ${f(percentile(r.connectMs, 50))} ms  ${JSON.stringify(r.codes)}${r.failed ? ` ${r.failed} FAILED` : ''} (quiet after ${settleMs} ms)`);
+          }
+        }
+        const sinkResult = pooled.get(SINK)!.r;
         for (const t of targets) {
-          // Fresh messages for every target: clamd caches clean files by hash across its clients.
-          const messages = makeMessages(mix, sessions === 1 ? N1 : N);
-          const r = await runLoad({ port: t.port, sessions, messages });
-          if (t.name === SINK) sinkResult = r;
+          const { r, cpu, settleMs } = pooled.get(t.name)!;
           const dataP50 = percentile(r.dataMs, 50);
           const dataP99 = percentile(r.dataMs, 99);
-          const row: Row = {
+          rows.push({
             mix, sessions, target: t.name, messages: r.sent, perSecond: r.perSecond,
-            vsSink: sinkResult ? r.perSecond / sinkResult.perSecond : NaN,
+            vsSink: r.perSecond / sinkResult.perSecond,
             dataP50, dataP99,
-            addedP50: sinkResult ? dataP50 - percentile(sinkResult.dataMs, 50) : NaN,
-            addedP99: sinkResult ? dataP99 - percentile(sinkResult.dataMs, 99) : NaN,
+            addedP50: dataP50 - percentile(sinkResult.dataMs, 50),
+            addedP99: dataP99 - percentile(sinkResult.dataMs, 99),
             txP50: percentile(r.txMs, 50), connectP50: percentile(r.connectMs, 50), connectMax: Math.max(...r.connectMs),
             accepted: r.accepted, rejected: r.rejected, otherRefused: r.otherRefused, failed: r.failed, codes: r.codes, pipelining: r.pipelining,
-          };
-          rows.push(row);
-          log(`  ${mix.padEnd(8)} ${String(sessions).padStart(2)} sess  ${t.name.padEnd(38)} ${r.perSecond.toFixed(0).padStart(6)} msg/s  end-of-DATA p50 ${f(dataP50)} p99 ${f(dataP99)} ms  connect p50 ${f(row.connectP50)} ms  ${JSON.stringify(r.codes)}${r.failed ? ` ${r.failed} FAILED` : ''}`);
+            cpuMsPerMessage: { target: t.proc ? cpu.target / r.sent : null, clamd: cpu.clamd / r.sent, sink: cpu.sink / r.sent, client: cpu.client / r.sent },
+            otherCpuShare: cpu.other / (cpu.wall * cpus().length),
+            settleMsBefore: settleMs,
+          });
         }
       }
     }
 
     // clamd's own time for the same kinds of message, one at a time on an otherwise idle machine.
+    await settle(allPids());
     const [clamdHost, clamdPort] = [clamd.url.slice(6, clamd.url.lastIndexOf(':')), Number(clamd.url.slice(clamd.url.lastIndexOf(':') + 1))];
     const clamdTimes = async (make: (i: number) => Buffer, n: number) => {
       const times: number[] = [];
@@ -253,7 +338,7 @@ async function main() {
       connectP50Sessions20: get('unique', 20, b)!.connectP50,
       connectP50Sessions1: get('unique', 1, b)!.connectP50,
     });
-    const summary = { greetingDelay100: perDelay(B100), greetingDelay0: perDelay(B0) };
+    const summary = { greetingDelay100: perDelay(B100), greetingDelay0: perDelay(B0), otherCpuShareMean: rows.reduce((a, r) => a + r.otherCpuShare, 0) / rows.length };
 
     console.log(`\nBackstop gateway benchmark — same run, ${cpus().length} CPUs, Node ${process.version}, clamd ${clamdVersion}${harakaVersions ? `, Haraka ${harakaVersions.haraka} + haraka-plugin-clamd ${harakaVersions.clamd}` : ''}`);
     console.log(`${N} messages per 20-session scenario, ${N1} per 1-session scenario; ~20 kB each; latencies in ms, end of DATA to final reply\n`);
@@ -262,6 +347,19 @@ async function main() {
       console.log(
         `${r.mix.padEnd(9)} ${String(r.sessions).padStart(4)}  ${r.target.padEnd(38)} ${r.perSecond.toFixed(0).padStart(6)} ${f(r.vsSink).padStart(5)} ${f(r.dataP50).padStart(6)} ${f(r.dataP99).padStart(7)} ${(r.target === SINK ? '' : f(r.addedP50)).padStart(6)} ${(r.target === SINK ? '' : f(r.addedP99)).padStart(7)} ${f(r.connectP50, 1).padStart(8)}  ${Object.entries(r.codes).map(([c, n]) => `${n}×${c}`).join(' ')}${r.failed ? ` ${r.failed} lost` : ''}`,
       );
+    }
+    console.log('\nCPU ms per message (user+system, from /proc; 2 cores = 2,000 ms of CPU per second to share)');
+    console.log('mix       sess  target                                   target   clamd    sink  client   sum → msg/s bound   others used');
+    for (const r of rows) {
+      const c = r.cpuMsPerMessage;
+      const sum = (c.target ?? 0) + c.clamd + c.sink + c.client;
+      console.log(
+        `${r.mix.padEnd(9)} ${String(r.sessions).padStart(4)}  ${r.target.padEnd(38)} ${(c.target === null ? '' : f(c.target)).padStart(7)} ${f(c.clamd).padStart(7)} ${f(c.sink).padStart(7)} ${f(c.client).padStart(7)} ${f(sum).padStart(6)}   ${f((cpus().length * 1000) / sum, 0).padStart(6)}   ${(r.otherCpuShare * 100).toFixed(0).padStart(5)}% of CPUs`,
+      );
+    }
+    const otherShare = rows.reduce((a, r) => a + r.otherCpuShare, 0) / rows.length;
+    if (otherShare > 0.1) {
+      console.log(`\nWARNING: processes outside this benchmark used ${(otherShare * 100).toFixed(0)}% of the CPUs on average during the loads (load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}): the numbers below measure a shared machine; run again when it is quiet.`);
     }
     const s100 = summary.greetingDelay100;
     const s0 = summary.greetingDelay0;

@@ -5,8 +5,8 @@
  * --haraka-dir DIR to keep and reuse an install) and configured in a
  * temporary directory (see bench/README.md for every file):
  *
- *   smtp.ini          listen on a free loopback port, one process (no cluster
- *                     `nodes`: Backstop is measured as one process too)
+ *   smtp.ini          listen on a free loopback port; nodes=0: one process,
+ *                     no cluster (Backstop is measured as one process too)
  *   plugins           bench_no_rdns, rcpt_to.in_host_list, clamd,
  *                     queue/smtp_forward — nothing else, nothing doing DNS
  *   plugins/bench_no_rdns.js
@@ -67,7 +67,9 @@ export async function startHaraka(prefix: string, dir: string, clamdUrl: string,
   writeFileSync(join(dir, 'plugins', 'bench_no_rdns.js'), NO_RDNS_PLUGIN);
   const port = await freePort();
   const files: Record<string, string> = {
-    'smtp.ini': `listen=127.0.0.1:${port}\n`,
+    // nodes=0: no cluster. Unset, Haraka 3 forks one worker behind a master, and
+    // the PID we measure (CPU, RSS) would be the master's.
+    'smtp.ini': `listen=127.0.0.1:${port}\nnodes=0\n`,
     plugins: 'bench_no_rdns\nrcpt_to.in_host_list\nclamd\nqueue/smtp_forward\n',
     host_list: 'example.net\n',
     'clamd.ini': `[main]\nclamd_socket=${clamdUrl.replace(/^tcp:\/\//, '')}\ntimeout=30\n`,

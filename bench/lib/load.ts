@@ -104,3 +104,16 @@ export function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
+
+/** Two loads of the same target and scenario as one: counts and samples added, times summed. */
+export function mergeLoads(a: LoadResult, b: LoadResult): LoadResult {
+  const codes = { ...a.codes };
+  for (const [c, n] of Object.entries(b.codes)) codes[c] = (codes[c] ?? 0) + n;
+  const seconds = a.seconds + b.seconds;
+  const sent = a.sent + b.sent;
+  return {
+    sent, accepted: a.accepted + b.accepted, rejected: a.rejected + b.rejected, otherRefused: a.otherRefused + b.otherRefused, failed: a.failed + b.failed,
+    codes, seconds, perSecond: seconds > 0 ? sent / seconds : 0,
+    dataMs: a.dataMs.concat(b.dataMs), txMs: a.txMs.concat(b.txMs), connectMs: a.connectMs.concat(b.connectMs), pipelining: a.pipelining && b.pipelining,
+  };
+}
