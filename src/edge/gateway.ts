@@ -34,7 +34,7 @@ import { headerBlock, headerField } from './headers.ts';
 import { parseNextHop, type NextHop, type NextHopSession } from './next-hop.ts';
 import { receivedHeader } from './received.ts';
 import { compileRelayPolicy, relayDecision } from './relay.ts';
-import { LOCAL_ERROR, mirror, NEXT_HOP_LOST, NEXT_HOP_UNREACHABLE, RELAY_DENIED, TOO_BIG, type Reply } from './replies.ts';
+import { LOCAL_ERROR, mirror, NEXT_HOP_LOST, NEXT_HOP_UNREACHABLE, RELAY_DENIED, SEPARATE_TRANSACTION, TOO_BIG, type Reply } from './replies.ts';
 import { SmtpClientError } from './smtp-client.ts';
 import { BackstopSmtpServer } from './smtp-server-ext.ts';
 import { ensureCertificate, readCertificate } from './tls.ts';
@@ -70,6 +70,21 @@ export interface DecidedMessage {
   receivedAt: Date;
 }
 
+/**
+ * A destination inside Backstop for some recipients (the abuse desk's per-IP
+ * aliases): they are accepted whatever config.domains says, scanned like all
+ * mail, and handed to this next hop instead of the configured one. One
+ * transaction goes to one destination; a recipient for another is told to
+ * come back in a transaction of its own (452 4.5.3), which every MTA does.
+ */
+export interface LocalRoute {
+  name: string;
+  accepts(rcpt: string): boolean;
+  nextHop: NextHop;
+}
+
+const DEFAULT_ROUTE = 'next-hop';
+
 export interface GatewayDeps {
   config: Config;
   store: Store;
@@ -78,6 +93,7 @@ export interface GatewayDeps {
   messageLog: MessageLog;
   nodeName: string;
   hooks?: Partial<GatewayHooks>;
+  routes?: readonly LocalRoute[];
   /** Per-hook time limit; a hook that takes longer is a 451. */
   hookTimeoutMs?: number;
 }
@@ -93,11 +109,14 @@ interface Transaction {
   mailOptions: { size?: number; eightBit?: boolean; smtpUtf8?: boolean };
   accepted: string[];
   relayed: boolean;
+  /** Where this transaction's recipients go: DEFAULT_ROUTE or a LocalRoute's name. */
+  route: string;
   nextHopOpen: boolean;
 }
 
 interface SessionState {
-  nextHop: NextHopSession;
+  /** One next-hop session per destination, opened when first needed. */
+  hops: Map<string, NextHopSession>;
   tx: Transaction | null;
 }
 
@@ -141,6 +160,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const hookTimeoutMs = deps.hookTimeoutMs ?? 30_000;
   const policy = compileRelayPolicy(config.domains, config.relayFrom);
   const nextHop = parseNextHop(config.nextHop);
+  const routes = deps.routes ?? [];
+  const nextHopOf = (route: string): NextHop => routes.find((r) => r.name === route)?.nextHop ?? nextHop;
   const tls = config.smtp.tls ? readCertificate(config.smtp.tls) : await ensureCertificate(config.dataDir, config.smtp.hostname);
   const sessions = new Map<string, SessionState>();
   const maxBytes = config.smtp.maxMessageBytes;
@@ -169,15 +190,30 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   function stateOf(session: SMTPServerSession): SessionState {
     let state = sessions.get(session.id);
     if (!state) {
-      state = { nextHop: nextHop.session(config.smtp.hostname), tx: null };
+      state = { hops: new Map(), tx: null };
       sessions.set(session.id, state);
     }
     return state;
   }
 
+  function hopOf(state: SessionState, tx: Transaction): NextHopSession {
+    let hop = state.hops.get(tx.route);
+    if (!hop) {
+      hop = nextHopOf(tx.route).session(config.smtp.hostname);
+      state.hops.set(tx.route, hop);
+    }
+    return hop;
+  }
+
+  /** Ends the next hop's side of a transaction that will not be delivered. */
+  async function resetNextHop(state: SessionState, tx: Transaction): Promise<void> {
+    if (tx.nextHopOpen) await hopOf(state, tx).reset();
+    tx.nextHopOpen = false;
+  }
+
   /** Ends whatever the next hop still has open from an earlier, unfinished transaction. */
   async function endTransaction(state: SessionState): Promise<void> {
-    if (state.tx?.nextHopOpen) await state.nextHop.reset();
+    if (state.tx) await resetNextHop(state, state.tx);
     state.tx = null;
   }
 
@@ -196,6 +232,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       },
       accepted: [],
       relayed: false,
+      route: DEFAULT_ROUTE,
       nextHopOpen: false,
     };
   }
@@ -205,25 +242,29 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const tx = state.tx;
     if (!tx) throw new ReplyError({ code: 503, message: '5.5.1 Error: need MAIL command' });
     const rcpt = address.address;
-    const decision = relayDecision(policy, session.remoteAddress, rcpt);
+    const route = routes.find((r) => r.accepts(rcpt))?.name ?? DEFAULT_ROUTE;
+    if (tx.accepted.length > 0 && route !== tx.route) throw new ReplyError(SEPARATE_TRANSACTION);
+    const decision = route === DEFAULT_ROUTE ? relayDecision(policy, session.remoteAddress, rcpt) : 'local';
     if (decision === 'denied') throw new ReplyError(RELAY_DENIED);
-    if (decision === 'relay') tx.relayed = true;
     const hookReply = await runHooks(hooks.rcpt, view(session, tx), rcpt);
     if (hookReply) throw new ReplyError(hookReply);
+    tx.route = route;
+    const hop = hopOf(state, tx);
     try {
       if (!tx.nextHopOpen) {
-        const mail = await state.nextHop.mail(tx.mailFrom, tx.mailOptions);
+        const mail = await hop.mail(tx.mailFrom, tx.mailOptions);
         if (mail.code !== 250) throw new ReplyError(mirror(mail));
         tx.nextHopOpen = true;
       }
-      const reply = await state.nextHop.rcpt(rcpt);
+      const reply = await hop.rcpt(rcpt);
       if (reply.code !== 250 && reply.code !== 251) throw new ReplyError(mirror(reply));
+      if (decision === 'relay') tx.relayed = true;
       tx.accepted.push(rcpt);
     } catch (err) {
       if (err instanceof ReplyError) throw err;
       nextHopErrorsTotal.inc();
       tx.nextHopOpen = false;
-      log.warn({ err: (err as Error).message, nextHop: nextHop.description }, 'next hop unavailable at RCPT');
+      log.warn({ err: (err as Error).message, nextHop: nextHopOf(route).description }, 'next hop unavailable at RCPT');
       throw new ReplyError(err instanceof SmtpClientError && err.kind === 'connect' ? NEXT_HOP_UNREACHABLE : NEXT_HOP_LOST);
     }
   }
@@ -249,8 +290,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     try {
       const hookReply = await runHooks(hooks.data, t, raw);
       if (hookReply) {
-        await state.nextHop.reset();
-        tx.nextHopOpen = false;
+        await resetNextHop(state, tx);
         action = hookReply.code >= 500 ? 'refused' : 'deferred';
         reply = hookReply;
       } else {
@@ -272,7 +312,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
             date: receivedAt,
           });
           try {
-            const answer = await state.nextHop.data([Buffer.from(trace, 'latin1'), raw]);
+            const answer = await hopOf(state, tx).data([Buffer.from(trace, 'latin1'), raw]);
             reply = answer.code === 250 ? { code: 250, message: mirror(answer).message } : mirror(answer);
             action = answer.code === 250 ? 'deliver' : 'next-hop-refused';
           } catch (err) {
@@ -283,8 +323,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
           }
           tx.nextHopOpen = false;
         } else {
-          await state.nextHop.reset();
-          tx.nextHopOpen = false;
+          await resetNextHop(state, tx);
           reply = outcome.reply;
           if (outcome.action === 'quarantine') {
             try {
@@ -311,7 +350,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       }
     } catch (err) {
       log.error({ err: (err as Error).message, id }, 'transaction failed');
-      await state.nextHop.reset().catch(() => {});
+      await resetNextHop(state, tx).catch(() => {});
       tx.nextHopOpen = false;
       reply = LOCAL_ERROR;
       action = 'tempfail';
@@ -389,7 +428,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         openSessions.dec();
         const state = sessions.get(session.id);
         sessions.delete(session.id);
-        state?.nextHop.close();
+        for (const hop of state?.hops.values() ?? []) hop.close();
       },
     },
     config.smtp.greetingDelayMs,

@@ -33,4 +33,6 @@ export const NEXT_HOP_UNREACHABLE: Reply = { code: 451, message: '4.4.1 Next hop
 export const NEXT_HOP_LOST: Reply = { code: 451, message: '4.4.2 Connection to the next hop lost, try again later' };
 export const LOCAL_ERROR: Reply = { code: 451, message: '4.3.0 Local error in processing, try again later' };
 export const RELAY_DENIED: Reply = { code: 550, message: '5.7.1 Relay access denied' };
+/** RFC 5321 §4.5.3.1.10: the client sends the rest of its recipients in another transaction. */
+export const SEPARATE_TRANSACTION: Reply = { code: 452, message: '4.5.3 This recipient goes in a separate transaction; please send it again' };
 export const TOO_BIG = (max: number): Reply => ({ code: 552, message: `5.3.4 Message size exceeds fixed maximum message size of ${max} bytes` });

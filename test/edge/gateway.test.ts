@@ -318,3 +318,39 @@ describe('plug-in checks', () => {
     }
   });
 });
+
+describe('local routes (the abuse desk aliases)', () => {
+  test('alias recipients are accepted outside config.domains, scanned, and handed to their own destination; one destination per transaction', async () => {
+    const { mkdtempSync, readdirSync, readFileSync: read } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const { MaildirNextHop } = await import('../../src/edge/next-hop.ts');
+    const deskDir = mkdtempSync(join(tmpdir(), 'bs-route-'));
+    const route = { name: 'desk', accepts: (rcpt: string) => rcpt.toLowerCase().endsWith('@abuse.example.net'), nextHop: new MaildirNextHop(deskDir) };
+    const g = await startTestGateway({}, { routes: [route] });
+    try {
+      const delivered = () => readdirSync(join(deskDir, 'new'));
+      const r = await swaks(g.port, [...to('192-0-2-7@abuse.example.net'), ...bodyArgs('report one')]);
+      assert.match(r.last, /^250 2\.0\.0 Ok: delivered to maildir/);
+      assert.equal(delivered().length, 1);
+      assert.match(read(join(deskDir, 'new', delivered()[0]!), 'latin1'), /^Delivered-To: 192-0-2-7@abuse\.example\.net\r?$/m);
+      assert.equal(g.sink!.messages().length, 0, 'nothing for the desk reaches the next hop');
+
+      const eicar = await swaks(g.port, [...to('abuse@abuse.example.net'), ...bodyArgs('worm to desk'), '--attach-name', 'x.com', '--attach', '-'], EICAR);
+      assert.equal(eicar.last, '550 5.7.1 Message refused, virus found: Eicar-Test-Signature', 'mail to the aliases is scanned like any other');
+      assert.equal(delivered().length, 1);
+
+      const mixed = await swaks(g.port, ['--to', 'abuse@abuse.example.net,user@example.net', '--from', 'reporter@example.org', ...bodyArgs('mixed')]);
+      assert.ok(mixed.replies.some((l) => l.startsWith('452 4.5.3 ')), mixed.replies.join(' | '));
+      assert.match(mixed.last, /^250 /, 'the first destination\'s recipient is delivered');
+      assert.equal(delivered().length, 2);
+      assert.equal(g.sink!.messages().length, 0, 'the other recipient must come back in its own transaction');
+
+      const plain = await swaks(g.port, [...to('user@example.net'), ...bodyArgs('plain')]);
+      assert.match(plain.last, /^250 /);
+      await waitFor(() => g.sink!.messages().length === 1);
+    } finally {
+      await g.close();
+    }
+  });
+});

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
-import { startGateway, type Gateway, type GatewayHooks } from '../../src/edge/gateway.ts';
+import { startGateway, type Gateway, type GatewayHooks, type LocalRoute } from '../../src/edge/gateway.ts';
 import { silentLogger } from '../../src/obs/log.ts';
 import { startSmtpSink, type SmtpSink } from '../../src/replay/processes.ts';
 import { createScanner } from '../../src/scan/scanner.ts';
@@ -29,7 +29,7 @@ export interface TestGateway {
 
 export async function startTestGateway(
   overrides: Record<string, unknown> = {},
-  options: { sinkArgs?: string[]; noSink?: boolean; hooks?: Partial<GatewayHooks>; store?: Store } = {},
+  options: { sinkArgs?: string[]; noSink?: boolean; hooks?: Partial<GatewayHooks>; routes?: LocalRoute[]; store?: Store } = {},
 ): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'bs-edge-'));
   const sink = options.noSink ? null : await startSmtpSink(join(dir, 'sink'), options.sinkArgs);
@@ -45,7 +45,7 @@ export async function startTestGateway(
   });
   const store = options.store ?? (await openStore('pglite-memory:'));
   const messageLog = new MessageLog(store.db, { flushMs: 10 });
-  const gateway = await startGateway({ config, store, scanner: createScanner(config), logger: silentLogger, messageLog, nodeName: 'test', hooks: options.hooks });
+  const gateway = await startGateway({ config, store, scanner: createScanner(config), logger: silentLogger, messageLog, nodeName: 'test', hooks: options.hooks, routes: options.routes });
   return {
     gateway,
     port: gateway.address.port,

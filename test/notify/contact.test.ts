@@ -137,6 +137,8 @@ describe('against a local RDAP server and a real named', () => {
       if (u.startsWith('/huge/')) return send(200, { pad: 'x'.repeat(2 * 1024 * 1024) });
       return send(404, { errorCode: 404, title: 'Not Found' });
     });
+    // fetch keeps connections alive; a server closing an idle one (5 s default) races a reuse and fails the fetch.
+    http.keepAliveTimeout = 120_000;
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
     base = `http://127.0.0.1:${(http.address() as { port: number }).port}`;
     named = await startNamed({
