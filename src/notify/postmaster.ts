@@ -12,7 +12,6 @@ import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Config } from '../config/schema.ts';
 import { SmtpClient } from '../edge/smtp-client.ts';
-import { Batcher } from '../store/batcher.ts';
 import { enqueue, type Job } from '../store/jobs.ts';
 import type { Db } from '../store/store.ts';
 import { composeDigest, composeNotice, noticeKey, type DigestEntry, type Detection } from './notice.ts';
@@ -61,13 +60,6 @@ export async function recordDetections(db: Db, ds: readonly Detection[], digestM
     }
     return outcomes;
   });
-}
-
-/** Gathers the gateway's detections and records them in batches, off the SMTP hot path. */
-export class DetectionRecorder extends Batcher<Detection> {
-  constructor(db: Db, digestMinutes: number, onError: (err: Error, lost: number) => void) {
-    super({ write: async (batch) => void (await recordDetections(db, batch, digestMinutes)), onError });
-  }
 }
 
 /** Forward-confirmed reverse DNS: the PTR name only if it resolves back to the address. */

@@ -11,7 +11,7 @@ import { loadConfig } from '../../config/load.ts';
 import { splitHostPort } from '../../config/listen.ts';
 import { startGateway, type GatewayHooks } from '../../edge/gateway.ts';
 import { detectionFrom } from '../../notify/detection.ts';
-import { DetectionRecorder, postmasterHandlers } from '../../notify/postmaster.ts';
+import { notifyHandlers, notifyPolicy, NotifyRecorder } from '../../notify/record.ts';
 import { runWorker } from '../../store/jobs.ts';
 import { createLogger } from '../../obs/log.ts';
 import { clamdErrorsTotal, storeErrorsTotal } from '../../obs/metrics.ts';
@@ -47,12 +47,12 @@ export const command: Command = {
     const hooks: Partial<GatewayHooks> = { decided: [] };
     const stopWorkers = new AbortController();
     const workers: Promise<void>[] = [];
-    let recorder: DetectionRecorder | null = null;
+    let recorder: NotifyRecorder | null = null;
     if (config.notify) {
-      const notify = config.notify;
-      const detections = new DetectionRecorder(store.db, notify.digestMinutes, (err, lost) => {
+      const policy = notifyPolicy(config);
+      const detections = new NotifyRecorder(store.db, policy, (err, lost) => {
         storeErrorsTotal.inc({ what: 'detections' });
-        logger.error({ err: err.message, lost }, 'detections could not be recorded: postmaster notices for them are missing');
+        logger.error({ err: err.message, lost }, 'detections could not be recorded: notices and reports for them are missing');
       });
       recorder = detections;
       hooks.decided!.push(async (t, decided) => {
@@ -63,14 +63,15 @@ export const command: Command = {
         runWorker({
           db: store.db,
           worker: `${nodeName}:${process.pid}`,
-          handlers: postmasterHandlers(store.db, notify, config.smtp.hostname),
+          handlers: notifyHandlers(store.db, config, config.smtp.hostname),
           signal: stopWorkers.signal,
           onError: (job, err, outcome) => logger.warn({ job: job.id, kind: job.kind, err: err.message, outcome }, 'outbox job failed'),
         }),
       );
-      if (notify.sender.enabled) logger.warn('notify.sender is enabled and acknowledged, but sender notices are not implemented yet: none are sent');
+      logger.info({ postmaster: config.notify.postmaster, abuseReports: policy.abuse ? policy.abuse.reports : 'not configured' }, 'notify: postmaster notices on; abuse reports per abuse:');
+      if (config.notify.sender.enabled) logger.warn('notify.sender is enabled and acknowledged, but sender notices are not implemented yet: none are sent');
     } else {
-      logger.info('notify: not configured, no postmaster notices are sent');
+      logger.info('notify: not configured, no postmaster notices or abuse reports are sent');
     }
 
     const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks });
