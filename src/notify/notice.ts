@@ -52,23 +52,23 @@ export function noticeSubject(detail: string): string {
   return `possible virus found: ${cleanText(detail, 150)}`;
 }
 
-function describe(d: Detection, reverseName: string | null): string {
+function describe(d: Detection, reverseName: string | null, senderLine = `<${cleanText(d.mailFrom, 320)}> (unverified: worms forge it; no notice was sent to it)`): string {
   const c = (v: string, max = 300) => cleanText(v, max);
   return [
     `What:        ${d.verdict === 'infected' ? `virus ${c(d.detail)} (found by ${c(d.engine, 20)})` : `forbidden content: ${c(d.detail)}`}`,
     `When:        ${d.receivedAt} (UTC)`,
     `From host:   ${d.clientIp} port ${d.clientPort}, reverse name ${reverseName ? c(reverseName, 255) : 'not verified'}, HELO "${c(d.helo, 255)}"`,
-    `Sender:      <${c(d.mailFrom, 320)}> (unverified: worms forge it; no notice was sent to it)`,
+    `Sender:      ${senderLine}`,
     `Recipients:  ${d.rcptTo.map((r) => `<${c(r, 320)}>`).join(', ')}`,
     `Message-ID:  ${d.messageId ? c(d.messageId, 300) : '(none)'}`,
     `Action:      ${c(d.action, 40)}${d.quarantineId ? ` (quarantine id ${c(d.quarantineId, 40)})` : ''}`,
   ].join('\n');
 }
 
-async function compose(settings: NoticeSettings, subject: string, text: string, messageId: string, headers: string | null): Promise<Buffer> {
+async function compose(settings: NoticeSettings, subject: string, text: string, messageId: string, headers: string | null, to = settings.postmaster): Promise<Buffer> {
   const mail = new MailComposer({
     from: settings.from,
-    to: settings.postmaster,
+    to,
     subject,
     text,
     messageId,
@@ -98,6 +98,23 @@ export async function composeNotice(d: Detection, settings: NoticeSettings, reve
     'The original message is not attached (it carries the payload); its header block is, as text/rfc822-headers.',
   ].join('\n');
   return compose(settings, noticeSubject(d.detail), text, `<notice-${d.id}@${settings.hostname}>`, headersOnly(d.headers));
+}
+
+/**
+ * The same notice for an authenticated sender (R2; notify/sender decides who
+ * qualifies): same subject and facts, addressed to the sender, saying how it
+ * was authenticated, and still without the message's body.
+ */
+export async function composeSenderNotice(d: Detection, settings: NoticeSettings, authenticatedVia: string): Promise<Buffer> {
+  const text = [
+    `Backstop at ${settings.hostname} did not deliver a message sent from your address, because it ${d.verdict === 'infected' ? 'contains a virus' : 'contains a file type that is not accepted'}.`,
+    'You are told because your address was authenticated for this message; check the computer it was sent from.',
+    '',
+    describe(d, null, `<${cleanText(d.mailFrom, 320)}> (${cleanText(authenticatedVia, 200)})`),
+    '',
+    `Nothing was delivered. Questions: ${settings.postmaster}. The message is not attached; its header block is, as text/rfc822-headers.`,
+  ].join('\n');
+  return compose(settings, noticeSubject(d.detail), text, `<sender-notice-${d.id}@${settings.hostname}>`, headersOnly(d.headers), d.mailFrom);
 }
 
 export interface DigestEntry {

@@ -9,7 +9,7 @@
  * Decides nothing itself: the postmaster policy (notify/postmaster) and the
  * abuse aggregation (notify/abuse) do, each in the store so all nodes agree.
  * Never enqueues anything addressed to the message's sender (R1); sender
- * notices (R2) are decided in notify/sender and are not wired yet.
+ * notices (R2) are decided and enqueued by notify/sender's own hook.
  */
 import type { Config } from '../config/schema.ts';
 import { Batcher } from '../store/batcher.ts';
@@ -20,6 +20,7 @@ import type { ContactSources } from './contact.ts';
 import { dnsTxtLookup, fcrdns, RdapClient, storeCache } from './lookup.ts';
 import type { Detection } from './notice.ts';
 import { postmasterHandlers, recordDetections as recordPostmaster } from './postmaster.ts';
+import { senderNoticeHandlers } from './sender.ts';
 
 export interface NotifyPolicy {
   /** Postmaster notices and digests; null: none. */
@@ -77,7 +78,10 @@ export function notifyHandlers(
   options: { sources?: ContactSources; reverse?: (ip: string) => Promise<string | null>; onOutcome?: AbuseHandlerOptions['onOutcome'] } = {},
 ): Record<string, (payload: unknown, job: Job) => Promise<void>> {
   if (!config.notify) return {};
-  const handlers: Record<string, (payload: unknown, job: Job) => Promise<void>> = { ...postmasterHandlers(db, config.notify, hostname, options.reverse) };
+  const handlers: Record<string, (payload: unknown, job: Job) => Promise<void>> = {
+    ...postmasterHandlers(db, config.notify, hostname, options.reverse),
+    ...(config.notify.sender.enabled ? senderNoticeHandlers(config.notify, hostname) : {}),
+  };
   if (config.abuse) {
     Object.assign(handlers, abuseHandlers({ db, abuse: config.abuse, notify: config.notify, hostname, sources: options.sources ?? contactSources(db, config.abuse), onOutcome: options.onOutcome }));
   }

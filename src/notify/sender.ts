@@ -18,8 +18,14 @@
 import { authenticate } from 'mailauth';
 import { getDomain } from 'tldts';
 import type { Config } from '../config/schema.ts';
+import type { DecidedMessage, TransactionView } from '../edge/gateway.ts';
+import { enqueue } from '../store/jobs.ts';
 import type { Db } from '../store/store.ts';
-import type { Detection } from './notice.ts';
+import { detectionFrom } from './detection.ts';
+import { composeSenderNotice, type Detection } from './notice.ts';
+import { sendThroughRelay } from './postmaster.ts';
+
+export const SENDER_NOTICE_JOB = 'sender-notice';
 
 export interface SenderAuth {
   /** SPF result for the envelope sender's domain. */
@@ -41,13 +47,20 @@ function orgDomain(domain: string): string {
   return getDomain(d) ?? d;
 }
 
-/** The pure R2 decision. `auth` is null when no check could be made (then: no). */
-export function senderNoticeEligible(d: Detection, auth: SenderAuth | null, settings: SenderSettings): Eligibility {
+/** The part of the R2 decision that needs no DNS: settings, verdict, a usable sender. */
+export function senderNoticeCandidate(d: Detection, settings: SenderSettings): Eligibility {
   if (!settings.enabled || !settings.acknowledgeForgedSenders) return { ok: false, reason: 'sender notices are off (R1)' };
   if (d.verdict === 'infected' && !settings.nonForging.includes(d.detail)) return { ok: false, reason: `${d.detail} is not on the non-forging list: its senders are forged` };
   const at = d.mailFrom.lastIndexOf('@');
   if (!d.mailFrom || at < 1) return { ok: false, reason: 'null or malformed envelope sender' };
-  const domain = d.mailFrom.slice(at + 1).toLowerCase();
+  return { ok: true, via: 'candidate' };
+}
+
+/** The pure R2 decision. `auth` is null when no check could be made (then: no). */
+export function senderNoticeEligible(d: Detection, auth: SenderAuth | null, settings: SenderSettings): Eligibility {
+  const candidate = senderNoticeCandidate(d, settings);
+  if (!candidate.ok) return candidate;
+  const domain = d.mailFrom.slice(d.mailFrom.lastIndexOf('@') + 1).toLowerCase();
   if (!auth) return { ok: false, reason: 'sender not authenticated (no check was made)' };
   if (auth.spf === 'pass' && auth.spfDomain?.toLowerCase() === domain) return { ok: true, via: `SPF pass for ${domain}` };
   const org = orgDomain(domain);
@@ -88,4 +101,41 @@ export async function checkSenderAuth(raw: Buffer, t: { ip: string; helo: string
   } catch {
     return null;
   }
+}
+
+type Notify = NonNullable<Config['notify']>;
+
+interface SenderNoticePayload {
+  detection: Detection;
+  via: string;
+}
+
+/**
+ * The gateway's after-decision hook for R2: cheap checks first, then
+ * SPF/DKIM/DMARC on the message the gateway still holds, then the sender's
+ * one notice of the day, then a job. Returns why not, for the log.
+ */
+export function senderNoticeHook(db: Db, notify: Notify, hostname: string, onDecision: (d: Detection, e: Eligibility) => void = () => {}, resolver?: DnsResolver) {
+  return async (t: TransactionView, decided: DecidedMessage): Promise<void> => {
+    const d = detectionFrom(t, decided);
+    if (!d || !senderNoticeCandidate(d, notify.sender).ok) return;
+    const auth = await checkSenderAuth(Buffer.from(decided.raw), { ip: t.clientIp, helo: t.helo, mailFrom: t.mailFrom, hostname }, resolver);
+    let eligibility = senderNoticeEligible(d, auth, notify.sender);
+    if (eligibility.ok && !(await claimSenderNotice(db, d.mailFrom))) eligibility = { ok: false, reason: 'this sender already had its notice today' };
+    onDecision(d, eligibility);
+    if (!eligibility.ok) return;
+    const payload: SenderNoticePayload = { detection: d, via: eligibility.via };
+    await enqueue(db, { kind: SENDER_NOTICE_JOB, payload, dedupeKey: `sender-notice:${d.id}` });
+  };
+}
+
+/** Sends a sender notice with a null envelope sender, so nothing can bounce back to anyone. */
+export function senderNoticeHandlers(notify: Notify, hostname: string) {
+  const settings = { from: notify.from, postmaster: notify.postmaster, hostname };
+  return {
+    [SENDER_NOTICE_JOB]: async (payload: unknown) => {
+      const { detection, via } = payload as SenderNoticePayload;
+      await sendThroughRelay(notify.relay, hostname, detection.mailFrom, await composeSenderNotice(detection, settings, via));
+    },
+  };
 }

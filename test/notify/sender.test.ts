@@ -75,3 +75,53 @@ test('one notice per sender per day, across nodes (case does not make a new send
     await store.close();
   }
 });
+
+test('through the gateway: an authenticated sender of a banned file gets one notice (null envelope, no body); a worm\'s sender and the second one of the day get none', async () => {
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { parseConfig } = await import('../../src/config/load.ts');
+  const { runWorker } = await import('../../src/store/jobs.ts');
+  const { startSmtpSink } = await import('../../src/replay/processes.ts');
+  const { senderNoticeHook, senderNoticeHandlers } = await import('../../src/notify/sender.ts');
+  const { EICAR, startTestGateway, swaks, waitFor } = await import('../helpers/gateway.ts');
+  const relay = await startSmtpSink(mkdtempSync(join(tmpdir(), 'bs-sender-')));
+  const notify = parseConfig({
+    notify: { relay: `smtp://127.0.0.1:${relay.port}`, from: 'backstop@example.net', postmaster: 'postmaster@example.net', sender: { enabled: true, acknowledgeForgedSenders: true } },
+  }).notify!;
+  // The gateway sees its clients on loopback: SPF authorises exactly that network for sender.example.
+  const loopbackResolver = async (name: string, type: string) => {
+    if (type === 'TXT' && name === 'sender.example') return [['v=spf1 ip4:127.0.0.0/8 -all']];
+    throw Object.assign(new Error('not found'), { code: 'ENOTFOUND' });
+  };
+  const decisions: string[] = [];
+  const store = await openStore('pglite-memory:');
+  const g = await startTestGateway({}, { store, hooks: { decided: [senderNoticeHook(store.db, notify, 'mx.example.net', (d, e) => decisions.push(`${d.detail}: ${e.ok ? e.via : e.reason}`), loopbackResolver)] } });
+  const stop = new AbortController();
+  const worker = runWorker({ db: store.db, worker: 'w', pollMs: 50, signal: stop.signal, handlers: senderNoticeHandlers(notify, 'mx.example.net') });
+  try {
+    const send = (name: string, content: string) =>
+      swaks(g.port, ['--to', 'bob@example.net', '--from', 'alice@sender.example', '--header', 'Subject: the body secret', '--body', 'BODY-MUST-NOT-TRAVEL', '--attach-name', name, '--attach', '-'], content);
+    assert.match((await send('invoice.pif', 'not really a program')).last, /^550 5\.7\.1 /);
+    assert.match((await send('eicar.com', EICAR)).last, /^550 5\.7\.1 .*Eicar/);
+    assert.match((await send('again.pif', 'not really a program')).last, /^550 5\.7\.1 /);
+    await waitFor(() => decisions.length === 2, 10_000).catch(() => assert.fail(`decisions: ${JSON.stringify(decisions)}`));
+    await waitFor(() => relay.envelopes().length === 1, 10_000);
+    assert.ok(!decisions.some((d) => d.startsWith('Eicar')), 'a worm is not even a candidate: no DNS asked, no claim made');
+    assert.match(decisions.filter((d) => d.startsWith('forbidden')).join('\n'), /already had its notice today/);
+    await new Promise((r) => setTimeout(r, 300));
+    const sent = relay.envelopes();
+    assert.equal(sent.length, 1, 'exactly one notice');
+    assert.equal(sent[0]!.mailFrom, '', 'null envelope sender');
+    assert.deepEqual(sent[0]!.rcptTo, ['alice@sender.example']);
+    assert.match(sent[0]!.text, /^Subject: possible virus found: forbidden file type \(\.pif\)/m);
+    assert.match(sent[0]!.text, /SPF pass for sender\.example/);
+    assert.doesNotMatch(sent[0]!.text, /BODY-MUST-NOT-TRAVEL|bm90IHJlYWxseSBhIHByb2dyYW0/, 'neither the body nor the attachment');
+  } finally {
+    stop.abort();
+    await worker;
+    await g.close();
+    await store.close();
+    await relay.stop();
+  }
+});

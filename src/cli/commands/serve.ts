@@ -12,6 +12,7 @@ import { splitHostPort } from '../../config/listen.ts';
 import { startGateway, type GatewayHooks } from '../../edge/gateway.ts';
 import { detectionFrom } from '../../notify/detection.ts';
 import { notifyHandlers, notifyPolicy, NotifyRecorder } from '../../notify/record.ts';
+import { senderNoticeHook } from '../../notify/sender.ts';
 import { runWorker } from '../../store/jobs.ts';
 import { createLogger } from '../../obs/log.ts';
 import { clamdErrorsTotal, storeErrorsTotal } from '../../obs/metrics.ts';
@@ -69,7 +70,13 @@ export const command: Command = {
         }),
       );
       logger.info({ postmaster: config.notify.postmaster, abuseReports: policy.abuse ? policy.abuse.reports : 'not configured' }, 'notify: postmaster notices on; abuse reports per abuse:');
-      if (config.notify.sender.enabled) logger.warn('notify.sender is enabled and acknowledged, but sender notices are not implemented yet: none are sent');
+      if (config.notify.sender.enabled) {
+        logger.warn(
+          { nonForging: config.notify.sender.nonForging },
+          'notify.sender is enabled and acknowledged: authenticated senders of banned files (and of the non-forging names listed) get one notice a day; senders of worms never do (R1, R2)',
+        );
+        hooks.decided!.push(senderNoticeHook(store.db, config.notify, config.smtp.hostname, (d, e) => logger.info({ id: d.id, ok: e.ok, why: e.ok ? e.via : e.reason }, 'sender notice decision')));
+      }
     } else {
       logger.info('notify: not configured, no postmaster notices or abuse reports are sent');
     }
