@@ -2,6 +2,7 @@
  * test/web/helpers — a console over an in-memory store, users, a cookie jar
  * for inject(), and hostile mail data to feed every page.
  */
+import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { silentLogger } from '../../src/obs/log.ts';
@@ -158,4 +159,20 @@ export async function insertMessage(
     })
     .execute();
   return { id, quarantineId };
+}
+
+/** What must never appear raw in a page built from hostile mail (HOSTILE, hostileMessage). */
+export function assertInert(body: string, where: string): void {
+  const scripts = body.match(/<script[^>]*>/g) ?? [];
+  for (const tag of scripts) assert.match(tag, /^<script src="\/assets\//, `${where}: only our own scripts`);
+  // The console writes <b> itself; the one from mail is the one around "Mydoom".
+  assert.doesNotMatch(body, /<(img|iframe)\b[^>]*>|<b>Mydoom/i, `${where}: no markup from mail`);
+  // A real tag (its "<" unescaped) with an on…= attribute outside a quoted value; escaped text may say "onerror=" harmlessly.
+  for (const tag of body.match(/<[a-z][^>]*>/gi) ?? []) {
+    assert.doesNotMatch(tag.replace(/"[^"]*"/g, '""'), /\son[a-z]+\s*=/i, `${where}: no event handler from mail in ${tag.slice(0, 120)}`);
+  }
+  assert.doesNotMatch(body, /[\u202a-\u202e\u2066-\u2069]/, `${where}: no bidi override`);
+  assert.doesNotMatch(body, /\r/, `${where}: no CR`);
+  assert.doesNotMatch(body, /RENDERED-BODY/, `${where}: the body is never shown`);
+  assert.doesNotMatch(body, /\nX-Injected/, `${where}: a CRLF in a value does not start a line`);
 }
