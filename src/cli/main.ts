@@ -26,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   classify: () => import('./commands/classify.ts'),
   batv: () => import('./commands/batv.ts'),
   user: () => import('./commands/user.ts'),
+  rdap: () => import('./commands/rdap.ts'),
 };
 
 export class UsageError extends Error {}

@@ -211,13 +211,17 @@ const abuseSchema = z
     rdap: z
       .object({
         enabled: z.boolean().default(true),
-        /** RFC 9224 bootstrap files (IPv4 and IPv6): file paths or https URLs. */
-        bootstrapV4: z.string().min(1).default('https://data.iana.org/rdap/ipv4.json'),
-        bootstrapV6: z.string().min(1).default('https://data.iana.org/rdap/ipv6.json'),
+        /**
+         * RFC 9224 bootstrap files (IPv4 and IPv6): file paths, https URLs, or
+         * "builtin" — the copy `backstop rdap refresh` keeps under dataDir/rdap,
+         * else the one shipped with Backstop.
+         */
+        bootstrapV4: z.string().min(1).default('builtin'),
+        bootstrapV6: z.string().min(1).default('builtin'),
         timeoutMs: positiveInt('timeoutMs').default(10_000),
       })
       .strict()
-      .default({ enabled: true, bootstrapV4: 'https://data.iana.org/rdap/ipv4.json', bootstrapV6: 'https://data.iana.org/rdap/ipv6.json', timeoutMs: 10_000 }),
+      .default({ enabled: true, bootstrapV4: 'builtin', bootstrapV6: 'builtin', timeoutMs: 10_000 }),
     dns: z
       .object({
         /** Abusix-style abuse-contact zone (reversed labels, TXT = address); "" turns the step off. */

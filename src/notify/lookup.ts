@@ -10,7 +10,10 @@
  * 9110 §10.2.3; RDAP: RFC 7480 §5.5) before it is asked again, and the report
  * job is retried later instead of falling through to a weaker source.
  */
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Resolver } from 'node:dns/promises';
 import { sql } from 'kysely';
 import type { Db } from '../store/store.ts';
@@ -23,6 +26,42 @@ export interface RdapOptions {
   bootstrapV6: string;
   timeoutMs: number;
   placeholders?: readonly string[];
+}
+
+const SHIPPED_BOOTSTRAP = { ipv4: fileURLToPath(new URL('./data/iana-rdap-ipv4.json', import.meta.url)), ipv6: fileURLToPath(new URL('./data/iana-rdap-ipv6.json', import.meta.url)) };
+export const IANA_BOOTSTRAP = { ipv4: 'https://data.iana.org/rdap/ipv4.json', ipv6: 'https://data.iana.org/rdap/ipv6.json' };
+
+/** Where "builtin" reads from: the refreshed copy under dataDir if there is one, else the shipped file. */
+export function bootstrapSource(setting: string, dataDir: string, family: 'ipv4' | 'ipv6'): string {
+  if (setting !== 'builtin') return setting;
+  const refreshed = join(dataDir, 'rdap', `${family}.json`);
+  return existsSync(refreshed) ? refreshed : SHIPPED_BOOTSTRAP[family];
+}
+
+/** A bootstrap document has the RFC 9224 shape: a services array of [ranges, urls] pairs. */
+export function isBootstrapDocument(doc: unknown): boolean {
+  const services = (doc as { services?: unknown })?.services;
+  return Array.isArray(services) && services.length > 0 && services.every((s) => Array.isArray(s) && Array.isArray(s[0]) && Array.isArray(s[1]));
+}
+
+/**
+ * `backstop rdap refresh`: fetches the current files and replaces the copies
+ * under dataDir/rdap only if each parses as a bootstrap document (a broken
+ * download never replaces a working file).
+ */
+export async function refreshBootstrapFiles(dataDir: string, sources = IANA_BOOTSTRAP, timeoutMs = 30_000): Promise<Record<'ipv4' | 'ipv6', number>> {
+  const dir = join(dataDir, 'rdap');
+  mkdirSync(dir, { recursive: true });
+  const counts = { ipv4: 0, ipv6: 0 };
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const doc = await loadJson(sources[family], timeoutMs);
+    if (!isBootstrapDocument(doc)) throw new Error(`${sources[family]} is not an RDAP bootstrap document (no services list)`);
+    const tmp = join(dir, `${family}.json.tmp`);
+    writeFileSync(tmp, JSON.stringify(doc));
+    renameSync(tmp, join(dir, `${family}.json`));
+    counts[family] = (doc as { services: unknown[] }).services.length;
+  }
+  return counts;
 }
 
 /** Reads a bootstrap file from a path or an http(s) URL. */

@@ -17,7 +17,7 @@ import type { Job } from '../store/jobs.ts';
 import type { Db } from '../store/store.ts';
 import { abuseHandlers, recordAbuse, type AbuseHandlerOptions, type AbuseSettings, type WindowDecision } from './abuse.ts';
 import type { ContactSources } from './contact.ts';
-import { dnsTxtLookup, fcrdns, RdapClient, storeCache } from './lookup.ts';
+import { bootstrapSource, dnsTxtLookup, fcrdns, RdapClient, storeCache } from './lookup.ts';
 import type { Detection } from './notice.ts';
 import { postmasterHandlers, recordDetections as recordPostmaster } from './postmaster.ts';
 import { senderNoticeHandlers } from './sender.ts';
@@ -59,8 +59,13 @@ export class NotifyRecorder extends Batcher<Detection> {
 }
 
 /** The contact sources the configuration names (RDAP, DNS, reverse DNS, the store cache). */
-export function contactSources(db: Db, abuse: AbuseSettings): ContactSources {
-  const rdap = new RdapClient({ ...abuse.rdap, placeholders: abuse.placeholders });
+export function contactSources(db: Db, abuse: AbuseSettings, dataDir: string): ContactSources {
+  const rdap = new RdapClient({
+    ...abuse.rdap,
+    bootstrapV4: bootstrapSource(abuse.rdap.bootstrapV4, dataDir, 'ipv4'),
+    bootstrapV6: bootstrapSource(abuse.rdap.bootstrapV6, dataDir, 'ipv6'),
+    placeholders: abuse.placeholders,
+  });
   const dns = { servers: abuse.dns.servers, timeoutMs: abuse.dns.timeoutMs };
   return {
     rdap: (ip) => rdap.lookup(ip),
@@ -73,7 +78,7 @@ export function contactSources(db: Db, abuse: AbuseSettings): ContactSources {
 /** Every job handler a node runs for notify: and abuse:. */
 export function notifyHandlers(
   db: Db,
-  config: Pick<Config, 'notify' | 'abuse'>,
+  config: Pick<Config, 'notify' | 'abuse' | 'dataDir'>,
   hostname: string,
   options: { sources?: ContactSources; reverse?: (ip: string) => Promise<string | null>; onOutcome?: AbuseHandlerOptions['onOutcome'] } = {},
 ): Record<string, (payload: unknown, job: Job) => Promise<void>> {
@@ -83,7 +88,7 @@ export function notifyHandlers(
     ...(config.notify.sender.enabled ? senderNoticeHandlers(config.notify, hostname) : {}),
   };
   if (config.abuse) {
-    Object.assign(handlers, abuseHandlers({ db, abuse: config.abuse, notify: config.notify, hostname, sources: options.sources ?? contactSources(db, config.abuse), onOutcome: options.onOutcome }));
+    Object.assign(handlers, abuseHandlers({ db, abuse: config.abuse, notify: config.notify, hostname, sources: options.sources ?? contactSources(db, config.abuse, config.dataDir), onOutcome: options.onOutcome }));
   }
   return handlers;
 }
