@@ -10,7 +10,7 @@ export const PAGES: (() => Promise<{ page: ConsolePage }>)[] = [
   () => import('./dashboard.ts'),
   () => import('./trace.ts'),
   () => import('./quarantine.ts'),
-  // outbox: () => import('./outbox.ts')   — notify role
+  () => import('./outbox.ts'),
   // desk:   () => import('../../desk/web.ts') — abuse-desk role
   () => import('./audit.ts'),
   () => import('./settings.ts'),

@@ -17,6 +17,7 @@ import { releaseQuarantined as releaseThroughNextHop, type ReleaseResult } from 
 import { getQuarantined, markDeleted } from '../../store/quarantine.ts';
 import { bytes, clip, html, preText, qs, utc, type SafeHtml } from '../html.ts';
 import { attachmentsOf, outlineMessage } from '../mime-outline.ts';
+import { csrfBody, idParams, noQuery } from '../schemas.ts';
 import type { ConsoleContext, ConsolePage } from './registry.ts';
 import { VERDICTS } from './dashboard.ts';
 import { sql } from 'kysely';
@@ -29,10 +30,7 @@ const ACTIONS = {
 } as const;
 type QuarantineAction = keyof typeof ACTIONS;
 
-const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' } } } as const;
 const actionParams = { ...idParams, required: ['id', 'action'], properties: { ...idParams.properties, action: { type: 'string', enum: Object.keys(ACTIONS) } } } as const;
-const noQuery = { type: 'object', additionalProperties: false, properties: {} } as const;
-const csrfBody = { type: 'object', additionalProperties: false, required: ['_csrf'], properties: { _csrf: { type: 'string', maxLength: 300 } } } as const;
 
 const listQuery = {
   type: 'object',

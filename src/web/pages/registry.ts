@@ -19,8 +19,8 @@ import type { Db } from '../../store/store.ts';
 import type { WebDeps } from '../server.ts';
 
 /**
- * The navigation, in order. Slots without a page are not shown; `outbox` and
- * `desk` are kept for the notify and abuse-desk roles.
+ * The navigation, in order. Slots without a page are not shown; `desk` is
+ * kept for the abuse-desk role.
  */
 export const NAV_SLOTS = ['dashboard', 'trace', 'quarantine', 'outbox', 'desk', 'audit', 'settings'] as const;
 export type NavSlot = (typeof NAV_SLOTS)[number];

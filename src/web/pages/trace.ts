@@ -13,6 +13,7 @@
 import { isIP } from 'node:net';
 import { sql } from 'kysely';
 import { bytes, clip, html, qs, utc, type SafeHtml } from '../html.ts';
+import { idParams, noQuery } from '../schemas.ts';
 import type { ConsolePage } from './registry.ts';
 import { VERDICTS } from './dashboard.ts';
 
@@ -148,8 +149,8 @@ ${rows.map((r) => html`<tr>
       {
         config: { role: 'analyst' },
         schema: {
-          params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' } } },
-          querystring: { type: 'object', additionalProperties: false, properties: {} },
+          params: idParams,
+          querystring: noQuery,
         },
       },
       async (request, reply) => {
