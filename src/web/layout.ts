@@ -25,11 +25,12 @@ export interface Frame {
 
 export function frame(f: Frame): string {
   const nav = f.user
-    ? NAV_SLOTS.flatMap((slot) => {
-        const page = f.pages?.find((p) => p.slot === slot);
-        if (!page || !roleAtLeast(f.user!.role, page.role)) return [];
-        return [html`<a href="${page.path}"${slot === f.slot ? html` class="on" aria-current="page"` : ''}>${page.label}</a>`];
-      })
+    ? // A slot is a place in the navigation; a role may put more than one page there (they keep their registration order).
+      NAV_SLOTS.flatMap((slot) =>
+        (f.pages ?? [])
+          .filter((page) => page.slot === slot && roleAtLeast(f.user!.role, page.role))
+          .map((page) => html`<a href="${page.path}"${slot === f.slot ? html` class="on" aria-current="page"` : ''}>${page.label}</a>`),
+      )
     : [];
   return html`<!doctype html>
 <html lang="en">
