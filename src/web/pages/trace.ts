@@ -2,8 +2,10 @@
  * web/pages/trace — find a message in the message log (time range, client
  * IP or network, envelope sender or recipient, Message-ID, verdict, action)
  * and read one message's story: the session, the scan, the action and the
- * reply, its quarantine record, the abuse reports about its source, and what
- * people did to it (audit).
+ * reply, its quarantine record, the jobs it caused (postmaster and sender
+ * notices, the digest it was counted in, the abuse report about its source,
+ * each with its state in the outbox), the reports' outcomes, and what people
+ * did to it (audit).
  *
  * Every search is bounded by a time range (default: the last 24 hours) and a
  * row limit; text matches are LIKE patterns with the user's % and _ escaped.
@@ -13,6 +15,8 @@
 import { isIP } from 'node:net';
 import { sql } from 'kysely';
 import { bytes, clip, html, qs, utc, type SafeHtml } from '../html.ts';
+import { noticeKey } from '../../notify/notice.ts';
+import type { Db } from '../../store/store.ts';
 import { idParams, noQuery } from '../schemas.ts';
 import type { ConsolePage } from './registry.ts';
 import { VERDICTS } from './dashboard.ts';
@@ -166,7 +170,7 @@ ${rows.map((r) => html`<tr>
           ? await db.selectFrom('quarantine').select(['id', 'released_at', 'released_by', 'deleted_at', 'sha256']).where('id', '=', m.quarantine_id).executeTakeFirst()
           : undefined;
         const targets = [m.id, ...(m.quarantine_id ? [m.quarantine_id] : [])];
-        const [events, reports] = await Promise.all([
+        const [events, reports, jobs] = await Promise.all([
           db.selectFrom('audit').select(['at', 'actor', 'action', 'target', 'detail']).where('target', 'in', targets).orderBy('at').limit(100).execute(),
           db
             .selectFrom('abuse_reports')
@@ -178,6 +182,7 @@ ${rows.map((r) => html`<tr>
             .limit(20)
             .execute()
             .catch(() => []),
+          jobsCausedBy(db, m),
         ]);
         const body = html`
 <div class="head"><h1>Message ${m.id}</h1><a href="/trace${qs({ ip: m.client_ip, from: new Date(m.received_at.getTime() - 3_600_000).toISOString(), to: new Date(m.received_at.getTime() + 3_600_000).toISOString() })}">Same client ±1 h</a></div>
@@ -202,6 +207,7 @@ ${rows.map((r) => html`<tr>
 <li>scanned in ${Math.round(m.scan_ms)} ms: ${verdictBadge(m.verdict, m.verdict_detail, 200)}</li>
 <li>action <b>${m.action}</b>, answered <span class="mono">${m.reply}</span></li>
 ${q ? html`<li>held in quarantine as <a class="mono" href="/quarantine/${q.id}">${q.id}</a> (SHA-256 <span class="mono">${q.sha256.slice(0, 16)}…</span>)${q.released_at ? html`; released ${utc(q.released_at)} by ${q.released_by}` : ''}${q.deleted_at ? html`; deleted ${utc(q.deleted_at)}` : ''}</li>` : ''}
+${jobs.map((j) => html`<li><b>${utc(j.done_at ?? j.run_at)}</b> ${j.how}: <a class="mono" href="/outbox/${j.id}">${j.kind}</a> <span class="state s-${j.state}">${j.state}</span>${j.last_error ? html` <span class="mono">${clip(j.last_error, 120)}</span>` : ''}</li>`)}
 ${reports.map((r) => html`<li><b>${utc(r.at)}</b> abuse report about this source (window from ${utc(r.window_start)}): ${r.outcome}${r.contact ? html` to <span class="mono">${r.contact}</span>` : ''}${r.source ? html` (${r.source})` : ''}</li>`)}
 ${events.map((e) => html`<li><b>${utc(e.at)}</b> ${e.actor}: ${e.action}</li>`)}
 </ol>
@@ -212,3 +218,59 @@ ${events.map((e) => html`<li><b>${utc(e.at)}</b> ${e.actor}: ${e.action}</li>`)}
     );
   },
 };
+
+interface CausedJob {
+  id: string;
+  kind: string;
+  state: string;
+  run_at: Date;
+  done_at: Date | null;
+  last_error: string | null;
+  /** How the job relates to the message, for the story. */
+  how: string;
+}
+
+/**
+ * The outbox jobs a message caused: the notices whose payload is its
+ * detection (store 0401 indexes that id), the digest it was counted in when
+ * it had no notice of its own, and the abuse report about its source's window.
+ */
+async function jobsCausedBy(db: Db, m: { id: string; received_at: Date; client_ip: string; verdict: string; verdict_detail: string | null }): Promise<CausedJob[]> {
+  const columns = ['id', 'kind', 'state', 'run_at', 'done_at', 'last_error'] as const;
+  const direct = db
+    .selectFrom('jobs')
+    .select(columns)
+    .select(sql<string>`'sent about this message'`.as('how'))
+    .where(sql<boolean>`coalesce(payload->>'id', payload->'detection'->>'id') = ${m.id}`)
+    .where('kind', '<>', 'abuse-report')
+    .orderBy('created_at')
+    .limit(20)
+    .execute();
+  const report = db
+    .selectFrom('jobs')
+    .select(columns)
+    .select(sql<string>`'abuse report about its source'`.as('how'))
+    .where('kind', '=', 'abuse-report')
+    .where(sql<boolean>`payload->>'clientIp' = ${m.client_ip}`)
+    .where(sql<boolean>`(payload->>'windowStart')::timestamptz <= ${m.received_at}`)
+    .where(sql<boolean>`(payload->>'windowStart')::timestamptz > ${new Date(m.received_at.getTime() - 7 * 86_400_000)}`)
+    .orderBy(sql`(payload->>'windowStart')::timestamptz`, 'desc')
+    .limit(1)
+    .execute();
+  // A detection goes to a notice or to the digest, never both. Digest items carry no message id, so a message
+  // without its own notice is matched to the digest that counted its name from its client after it arrived.
+  const noticed = (await direct).some((j) => j.kind === 'postmaster-notice');
+  const digest =
+    !noticed && (m.verdict === 'infected' || m.verdict === 'banned') && m.verdict_detail
+      ? sql<Omit<CausedJob, 'how'>>`
+          select j.id, j.kind, j.state, j.run_at, j.done_at, j.last_error from jobs j
+          where j.kind = 'postmaster-digest' and (j.payload->>'windowEnd')::timestamptz > ${m.received_at}
+            and exists (select 1 from notice_digest_items i
+                        where i.name = ${noticeKey(m.verdict, m.verdict_detail)} and i.client_ip = ${m.client_ip}::inet
+                          and i.created_at >= ${m.received_at} and i.created_at <= (j.payload->>'windowEnd')::timestamptz)
+          order by (j.payload->>'windowEnd')::timestamptz limit 1`
+          .execute(db)
+          .then((r) => r.rows.map((j) => ({ ...j, how: 'counted in the postmaster digest' })))
+      : Promise.resolve([]);
+  return (await Promise.all([direct, digest, report])).flat();
+}
