@@ -6,76 +6,67 @@
  */
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
-import { after, before, describe, test } from 'node:test';
+import { test } from 'node:test';
 import { enqueue } from '../../src/store/jobs.ts';
-import type { Store } from '../../src/store/store.ts';
-import { openTestStore, STORE_KINDS } from '../helpers/pg.ts';
-import { app, assertInert, HOSTILE, insertMessage, loggedIn, withUsers } from './helpers.ts';
+import { app, assertInert, HOSTILE, insertMessage, loggedIn, onEachStore } from './helpers.ts';
 
 const minutesAgo = (m: number) => new Date(Date.now() - m * 60_000);
 
-for (const kind of STORE_KINDS) {
-  describe(`dashboard on ${kind}`, () => {
-    let store: Store;
-    let close: () => Promise<void>;
-    before(async () => {
-      ({ store, close } = await openTestStore(kind, 'bs_web_dash'));
-      await withUsers(store);
-    });
-    after(() => close());
-
-    test('no outbreak: the banner is hidden and the endpoint lists none', async () => {
-      for (let i = 0; i < 30; i++) await insertMessage(store, { receivedAt: minutesAgo(15 + i), verdict: 'infected', detail: 'Worm.Steady' });
-      for (let i = 0; i < 5; i++) await insertMessage(store, { receivedAt: minutesAgo(1 + i), verdict: 'infected', detail: 'Worm.Steady' });
-      const c = await loggedIn(app(store), 'ana');
-      assert.deepEqual((await c.get('/api/dashboard/outbreaks')).json(), { recentMinutes: 10, baselineMinutes: 60, outbreaks: [] });
-      assert.match((await c.get('/')).body, /<div class="outbreak" role="alert" data-src="\/api\/dashboard\/outbreaks" hidden>/);
-    });
-
-    test('a name jumping in the last 10 minutes raises the banner; its hostile name is escaped', async () => {
-      for (let i = 0; i < 12; i++) await insertMessage(store, { receivedAt: minutesAgo(1 + (i % 8)), verdict: 'infected', detail: 'Worm.Wave.B', clientIp: `198.51.100.${i + 1}` });
-      for (let i = 0; i < 6; i++) await insertMessage(store, { receivedAt: minutesAgo(2), verdict: 'infected', detail: HOSTILE.detail, subject: HOSTILE.subject });
-      const c = await loggedIn(app(store), 'ana');
-      const api = (await c.get('/api/dashboard/outbreaks')).json();
-      assert.deepEqual(api.outbreaks.map((o: { name: string; recent: number; baseline: number }) => [o.name, o.recent, o.baseline]), [
-        ['Worm.Wave.B', 12, 0],
-        [HOSTILE.detail, 6, 0],
-      ]);
-      const page = (await c.get('/')).body;
-      assert.match(page, /<div class="outbreak" role="alert" data-src="\/api\/dashboard\/outbreaks">/);
-      assert.match(page, /Worm\.Wave\.B<\/a> 12 in 10 min \(72× its rate in the hour before\)/);
-      assert.match(page, /Worm\.&lt;b&gt;Mydoom&lt;\/b&gt;\uFFFDtxt\.exe/);
-      assertInert(page, 'dashboard with a hostile outbreak');
-    });
-
-    test('backscatter refused, notices and reports sent, and verdict totals for the live tiles', async () => {
-      for (let i = 0; i < 3; i++) await insertMessage(store, { verdict: 'clean', action: 'backscatter-refuse' });
-      await insertMessage(store, { verdict: 'clean', action: 'backscatter-refuse', receivedAt: minutesAgo(120) });
-      await sql`insert into backscatter_events (client_ip, helo, class, verdict, action) values ('192.0.2.9', 'mx.example', 'av-notice', 'backscatter', 'refuse'), ('192.0.2.9', 'mx.example', 'dsn', 'ours', 'pass')`.execute(store.db);
-      const done = async (k: string) => {
-        const id = (await enqueue(store.db, { kind: k, payload: {} }))!;
-        await store.db.updateTable('jobs').set({ state: 'done', done_at: new Date() }).where('id', '=', id).execute();
-      };
-      await done('postmaster-notice');
-      await done('postmaster-notice');
-      await done('abuse-report');
-      await enqueue(store.db, { kind: 'abuse-complaint', payload: {}, state: 'review' });
-      const c = await loggedIn(app(store), 'ana');
-      const page = (await c.get('/')).body;
-      assert.match(page, /<b>3<\/b><span>backscatter refused<\/span>/, 'the one two hours ago is outside the hour');
-      assert.match(page, /<b><a href="\/outbox\?state=done">3<\/a><\/b><span>notices and reports sent<\/span>/);
-      assert.match(page, /<a href="\/trace\?action=backscatter-refuse[^"]*">backscatter-refuse<\/a><\/td><td class="num">3</);
-      assert.match(page, /bounces judged backscatter<\/td><td class="mono">av-notice → refuse<\/td><td class="num">1</);
-      assert.doesNotMatch(page, /dsn → pass/, 'a bounce of our own is not backscatter');
-      assert.match(page, /<a href="\/outbox\?kind=postmaster-notice">postmaster-notice<\/a><\/td><td class="num">2<\/td>/);
-      assert.match(page, /<a href="\/outbox\?kind=abuse-complaint">abuse-complaint<\/a><\/td><td class="num">0<\/td><td class="num">0<\/td><td class="num bad">1<\/td>/);
-      assert.match(page, /<section class="charts" data-refresh="5">/);
-
-      const series = (await c.get('/api/dashboard/series?range=hour')).json();
-      const infected = Number(/data-verdict="infected"><b>(\d+)</.exec(page)![1]);
-      assert.equal(series.totals.infected, infected);
-      assert.equal(series.totals.clean, Number(/data-verdict="clean"><b>(\d+)</.exec(page)![1]));
-      assert.equal(series.totals.banned, 0);
-    });
+onEachStore('dashboard', 'bs_web_dash', (current) => {
+  test('no outbreak: the banner is hidden and the endpoint lists none', async () => {
+    const store = current();
+    for (let i = 0; i < 30; i++) await insertMessage(store, { receivedAt: minutesAgo(15 + i), verdict: 'infected', detail: 'Worm.Steady' });
+    for (let i = 0; i < 5; i++) await insertMessage(store, { receivedAt: minutesAgo(1 + i), verdict: 'infected', detail: 'Worm.Steady' });
+    const c = await loggedIn(app(store), 'ana');
+    assert.deepEqual((await c.get('/api/dashboard/outbreaks')).json(), { recentMinutes: 10, baselineMinutes: 60, outbreaks: [] });
+    assert.match((await c.get('/')).body, /<div class="outbreak" role="alert" data-src="\/api\/dashboard\/outbreaks" hidden>/);
   });
-}
+
+  test('a name jumping in the last 10 minutes raises the banner; its hostile name is escaped', async () => {
+    const store = current();
+    for (let i = 0; i < 12; i++) await insertMessage(store, { receivedAt: minutesAgo(1 + (i % 8)), verdict: 'infected', detail: 'Worm.Wave.B', clientIp: `198.51.100.${i + 1}` });
+    for (let i = 0; i < 6; i++) await insertMessage(store, { receivedAt: minutesAgo(2), verdict: 'infected', detail: HOSTILE.detail, subject: HOSTILE.subject });
+    const c = await loggedIn(app(store), 'ana');
+    const api = (await c.get('/api/dashboard/outbreaks')).json();
+    assert.deepEqual(api.outbreaks.map((o: { name: string; recent: number; baseline: number }) => [o.name, o.recent, o.baseline]), [
+      ['Worm.Wave.B', 12, 0],
+      [HOSTILE.detail, 6, 0],
+    ]);
+    const page = (await c.get('/')).body;
+    assert.match(page, /<div class="outbreak" role="alert" data-src="\/api\/dashboard\/outbreaks">/);
+    assert.match(page, /Worm\.Wave\.B<\/a> 12 in 10 min \(72× its rate in the hour before\)/);
+    assert.match(page, /Worm\.&lt;b&gt;Mydoom&lt;\/b&gt;\uFFFDtxt\.exe/);
+    assertInert(page, 'dashboard with a hostile outbreak');
+  });
+
+  test('backscatter refused, notices and reports sent, and verdict totals for the live tiles', async () => {
+    const store = current();
+    for (let i = 0; i < 3; i++) await insertMessage(store, { verdict: 'clean', action: 'backscatter-refuse' });
+    await insertMessage(store, { verdict: 'clean', action: 'backscatter-refuse', receivedAt: minutesAgo(120) });
+    await sql`insert into backscatter_events (client_ip, helo, class, verdict, action) values ('192.0.2.9', 'mx.example', 'av-notice', 'backscatter', 'refuse'), ('192.0.2.9', 'mx.example', 'dsn', 'ours', 'pass')`.execute(store.db);
+    const done = async (k: string) => {
+      const id = (await enqueue(store.db, { kind: k, payload: {} }))!;
+      await store.db.updateTable('jobs').set({ state: 'done', done_at: new Date() }).where('id', '=', id).execute();
+    };
+    await done('postmaster-notice');
+    await done('postmaster-notice');
+    await done('abuse-report');
+    await enqueue(store.db, { kind: 'abuse-complaint', payload: {}, state: 'review' });
+    const c = await loggedIn(app(store), 'ana');
+    const page = (await c.get('/')).body;
+    assert.match(page, /<b>3<\/b><span>backscatter refused<\/span>/, 'the one two hours ago is outside the hour');
+    assert.match(page, /<b><a href="\/outbox\?state=done">3<\/a><\/b><span>notices and reports sent<\/span>/);
+    assert.match(page, /<a href="\/trace\?action=backscatter-refuse[^"]*">backscatter-refuse<\/a><\/td><td class="num">3</);
+    assert.match(page, /bounces judged backscatter<\/td><td class="mono">av-notice → refuse<\/td><td class="num">1</);
+    assert.doesNotMatch(page, /dsn → pass/, 'a bounce of our own is not backscatter');
+    assert.match(page, /<a href="\/outbox\?kind=postmaster-notice">postmaster-notice<\/a><\/td><td class="num">2<\/td>/);
+    assert.match(page, /<a href="\/outbox\?kind=abuse-complaint">abuse-complaint<\/a><\/td><td class="num">0<\/td><td class="num">0<\/td><td class="num bad">1<\/td>/);
+    assert.match(page, /<section class="charts" data-refresh="5">/);
+
+    const series = (await c.get('/api/dashboard/series?range=hour')).json();
+    const infected = Number(/data-verdict="infected"><b>(\d+)</.exec(page)![1]);
+    assert.equal(series.totals.infected, infected);
+    assert.equal(series.totals.clean, Number(/data-verdict="clean"><b>(\d+)</.exec(page)![1]));
+    assert.equal(series.totals.banned, 0);
+  });
+});

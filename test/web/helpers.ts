@@ -4,18 +4,39 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { after, before, describe } from 'node:test';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { silentLogger } from '../../src/obs/log.ts';
 import { quarantineMessage } from '../../src/store/quarantine.ts';
 import type { Store } from '../../src/store/store.ts';
 import { addUser } from '../../src/web/auth/users.ts';
 import { buildWebApp, type WebDeps } from '../../src/web/server.ts';
+import { openTestStore, STORE_KINDS } from '../helpers/pg.ts';
 
 export const PASSWORD = 'correct horse battery';
 
 export async function withUsers(store: Store): Promise<void> {
   await addUser(store.db, 'admin', 'admin', PASSWORD);
   await addUser(store.db, 'ana', 'analyst', PASSWORD);
+}
+
+/**
+ * Declares `body`'s tests twice: on an in-memory PGlite and on a fresh
+ * PostgreSQL database, each with the test users. `store()` is the run's store.
+ */
+export function onEachStore(title: string, prefix: string, body: (store: () => Store) => void): void {
+  for (const kind of STORE_KINDS) {
+    describe(`${title} on ${kind}`, () => {
+      let store: Store;
+      let close: () => Promise<void>;
+      before(async () => {
+        ({ store, close } = await openTestStore(kind, prefix));
+        await withUsers(store);
+      });
+      after(() => close());
+      body(() => store);
+    });
+  }
 }
 
 export function app(store: Store, extra: Partial<WebDeps> = {}): FastifyInstance {

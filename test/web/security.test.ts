@@ -19,7 +19,7 @@ before(async () => {
 });
 after(() => store.close());
 
-const PAGES = () => ['/', '/?range=week', '/trace', `/trace/00000000-0000-4000-8000-000000000000`, '/quarantine', `/quarantine/${quarantineId}`, '/settings', '/audit'];
+const PAGES = () => ['/', '/?range=week', '/trace', '/outbox', '/outbox?state=review', `/trace/00000000-0000-4000-8000-000000000000`, '/quarantine', `/quarantine/${quarantineId}`, '/settings', '/audit'];
 
 test('every console page needs a session: pages redirect to /login, the API and POSTs answer 401', async () => {
   const web = app(store);
