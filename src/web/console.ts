@@ -103,7 +103,9 @@ export async function registerConsole(scope: FastifyInstance, deps: WebDeps, opt
     if (!roleAtLeast(request.auth.role, config.role ?? 'admin')) {
       request.log.warn({ user: request.auth.user, url: request.url.slice(0, 200) }, 'role refused');
       if (request.url.startsWith('/api/')) return reply.status(403).send({ error: 'not allowed for your role' });
-      return sendErrorPage(reply, 403, `This needs the ${config.role ?? 'admin'} role; you are logged in as ${request.auth.role}.`, deps.nodeName);
+      // Inside the console's frame: the user keeps the navigation and the logout button.
+      const body = html`<section class="panel narrow"><h1>Not allowed</h1><p>This needs the ${config.role ?? 'admin'} role; you are logged in as ${request.auth.role}.</p><p><a href="/">Back to the dashboard</a></p></section>`;
+      return ctx.render(request, reply, { title: 'Not allowed', status: 403, body });
     }
   });
 

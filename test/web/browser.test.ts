@@ -174,8 +174,7 @@ test('a postmaster works an outbreak in the browser; an analyst and a visitor ar
   assert.match((await page.textContent('main'))!, /needs the admin role; you are logged in as analyst/);
   await shot('analyst-refused');
 
-  // Logged out: every page is the login form again.
-  await page.goto(`${base}/outbox`);
+  // Logged out (from the refusal page, which keeps the console's frame): every page is the login form again.
   await Promise.all([page.waitForNavigation(), page.click('button:has-text("Log out")')]);
   for (const path of ['/outbox', `/quarantine/${quarantineId}/confirm/release`, '/settings']) {
     await page.goto(`${base}${path}`);
