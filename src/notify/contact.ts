@@ -202,6 +202,22 @@ function fromBig(n: bigint, kind: 'ipv4' | 'ipv6'): string {
 }
 
 /**
+ * An address as registries really write it in startAddress/endAddress: RIPE
+ * once appended a prefix length (`62.239.237.0/32`), ARIN zero-pads octets
+ * (`074.125.000.000`, decimal — a general IP parser would read it as octal).
+ * Both seen in captured answers (test/notify/fixtures/rdap-captured).
+ */
+function parseRdapAddress(text: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
+  const bare = text.trim().replace(/\/\d{1,3}$/, '');
+  const quad = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(bare);
+  if (quad) {
+    const octets = quad.slice(1).map((o) => Number.parseInt(o, 10));
+    return octets.every((o) => o <= 255) ? new ipaddr.IPv4(octets) : null;
+  }
+  return parseIp(bare);
+}
+
+/**
  * The range an RDAP network answer covers, as one CIDR containing ip: the
  * cidr0 extension's prefixes when present, else the largest CIDR around ip
  * inside startAddress–endAddress (RFC 9083 §5.4; such a range need not be
@@ -221,8 +237,8 @@ export function rdapRange(obj: unknown, ip: string): string {
     if (m) return normalizeCidr(m.cidr) ?? host;
   }
   if (typeof o?.startAddress === 'string' && typeof o?.endAddress === 'string') {
-    const start = parseIp(o.startAddress);
-    const end = parseIp(o.endAddress);
+    const start = parseRdapAddress(o.startAddress);
+    const end = parseRdapAddress(o.endAddress);
     if (start && end && start.kind() === addr.kind() && end.kind() === addr.kind()) {
       const width = addr.kind() === 'ipv4' ? 32 : 128;
       const [s, e, a] = [toBig(start), toBig(end), toBig(addr)];
