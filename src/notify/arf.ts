@@ -94,6 +94,8 @@ export function feedbackFields(r: ArfReport): string {
     `Arrival-Date: ${rfc5322Date(new Date(d.receivedAt))}`,
     `Reporting-MTA: dns; ${field(r.hostname, 255)}`,
     `Source-IP: ${field(d.clientIp, 45)}`,
+    // RFC 6692: behind carrier-grade NAT the address alone names thousands of customers.
+    ...(Number.isInteger(d.clientPort) && d.clientPort > 0 && d.clientPort < 65536 ? [`Source-Port: ${d.clientPort}`] : []),
     `Incidents: ${Math.max(1, Math.floor(r.incidents))}`,
   ];
   return `${lines.join('\r\n')}\r\n`;

@@ -71,7 +71,7 @@ test('an ARF report is multipart/report; report-type=feedback-report with the th
   assert.equal(m.subject, 'possible virus found: Worm.Mydoom.A (abuse report for 198.51.100.7)');
 });
 
-test('the feedback-report part carries every field RFC 5965 §3 asks for, read by Python', async () => {
+test('the feedback-report part carries every field RFC 5965 §3 asks for and RFC 6692 Source-Port, read by Python', async () => {
   const m = pythonRead(await composeArf(report()));
   assert.deepEqual(m.fields, {
     'feedback-type': ['virus'],
@@ -82,6 +82,7 @@ test('the feedback-report part carries every field RFC 5965 §3 asks for, read b
     'arrival-date': ['Mon, 26 Jan 2004 13:00:05 +0000'],
     'reporting-mta': ['dns; mx.example.net'],
     'source-ip': ['198.51.100.7'],
+    'source-port': ['40123'],
     incidents: ['42'],
   });
 });
