@@ -21,6 +21,8 @@ import { planReplay, SIZES } from './traffic.ts';
 const POSTMASTER = 'postmaster@example.net';
 /** Short digest windows so a replay of seconds sees its digests. */
 const DIGEST_MINUTES = 0.05;
+/** Reports wait this long after a source's first detection, counting what came meanwhile. */
+const ABUSE_REPORT_DELAY_S = 2;
 
 export interface ReplayOptions {
   size: 'small' | 'large';
@@ -57,6 +59,11 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
     web: { listen: `127.0.0.1:${webPort}` },
     actions: { infected: 'reject', banned: 'reject', unscannable: 'tempfail' },
     notify: { relay: `smtp://127.0.0.1:${relay.port}`, from: 'backstop@example.net', postmaster: POSTMASTER, digestMinutes: DIGEST_MINUTES },
+    // The worm sources' desks are overrides (loopback has no registry); nothing may leave the machine.
+    abuse: {
+      reports: 'on', window: '24h', reportDelay: `${ABUSE_REPORT_DELAY_S}s`, hourlyCap: 100_000, overrides: plan.abuseOverrides,
+      rdap: { enabled: false }, dns: { zone: '' }, reverseFallback: false,
+    },
     log: { level: 'warn' },
   });
   try {
@@ -67,7 +74,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
     });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     // Let the outbox drain: the last digest window closes, then the worker's poll sends it.
-    await new Promise((r) => setTimeout(r, DIGEST_MINUTES * 60_000 + 3000));
+    await new Promise((r) => setTimeout(r, Math.max(DIGEST_MINUTES * 60_000, ABUSE_REPORT_DELAY_S * 1000) + 3000));
     const outgoing = relay.envelopes();
     const scoreboard = computeScoreboard(
       plan,

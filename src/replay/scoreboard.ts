@@ -32,6 +32,12 @@ export interface Scoreboard {
   backscatterDeliveredToUsers: number;
   backscatterDeliveredPercent: number;
   sourceIps: number;
+  /** ARF reports Backstop sent, those to a desk other than the source's (or to an opted-out one), repeats, and sources never reported. */
+  abuseReports: number;
+  abuseReportsExpected: number;
+  abuseReportsWrongContact: number;
+  abuseReportsDuplicate: number;
+  abuseReportsMissing: number;
   /** Immediate postmaster notices (one per new name expected) and digests. */
   postmasterNotices: number;
   postmasterDigests: number;
@@ -48,6 +54,12 @@ export interface ScoreLine {
   value: number;
   expectation: string;
   holds: boolean;
+}
+
+/** An ARF report among what Backstop sent (RFC 5965: multipart/report; report-type=feedback-report), with the source it names. */
+function arfSource(m: SinkedMessage): string | null {
+  if (!/^Content-Type:\s*multipart\/report;[^\n]*(\n[ \t][^\n]*)*report-type="?feedback-report/im.test(m.text)) return null;
+  return /^Source-IP:\s*(\S+)/m.exec(m.text)?.[1] ?? '';
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -94,6 +106,13 @@ export function computeScoreboard(plan: ReplayPlan, results: SendResult[], deliv
   );
   const outgoing = delivered.outgoing ?? [];
   const toPostmaster = outgoing.filter((m) => m.rcptTo.length === 1 && m.rcptTo[0] === delivered.postmaster);
+  const reports = outgoing.flatMap((m) => {
+    const source = arfSource(m);
+    return source === null ? [] : [{ source, rcptTo: m.rcptTo }];
+  });
+  const wormSources = new Set(plan.entries.filter((e) => e.kind === 'worm').map((e) => e.sourceIp));
+  const expectedSources = [...wormSources].filter((ip) => plan.abuseContactOf[ip]);
+  const reportedSources = new Set(reports.map((r) => r.source));
   const subjects = toPostmaster.map((m) => /^Subject: (.*)$/m.exec(m.text)?.[1] ?? '');
   const digestSubject = /^possible virus found: (.+ \(\d+ more\)|\d+ detections of \d+ names)$/;
   const backscatterDelivered = arrivedOf('backscatter');
@@ -110,11 +129,19 @@ export function computeScoreboard(plan: ReplayPlan, results: SendResult[], deliv
     backscatterSent,
     backscatterDeliveredToUsers: backscatterDelivered,
     backscatterDeliveredPercent: backscatterSent ? (100 * backscatterDelivered) / backscatterSent : 0,
-    sourceIps: new Set(plan.entries.filter((e) => e.kind === 'worm').map((e) => e.sourceIp)).size,
+    sourceIps: wormSources.size,
+    abuseReports: reports.length,
+    abuseReportsExpected: expectedSources.length,
+    abuseReportsWrongContact: reports.filter((r) => {
+      const contact = plan.abuseContactOf[r.source];
+      return !contact || r.rcptTo.length !== 1 || r.rcptTo[0]!.toLowerCase() !== contact;
+    }).length,
+    abuseReportsDuplicate: reports.length - reportedSources.size,
+    abuseReportsMissing: expectedSources.filter((ip) => !reportedSources.has(ip)).length,
     postmasterNotices: subjects.filter((s) => s.startsWith('possible virus found: ') && !digestSubject.test(s)).length,
     postmasterDigests: subjects.filter((s) => digestSubject.test(s)).length,
     detectedNames: detectedNames.size,
-    noticesElsewhere: outgoing.length - toPostmaster.length,
+    noticesElsewhere: outgoing.length - toPostmaster.length - reports.length,
     messagesPerSecond: seconds > 0 ? plan.entries.length / seconds : 0,
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),
@@ -133,6 +160,12 @@ export function scoreLines(s: Scoreboard): ScoreLine[] {
       value: s.postmasterNotices,
       expectation: `= ${s.detectedNames} names, ${s.postmasterDigests} digests`,
       holds: s.postmasterNotices === s.detectedNames && s.noticesElsewhere === 0,
+    },
+    {
+      name: 'abuse reports: one per external source IP per window, each to the desk the lookup chain should find',
+      value: s.abuseReports,
+      expectation: `= ${s.abuseReportsExpected} sources, 0 wrong contact, 0 repeated, 0 missing`,
+      holds: s.abuseReports === s.abuseReportsExpected && s.abuseReportsWrongContact === 0 && s.abuseReportsDuplicate === 0 && s.abuseReportsMissing === 0,
     },
     { name: 'backscatter delivered to our users (%)', value: Number(s.backscatterDeliveredPercent.toFixed(2)), expectation: '<= 1%', holds: s.backscatterDeliveredPercent <= 1 },
   ];

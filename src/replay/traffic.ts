@@ -99,6 +99,42 @@ export interface ReplayPlan {
   ourUsers: string[];
   entries: PlanEntry[];
   wormSourceIps: string[];
+  /** The abuse desks of the worm sources' networks, as Backstop's `abuse.overrides` will be configured. */
+  abuseOverrides: { cidr: string; contact: string }[];
+  /** Ground truth per worm source: the desk its report must go to, or null when its network opted out. */
+  abuseContactOf: Record<string, string | null>;
+}
+
+/**
+ * The worm sources' networks: each aligned /29 of 127.10.x.y is one ISP with
+ * its own desk, every fourth has opted out ("never"), and one address inside
+ * the first network has a desk of its own (a /32 override: the longest prefix
+ * must win). Built so the expected contact of each source is known by
+ * construction, not by running our own matching code.
+ */
+function abuseNetworks(sources: readonly string[]): Pick<ReplayPlan, 'abuseOverrides' | 'abuseContactOf'> {
+  const abuseOverrides: ReplayPlan['abuseOverrides'] = [];
+  const abuseContactOf: ReplayPlan['abuseContactOf'] = {};
+  const networks = new Map<string, { cidr: string; contact: string }>();
+  for (const ip of sources) {
+    const [a, b, c, d] = ip.split('.').map(Number) as [number, number, number, number];
+    const base = d - (d % 8);
+    const cidr = `${a}.${b}.${c}.${base}/29`;
+    let network = networks.get(cidr);
+    if (!network) {
+      const n = networks.size;
+      network = { cidr, contact: n % 4 === 3 ? 'never' : `abuse@net${n + 1}.example.com` };
+      networks.set(cidr, network);
+      abuseOverrides.push(network);
+    }
+    abuseContactOf[ip] = network.contact === 'never' ? null : network.contact;
+  }
+  const special = sources[1];
+  if (special) {
+    abuseOverrides.push({ cidr: `${special}/32`, contact: 'abuse@reseller.example.org' });
+    abuseContactOf[special] = 'abuse@reseller.example.org';
+  }
+  return { abuseOverrides, abuseContactOf };
 }
 
 // Mydoom.A's own subjects and bodies (as catalogued by the AV vendors in January 2004).
@@ -206,7 +242,7 @@ export function planReplay(sizes: ReplaySizes, seed = 2004, ourDomain = 'example
     } satisfies BackscatterEntry;
   });
 
-  return { seed, ourDomain, ourUsers, entries, wormSourceIps };
+  return { seed, ourDomain, ourUsers, entries, wormSourceIps, ...abuseNetworks(wormSourceIps) };
 }
 
 let clamavTestFile: Uint8Array | null = null;

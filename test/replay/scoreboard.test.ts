@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { computeScoreboard, scoreLines } from '../../src/replay/scoreboard.ts';
+import type { SinkedMessage } from '../../src/replay/processes.ts';
 import type { SendResult } from '../../src/replay/send.ts';
 import { buildRaw, planReplay, type ReplaySizes } from '../../src/replay/traffic.ts';
 
@@ -15,9 +16,46 @@ function perfectRun() {
   return { results, nextHop };
 }
 
+/** An ARF report as the relay captured it, about `source`, to `desk`. */
+function arf(source: string, desk: string): SinkedMessage {
+  return {
+    mailFrom: 'backstop@example.net',
+    rcptTo: [desk],
+    text: [
+      `To: ${desk}`,
+      'Content-Type: multipart/report; report-type=feedback-report;',
+      ' boundary="b"',
+      '',
+      '--b',
+      'Content-Type: message/feedback-report',
+      '',
+      'Feedback-Type: virus',
+      `Source-IP: ${source}`,
+      '--b--',
+    ].join('\n'),
+  };
+}
+
+const wormSources = [...new Set(plan.entries.filter((e) => e.kind === 'worm').map((e) => e.sourceIp))];
+const rightReports = () => wormSources.filter((ip) => plan.abuseContactOf[ip]).map((ip) => arf(ip, plan.abuseContactOf[ip]!));
+
+test('the plan knows the desk of each worm source: /29 networks, an opted-out one, a /32 inside a network that wins', () => {
+  const big = planReplay({ ...tiny, wormSources: 40 }, 1);
+  assert.equal(big.abuseContactOf['127.10.0.1'], 'abuse@net1.example.com');
+  assert.equal(big.abuseContactOf['127.10.0.2'], 'abuse@reseller.example.org', 'the /32 override');
+  assert.equal(big.abuseContactOf['127.10.0.3'], 'abuse@net1.example.com');
+  assert.equal(big.abuseContactOf['127.10.0.8'], 'abuse@net2.example.com');
+  assert.equal(big.abuseContactOf['127.10.0.24'], null, 'the fourth network opted out');
+  assert.ok(big.abuseOverrides.some((o) => o.cidr === '127.10.0.24/29' && o.contact === 'never'));
+  assert.ok(big.abuseOverrides.some((o) => o.cidr === '127.10.0.2/32'));
+});
+
 test('a perfect run holds every line', () => {
   const { results, nextHop } = perfectRun();
-  const s = computeScoreboard(plan, results, { nextHop, outgoingRecipients: ['postmaster@example.net'] }, 2, 'tiny');
+  const outgoing = rightReports();
+  const s = computeScoreboard(plan, results, { nextHop, outgoingRecipients: outgoing.flatMap((m) => m.rcptTo), outgoing }, 2, 'tiny');
+  assert.equal(s.abuseReports, s.abuseReportsExpected);
+  assert.ok(s.abuseReports > 0);
   assert.equal(s.infectedDelivered, 0);
   assert.equal(s.legitDelivered, 5);
   assert.equal(s.legitLostOrDelayed, 0);
@@ -56,4 +94,24 @@ test('backscatter above 1% fails its line', () => {
   assert.equal(s.backscatterDeliveredToUsers, 1);
   assert.equal(s.backscatterDeliveredPercent, 25);
   assert.equal(scoreLines(s).find((l) => l.name.startsWith('backscatter'))!.holds, false);
+});
+
+test('an abuse report to the wrong desk, a repeat, or a missing one fails the abuse line', () => {
+  const { results, nextHop } = perfectRun();
+  const line = (outgoing: SinkedMessage[]) => {
+    const s = computeScoreboard(plan, results, { nextHop, outgoingRecipients: outgoing.flatMap((m) => m.rcptTo), outgoing }, 1, 'tiny');
+    return { s, holds: scoreLines(s).find((l) => l.name.startsWith('abuse reports'))!.holds };
+  };
+  const right = rightReports();
+  assert.equal(line(right).holds, true);
+  const wrong = line([arf(wormSources[0]!, 'abuse@somebody-else.example'), ...right.slice(1)]);
+  assert.equal(wrong.s.abuseReportsWrongContact, 1);
+  assert.equal(wrong.holds, false);
+  const repeated = line([...right, right[0]!]);
+  assert.equal(repeated.s.abuseReportsDuplicate, 1);
+  assert.equal(repeated.holds, false);
+  const missing = line(right.slice(1));
+  assert.equal(missing.s.abuseReportsMissing, 1);
+  assert.equal(missing.holds, false);
+  assert.equal(line([...right, arf('127.99.0.1', 'abuse@net1.example.com')]).s.abuseReportsWrongContact, 1, 'a report about a source that sent no worm');
 });
