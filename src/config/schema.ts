@@ -240,6 +240,23 @@ const abuseSchema = z
   .strict()
   .refine((a) => a.reportDelay <= a.window, { message: 'reportDelay must not be longer than window', path: ['reportDelay'] });
 
+/** The dashboard's outbreak banner (web/outbreak): a name whose recent rate is `factor` times its baseline rate. */
+const outbreakSchema = z
+  .object({
+    recentMinutes: positiveInt('recentMinutes').default(10),
+    baselineMinutes: positiveInt('baselineMinutes').default(60),
+    minRecent: positiveInt('minRecent').default(5),
+    factor: z.number().min(1, 'factor must be at least 1 (a rate compared with itself)').default(5),
+  })
+  .strict();
+
+const webSchema = z
+  .object({
+    listen: hostPort.default('127.0.0.1:8025'),
+    outbreak: outbreakSchema.default(outbreakSchema.parse({})),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     dataDir: z.string().default('./data'),
@@ -250,7 +267,7 @@ export const configSchema = z
     nextHop: nextHopSchema,
     clamd: clamdSchema.optional(),
     store: storeSchema,
-    web: z.object({ listen: hostPort.default('127.0.0.1:8025') }).strict().default({ listen: '127.0.0.1:8025' }),
+    web: webSchema.default(webSchema.parse({})),
     actions: actionsSchema.default(actionsSchema.parse({})),
     scan: scanSchema.default(scanSchema.parse({})),
     /** Postmaster notices; absent: Backstop sends nothing. */

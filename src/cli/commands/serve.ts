@@ -82,7 +82,8 @@ export const command: Command = {
     }
 
     const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks });
-    const web = buildWebApp({ store, logger, nodeName });
+    // The console shows this configuration (secrets masked) and releases quarantined mail through its next hop.
+    const web = buildWebApp({ store, logger, nodeName, config });
     const { host, port } = splitHostPort(config.web.listen);
     await web.listen({ host, port });
     logger.info({ smtp: gateway.address, web: config.web.listen, store: store.kind, nextHop: config.nextHop, node: nodeName }, 'backstop is running');

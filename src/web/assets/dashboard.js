@@ -86,7 +86,7 @@
       a.textContent = o.name.length > 60 ? o.name.slice(0, 59) + '…' : o.name;
       names.appendChild(a);
       names.appendChild(document.createTextNode(' ' + o.recent + ' in ' + data.recentMinutes + ' min (' +
-        (o.ratio >= 100 ? '100+' : o.ratio.toFixed(0)) + '× its rate in the hour before)'));
+        (o.ratio >= 100 ? '100+' : o.ratio.toFixed(0)) + '× its rate in the ' + data.baselineMinutes + ' min before)'));
     });
     banner.hidden = data.outbreaks.length === 0;
   }

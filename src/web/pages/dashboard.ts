@@ -13,7 +13,7 @@
  */
 import { sql } from 'kysely';
 import { bytes, clip, html, qs, utc, type SafeHtml } from '../html.ts';
-import { OUTBREAK_DEFAULTS, outbreaks, type Outbreak } from '../outbreak.ts';
+import { OUTBREAK_DEFAULTS, outbreaks, type Outbreak, type OutbreakSettings } from '../outbreak.ts';
 import { noQuery } from '../schemas.ts';
 import type { ConsolePage } from './registry.ts';
 
@@ -83,9 +83,9 @@ export interface Series {
 const BACKSCATTER_ACTION = 'backscatter%';
 
 /** The outbreak banner: names, counts and how steep the rise is. Also rebuilt by dashboard.js from the same endpoint. */
-function outbreakBanner(found: Outbreak[]): SafeHtml {
+function outbreakBanner(found: Outbreak[], settings: OutbreakSettings): SafeHtml {
   return html`<div class="outbreak" role="alert" data-src="/api/dashboard/outbreaks"${found.length ? '' : html` hidden`}>
-  <b>Outbreak:</b> <span class="names">${found.slice(0, 5).map((o, i) => html`${i ? ', ' : ''}<a class="mono" href="/trace${qs({ verdict: 'infected', from: new Date(Date.now() - OUTBREAK_DEFAULTS.recentMinutes * 60_000).toISOString() })}">${clip(o.name, 60)}</a> ${o.recent} in ${OUTBREAK_DEFAULTS.recentMinutes} min (${o.ratio >= 100 ? '100+' : o.ratio.toFixed(0)}× its rate in the hour before)`)}</span>
+  <b>Outbreak:</b> <span class="names">${found.slice(0, 5).map((o, i) => html`${i ? ', ' : ''}<a class="mono" href="/trace${qs({ verdict: 'infected', from: new Date(Date.now() - settings.recentMinutes * 60_000).toISOString() })}">${clip(o.name, 60)}</a> ${o.recent} in ${settings.recentMinutes} min (${o.ratio >= 100 ? '100+' : o.ratio.toFixed(0)}× its rate in the ${settings.baselineMinutes} min before)`)}</span>
 </div>`;
 }
 
@@ -96,6 +96,7 @@ export const page: ConsolePage = {
   role: 'analyst',
   routes(app, ctx) {
     const db = ctx.db;
+    const settings: OutbreakSettings = ctx.deps.config?.web.outbreak ?? OUTBREAK_DEFAULTS;
 
     async function series(range: RangeName, now = Date.now()): Promise<Series> {
       const { ms, bucketSeconds } = RANGES[range];
@@ -125,7 +126,7 @@ export const page: ConsolePage = {
 
     /** Detections per malware name in the recent window and the baseline window before it, judged by web/outbreak. */
     async function currentOutbreaks(now = Date.now()): Promise<Outbreak[]> {
-      const { recentMinutes, baselineMinutes } = OUTBREAK_DEFAULTS;
+      const { recentMinutes, baselineMinutes } = settings;
       const split = new Date(now - recentMinutes * 60_000);
       const start = new Date(split.getTime() - baselineMinutes * 60_000);
       const rows = await sql<{ name: string; recent: number; baseline: number }>`
@@ -135,9 +136,9 @@ export const page: ConsolePage = {
         from messages
         where received_at >= ${start} and verdict = 'infected' and verdict_detail is not null
         group by 1
-        having count(*) filter (where received_at >= ${split}) >= ${OUTBREAK_DEFAULTS.minRecent}
+        having count(*) filter (where received_at >= ${split}) >= ${settings.minRecent}
         order by recent desc limit 50`.execute(db);
-      return outbreaks(rows.rows);
+      return outbreaks(rows.rows, settings);
     }
 
     app.get('/api/dashboard/series', { config: { role: 'analyst' }, schema: { querystring: rangeQuery, response: seriesResponse } }, async (request) => {
@@ -146,8 +147,8 @@ export const page: ConsolePage = {
     });
 
     app.get('/api/dashboard/outbreaks', { config: { role: 'analyst' }, schema: { querystring: noQuery, response: outbreakResponse } }, async () => ({
-      recentMinutes: OUTBREAK_DEFAULTS.recentMinutes,
-      baselineMinutes: OUTBREAK_DEFAULTS.baselineMinutes,
+      recentMinutes: settings.recentMinutes,
+      baselineMinutes: settings.baselineMinutes,
       outbreaks: await currentOutbreaks(),
     }));
 
@@ -203,7 +204,7 @@ export const page: ConsolePage = {
       const tile = (v: string) => html`<div class="v-${v}" data-verdict="${v}"><b>${count(v).toLocaleString('en')}</b><span>${v}</span></div>`;
       const body = html`
 <div class="head"><h1>Dashboard</h1><nav class="tabs">${tabs}</nav></div>
-${outbreakBanner(found)}
+${outbreakBanner(found, settings)}
 <section class="stats" data-src="${src}">
   <div data-verdict="all"><b>${all.toLocaleString('en')}</b><span>messages</span></div>
   ${VERDICTS.map(tile)}
