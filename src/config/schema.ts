@@ -240,6 +240,36 @@ const abuseSchema = z
   .strict()
   .refine((a) => a.reportDelay <= a.window, { message: 'reportDelay must not be longer than window', path: ['reportDelay'] });
 
+/** A complaint letter's text in one language: {placeholders} are filled by backscatter/complaint.ts. */
+const complaintText = z.object({ subject: z.string().min(1).max(200), body: z.string().min(1).max(20_000) }).strict();
+
+/** The backscatter shield (R7, issue 4); absent: off. */
+const backscatterSchema = z
+  .object({
+    /** log-only reports what enforce would refuse; the careful first step of a rollout. */
+    mode: z.enum(['enforce', 'log-only', 'off']).default('log-only'),
+    /** Domains whose outgoing envelope senders are BATV-signed; bounces to them need a valid tag. Default: domains. */
+    batvDomains: z.array(domain).optional(),
+    /** Backscatter found at end of DATA: refused (550 5.7.1) or held in quarantine. */
+    action: z.enum(['reject', 'quarantine']).default('reject'),
+    /** Hosts (as they write `by HOST` in Received lines) and addresses of our outbound relays; smtp.hostname always counts. */
+    ourRelays: z.array(z.string().min(1).max(253).toLowerCase()).default([]),
+    complaints: z
+      .object({
+        /** review: each complaint waits in the outbox for an admin's approval; auto: sent; off: none. */
+        mode: z.enum(['off', 'review', 'auto']).default('review'),
+        /** A real mailbox that takes replies (default: notify.from). */
+        from: emailAddress.optional(),
+        /** Languages of the letter, in order (built in: en, de). */
+        languages: z.array(z.string().regex(/^[a-z]{2}(-[A-Za-z]{2})?$/, 'a language tag such as "en" or "de"')).min(1).default(['en', 'de']),
+        /** Replaces or adds a language's text. */
+        texts: z.record(z.string(), complaintText).default({}),
+      })
+      .strict()
+      .default({ mode: 'review', languages: ['en', 'de'], texts: {} }),
+  })
+  .strict();
+
 /** The dashboard's outbreak banner (web/outbreak): a name whose recent rate is `factor` times its baseline rate. */
 const outbreakSchema = z
   .object({
@@ -274,6 +304,8 @@ export const configSchema = z
     notify: notifySchema.optional(),
     /** Abuse reports to the connecting network (R6); sent only when notify: is configured too. */
     abuse: abuseSchema.optional(),
+    /** The backscatter shield: BATV, bounce classification, complaints (R7). */
+    backscatter: backscatterSchema.optional(),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();

@@ -133,6 +133,40 @@ export interface SenderNoticesTable {
   day: string;
 }
 
+/** 0200: the one record a bounce or notice may leave (backscatter/record.ts). */
+export interface BackscatterEventsTable {
+  id: Generated<string>;
+  received_at: DefaultTimestamp;
+  client_ip: string;
+  helo: string;
+  class: string;
+  format: string | null;
+  verdict: string;
+  action: string;
+  reporting_mta: string | null;
+  original_message_id: string | null;
+  virus_name: string | null;
+  reasons: string[];
+}
+
+/** 0200: per bouncing organisation, at most one complaint per 7 days (R7). */
+export interface BackscatterComplaintsTable {
+  organisation: string;
+  last_sent_at: Timestamp | null;
+  bounces_seen: Generated<number>;
+  complaints_sent: Generated<number>;
+}
+
+/** 0201: BATV and Message-ID stamp keys (backscatter/keys.ts). */
+export interface BackscatterKeysTable {
+  id: Generated<string>;
+  kind: string;
+  num: number;
+  secret: Uint8Array;
+  created_at: DefaultTimestamp;
+  retired_at: Timestamp | null;
+}
+
 export interface WebUsersTable {
   name: string;
   role: 'admin' | 'analyst';
@@ -176,6 +210,9 @@ export interface Database {
   abuse_contacts: AbuseContactsTable;
   abuse_reports: AbuseReportsTable;
   sender_notices: SenderNoticesTable;
+  backscatter_events: BackscatterEventsTable;
+  backscatter_complaints: BackscatterComplaintsTable;
+  backscatter_keys: BackscatterKeysTable;
   web_users: WebUsersTable;
   web_sessions: WebSessionsTable;
   web_secrets: WebSecretsTable;

@@ -3,23 +3,41 @@
  * the operator's view of BATV tags (backscatter/batv.ts), e.g. to check a
  * tag from a log line or to compare with Exim's `${prvs…}`.
  *
+ * `backstop batv rotate [--config FILE]` retires the store's current BATV and
+ * stamp keys and makes new ones current (backscatter/keys.ts); the retired
+ * keys keep verifying, so tags already out there stay valid.
+ *
  * The key file holds `K SECRET` lines, the current key first (see
  * parseKeyFile). Secrets are never printed. Exit 0 when every address
  * verified (verify) or was handled, 1 when one did not verify, 2 on errors.
  */
 import { readFileSync } from 'node:fs';
 import { BatvKeyError, parseKeyFile, signPrvs, stripPrvs, verifyPrvs } from '../../backscatter/batv.ts';
+import { rotateKeys } from '../../backscatter/keys.ts';
+import { loadConfig } from '../../config/load.ts';
 import { cleanText } from '../../obs/clean.ts';
+import { openStore } from '../../store/store.ts';
 import { parseCommandArgs } from '../args.ts';
 import { UsageError, type Command } from '../main.ts';
 
 export const command: Command = {
   summary: 'Sign, verify or strip BATV (prvs) tags on envelope addresses.',
-  usage: 'backstop batv sign|verify|strip ADDRESS... [--key-file FILE] [--at ISO-DATE]',
+  usage: 'backstop batv sign|verify|strip ADDRESS... [--key-file FILE] [--at ISO-DATE] | backstop batv rotate [--config FILE]',
   async run(args) {
-    const { values, positionals } = parseCommandArgs(args, { 'key-file': { type: 'string', short: 'k' }, at: { type: 'string' } });
+    const { values, positionals } = parseCommandArgs(args, { 'key-file': { type: 'string', short: 'k' }, at: { type: 'string' }, config: { type: 'string', short: 'c' } });
     const [action, ...addresses] = positionals;
-    if (action !== 'sign' && action !== 'verify' && action !== 'strip') throw new UsageError('first name an action: sign, verify or strip');
+    if (action === 'rotate') {
+      const config = loadConfig(values.config ?? process.env.BACKSTOP_CONFIG);
+      const store = await openStore(config.store);
+      try {
+        const nums = await rotateKeys(store.db);
+        console.log(`rotated: BATV key ${nums.batv} and stamp key ${nums.stamp} are current; the previous keys keep verifying`);
+      } finally {
+        await store.close();
+      }
+      return 0;
+    }
+    if (action !== 'sign' && action !== 'verify' && action !== 'strip') throw new UsageError('first name an action: sign, verify, strip or rotate');
     if (addresses.length === 0) throw new UsageError('name at least one address');
     if (action === 'strip') {
       for (const a of addresses) console.log(cleanText(stripPrvs(a), 300));
