@@ -39,9 +39,28 @@ import { SmtpClientError } from './smtp-client.ts';
 import { BackstopSmtpServer } from './smtp-server-ext.ts';
 import { ensureCertificate, readCertificate } from './tls.ts';
 
-/** What a plug-in check decides: go on, or answer now (4xx/5xx). */
-export type HookOutcome = { outcome: 'continue' } | { outcome: 'reply'; reply: Reply };
+/**
+ * What a plug-in check decides: go on, or answer now (4xx/5xx), or (data
+ * checks) hold the message in quarantine and answer 250 once the row is
+ * committed. Going on may change what the next hop sees: a mail check the
+ * envelope sender (BATV signing), a rcpt check the recipient (the BATV tag
+ * removed), a data check header fields put on top of the relayed copy (the
+ * Message-ID stamp). `action` names the outcome in the message log.
+ */
+export type HookOutcome =
+  | { outcome: 'continue'; mailFrom?: string; rcpt?: string; headers?: string }
+  | { outcome: 'reply'; reply: Reply; action?: string }
+  | { outcome: 'quarantine'; action: string; detail: string };
 export const CONTINUE: HookOutcome = { outcome: 'continue' };
+
+interface HookResult {
+  reply: Reply | null;
+  action?: string;
+  quarantine?: { action: string; detail: string };
+  mailFrom?: string;
+  rcpt?: string;
+  headers: string;
+}
 
 export interface TransactionView {
   clientIp: string;
@@ -54,6 +73,8 @@ export interface TransactionView {
 
 /** Checks other roles plug in (the BATV shield at RCPT, per-IP abuse aliases…), run in order. */
 export interface GatewayHooks {
+  /** At MAIL FROM; may replace the envelope sender the next hop sees. */
+  mail: ((t: TransactionView) => Promise<HookOutcome>)[];
   rcpt: ((t: TransactionView, rcpt: string) => Promise<HookOutcome>)[];
   data: ((t: TransactionView, raw: Uint8Array) => Promise<HookOutcome>)[];
   /** After the decision; for notices and reports. Errors are logged, never change the reply. */
@@ -108,6 +129,10 @@ interface Transaction {
   mailFrom: string;
   mailOptions: { size?: number; eightBit?: boolean; smtpUtf8?: boolean };
   accepted: string[];
+  /** The recipients as the next hop got them (a check may have rewritten them), parallel to accepted. */
+  delivered: string[];
+  /** The envelope sender as the next hop gets it (a mail check may have rewritten it). */
+  nextHopMailFrom: string;
   relayed: boolean;
   /** Where this transaction's recipients go: DEFAULT_ROUTE or a LocalRoute's name. */
   route: string;
@@ -156,7 +181,7 @@ function readAll(stream: Readable, limit: number): Promise<{ raw: Buffer; tooBig
 export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const { config, logger, scanner, messageLog, store, nodeName } = deps;
   const log = logger.child({ role: 'edge' });
-  const hooks: GatewayHooks = { rcpt: [], data: [], decided: [], ...deps.hooks };
+  const hooks: GatewayHooks = { mail: [], rcpt: [], data: [], decided: [], ...deps.hooks };
   const hookTimeoutMs = deps.hookTimeoutMs ?? 30_000;
   const policy = compileRelayPolicy(config.domains, config.relayFrom);
   const nextHop = parseNextHop(config.nextHop);
@@ -175,16 +200,25 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     relayed: tx.relayed,
   });
 
-  async function runHooks<A extends unknown[]>(list: ((...args: A) => Promise<HookOutcome>)[], ...args: A): Promise<Reply | null> {
+  async function runHooks<A extends unknown[]>(list: ((...args: A) => Promise<HookOutcome>)[], ...args: A): Promise<HookResult> {
+    const out: HookResult = { reply: null, headers: '' };
     for (const hook of list) {
       const result = await withTimeout(hook(...args), hookTimeoutMs);
       if (result.outcome === 'reply') {
         // A check may refuse or defer, never accept: a 2xx here would be a message answered 250 and delivered nowhere.
         if (result.reply.code < 400 || result.reply.code > 599) throw new Error(`a check answered ${result.reply.code}; checks may only refuse (5xx) or defer (4xx)`);
-        return result.reply;
+        return { ...out, reply: result.reply, action: result.action };
+      }
+      if (result.outcome === 'quarantine') return { ...out, quarantine: { action: result.action, detail: result.detail } };
+      if (result.mailFrom !== undefined) out.mailFrom = result.mailFrom;
+      if (result.rcpt !== undefined) out.rcpt = result.rcpt;
+      // Only whole header fields, CRLF-terminated, may be added (a check's own values, never peer text).
+      if (result.headers) {
+        if (!/^([!-9;-~]+:[^\r\n]*\r\n([ \t][^\r\n]*\r\n)*)+$/.test(result.headers)) throw new Error('a check added malformed header fields');
+        out.headers += result.headers;
       }
     }
-    return null;
+    return out;
   }
 
   function stateOf(session: SMTPServerSession): SessionState {
@@ -231,10 +265,18 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         smtpUtf8: Boolean(args.SMTPUTF8 ?? args.smtputf8),
       },
       accepted: [],
+      delivered: [],
+      nextHopMailFrom: address.address,
       relayed: false,
       route: DEFAULT_ROUTE,
       nextHopOpen: false,
     };
+    const hooked = await runHooks(hooks.mail, view(session, state.tx));
+    if (hooked.reply) {
+      state.tx = null;
+      throw new ReplyError(hooked.reply);
+    }
+    if (hooked.mailFrom !== undefined) state.tx.nextHopMailFrom = hooked.mailFrom;
   }
 
   async function onRcptTo(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
@@ -246,20 +288,22 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     if (tx.accepted.length > 0 && route !== tx.route) throw new ReplyError(SEPARATE_TRANSACTION);
     const decision = route === DEFAULT_ROUTE ? relayDecision(policy, session.remoteAddress, rcpt) : 'local';
     if (decision === 'denied') throw new ReplyError(RELAY_DENIED);
-    const hookReply = await runHooks(hooks.rcpt, view(session, tx), rcpt);
-    if (hookReply) throw new ReplyError(hookReply);
+    const hooked = await runHooks(hooks.rcpt, view(session, tx), rcpt);
+    if (hooked.reply) throw new ReplyError(hooked.reply);
+    const nextHopRcpt = hooked.rcpt ?? rcpt;
     tx.route = route;
     const hop = hopOf(state, tx);
     try {
       if (!tx.nextHopOpen) {
-        const mail = await hop.mail(tx.mailFrom, tx.mailOptions);
+        const mail = await hop.mail(tx.nextHopMailFrom, tx.mailOptions);
         if (mail.code !== 250) throw new ReplyError(mirror(mail));
         tx.nextHopOpen = true;
       }
-      const reply = await hop.rcpt(rcpt);
+      const reply = await hop.rcpt(nextHopRcpt);
       if (reply.code !== 250 && reply.code !== 251) throw new ReplyError(mirror(reply));
       if (decision === 'relay') tx.relayed = true;
       tx.accepted.push(rcpt);
+      tx.delivered.push(nextHopRcpt);
     } catch (err) {
       if (err instanceof ReplyError) throw err;
       nextHopErrorsTotal.inc();
@@ -287,12 +331,39 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     let action: string;
     let reply: Reply;
     let quarantineId: string | null = null;
+    let addedHeaders = '';
     try {
-      const hookReply = await runHooks(hooks.data, t, raw);
+      const hooked = await runHooks(hooks.data, t, raw);
+      const hookReply = hooked.reply;
+      addedHeaders = hooked.headers;
       if (hookReply) {
         await resetNextHop(state, tx);
-        action = hookReply.code >= 500 ? 'refused' : 'deferred';
+        action = hooked.action ?? (hookReply.code >= 500 ? 'refused' : 'deferred');
         reply = hookReply;
+      } else if (hooked.quarantine) {
+        // A check's hold (backscatter): 250 only once the quarantine row is committed.
+        await resetNextHop(state, tx);
+        action = hooked.quarantine.action;
+        reply = { code: 250, message: '2.0.0 Ok' };
+        try {
+          quarantineId = await quarantineMessage(store.db, {
+            messageLogId: id,
+            clientIp: session.remoteAddress,
+            helo: t.helo,
+            mailFrom: cleanText(tx.mailFrom, 320),
+            rcptTo: tx.accepted.map((r) => cleanText(r, 320)),
+            messageId: headerField(block, 'message-id'),
+            subject: headerField(block, 'subject'),
+            verdict: action,
+            verdictDetail: cleanText(hooked.quarantine.detail, 300),
+            raw,
+          });
+        } catch (err) {
+          storeErrorsTotal.inc({ what: 'quarantine' });
+          log.error({ err: (err as Error).message, id }, 'could not quarantine: answering 451 so the sender keeps the message');
+          reply = LOCAL_ERROR;
+          action = 'tempfail';
+        }
       } else {
         const scan = await scanner.scanMessage(raw);
         verdict = scan.verdict;
@@ -308,11 +379,11 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
             byHost: config.smtp.hostname,
             protocol: session.secure ? 'ESMTPS' : session.transmissionType === 'SMTP' ? 'SMTP' : 'ESMTP',
             id: id.slice(0, 8),
-            recipient: tx.accepted.length === 1 ? tx.accepted[0]! : null,
+            recipient: tx.delivered.length === 1 ? tx.delivered[0]! : null,
             date: receivedAt,
           });
           try {
-            const answer = await hopOf(state, tx).data([Buffer.from(trace, 'latin1'), raw]);
+            const answer = await hopOf(state, tx).data([Buffer.from(trace + addedHeaders, 'latin1'), raw]);
             reply = answer.code === 250 ? { code: 250, message: mirror(answer).message } : mirror(answer);
             action = answer.code === 250 ? 'deliver' : 'next-hop-refused';
           } catch (err) {
