@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { strToU8 } from 'fflate';
-import { measureMime, MimeLimitError, walkMessage } from '../../src/scan/mime.ts';
+import { measureMime, MimeLimitError, structure, walkMessage } from '../../src/scan/mime.ts';
+import { sha256 } from '../../src/scan/policy.ts';
 import { CRLF, forward, mail } from './mail.ts';
 
 const limits = { maxMimeDepth: 20, maxParts: 500 };
@@ -128,4 +129,46 @@ test('many-parts: parts of attached messages count toward the same limit', async
   const tight = { ...limits, maxParts: 305 };
   assert.equal((await walkMessage(forward(inner, 1), tight)).parts, 305);
   await assert.rejects(walkMessage(forward(forward(inner, 1), 2), tight), (err: Error) => err instanceof MimeLimitError && err.message === 'more than 305 parts');
+});
+
+/** Leaves as postal-mime makes them (the reference the hand split must match), as name:sha256. */
+async function referenceLeaves(raw: Buffer): Promise<string[]> {
+  const PostalMime = (await import('postal-mime')).default;
+  const m = await PostalMime.parse(raw, { attachmentEncoding: 'arraybuffer' });
+  const out: string[] = [];
+  if (m.text) out.push(`null:${sha256(new TextEncoder().encode(m.text))}`);
+  if (m.html) out.push(`null:${sha256(new TextEncoder().encode(m.html))}`);
+  for (const a of m.attachments) out.push(`${a.filename ?? null}:${sha256(new Uint8Array(a.content as ArrayBuffer))}`);
+  return out;
+}
+
+test('the hand split gives postal-mime\'s leaves for plain messages, and leaves everything unusual to postal-mime', async () => {
+  const x = strToU8('x');
+  const plain: [string, Buffer][] = [
+    ['two attachments', mail([{ name: 'a.pdf', bytes: strToU8('%PDF-1.4 hello') }, { name: 'b b.exe', bytes: new Uint8Array(1000).fill(7) }])],
+    ['single part', Buffer.from(`From: a${CRLF}Subject: x${CRLF}${CRLF}hello world${CRLF}begin 644 a.pif${CRLF}`)],
+    ['LF line ends, unquoted name', Buffer.from('From: a\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi there\n--b\nContent-Type: application/pdf; name=x.pdf\nContent-Transfer-Encoding: base64\n\naGVsbG8=\n--b--\n')],
+  ];
+  for (const [label, raw] of plain) {
+    const s = structure(raw, 20, 500);
+    assert.ok(s.leaves, `${label}: hand split`);
+    assert.deepEqual(s.leaves.map((l) => `${l.name}:${sha256(l.content)}`), await referenceLeaves(raw), label);
+  }
+  const unusual: [string, Buffer, RegExp | null][] = [
+    ['RFC 2047 name', mail([{ disposition: 'Content-Disposition: attachment; filename="=?utf-8?B?ZG9jLnBpZg==?="', bytes: x }]), null],
+    ['RFC 2231 name', mail([{ disposition: "Content-Disposition: attachment; filename*=utf-8''doc%2Epif", bytes: x }]), null],
+    ['two filenames', mail([{ disposition: 'Content-Disposition: attachment; filename="a.txt"; filename="a.pif"', bytes: x }]), null],
+    ['name and filename differ', mail([{ type: 'application/octet-stream; name="a.pif"', name: 'a.txt', bytes: x }]), null],
+    ['quoted-printable', Buffer.from(`Content-Type: text/plain${CRLF}Content-Transfer-Encoding: quoted-printable${CRLF}${CRLF}a=3Db${CRLF}`), null],
+    ['attached message', forward(mail([{ name: 'inner.pif', bytes: x }])), null],
+    ['padding inside base64', Buffer.from(['Content-Type: multipart/mixed; boundary=b', '', '--b', 'Content-Type: application/pdf; name=x.pdf', 'Content-Transfer-Encoding: base64', '', 'aGVsbG8=TVo=', '--b--', ''].join(CRLF)), /base64/],
+    ['not a header line', Buffer.from(['Content-Type: multipart/mixed; boundary=b', '', '--b', 'Content-Type: application/pdf; name=x.pdf', 'garbage', '', 'x', '--b--', ''].join(CRLF)), null],
+  ];
+  for (const [label, raw, opaque] of unusual) {
+    const s = structure(raw, 20, 500);
+    assert.equal(s.leaves, null, `${label}: postal-mime's`);
+    if (opaque) assert.match(s.opaque ?? '', opaque, label);
+    // And the walk still gives every leaf, through postal-mime.
+    assert.ok((await walkMessage(raw, limits)).leaves.length > 0, label);
+  }
 });

@@ -1,0 +1,90 @@
+/*
+ * bench/profile — where a Backstop node spends its CPU under the bench's load.
+ *
+ * Starts the bench's pieces (private clamd, smtp-sink, one Backstop node run
+ * with `node --cpu-prof`), warms it up, sends one mix at S sessions, stops the
+ * node (SIGTERM: it exits normally, so V8 writes the .cpuprofile), and prints
+ * the functions with the most self time and the files they live in
+ * (bench/lib/cpuprofile.ts). Not part of `npm run bench`; a tool for the
+ * engineer chasing the bench's targets.
+ *
+ *   node --import tsx bench/profile.ts [--mix unique|outbreak] [--sessions 20] [--messages 2000] [--top 40]
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startClamd } from '../src/replay/clamd.ts';
+import { stringify } from 'yaml';
+import { freePort, startSmtpSink, waitForPort } from '../src/replay/processes.ts';
+import { summariseProfile } from './lib/cpuprofile.ts';
+import { percentile, runLoad } from './lib/load.ts';
+import { makeMessages, type Mix } from './lib/messages.ts';
+
+const { values } = parseArgs({
+  options: {
+    mix: { type: 'string', default: 'outbreak' },
+    sessions: { type: 'string', default: '20' },
+    messages: { type: 'string', default: '2000' },
+    top: { type: 'string', default: '40' },
+    'no-profile': { type: 'boolean', default: false },
+  },
+});
+
+const dir = mkdtempSync(join(tmpdir(), 'backstop-profile-'));
+const profDir = join(dir, 'prof');
+const clamd = await startClamd({ streamMaxLength: '64M', maxFileSize: '64M', maxScanSize: '256M' });
+const sink = await startSmtpSink(null);
+const port = await freePort();
+mkdirSync(join(dir, 'b'), { recursive: true });
+const configFile = join(dir, 'b', 'backstop.yaml');
+writeFileSync(
+  configFile,
+  stringify({
+    nodeName: 'profile',
+    dataDir: join(dir, 'b', 'data'),
+    smtp: { listen: `127.0.0.1:${port}`, hostname: 'mx.bench.example', greetingDelayMs: 0, maxClients: 5000 },
+    domains: ['example.net'],
+    nextHop: `smtp://127.0.0.1:${sink.port}`,
+    clamd: clamd.url,
+    store: `pglite:${join(dir, 'b', 'db')}`,
+    web: { listen: `127.0.0.1:${await freePort()}` },
+    log: { level: 'warn' },
+  }),
+);
+// --cpu-prof is not allowed in NODE_OPTIONS: the node is started here rather than by startBackstop.
+const bin = new URL('../bin/backstop.js', import.meta.url).pathname;
+const flags = values['no-profile'] ? [] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`];
+const child = spawn(process.execPath, [...flags, bin, 'serve', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'] });
+const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+await waitForPort(port, '127.0.0.1', 60_000);
+const node = {
+  port,
+  async stop() {
+    child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  },
+};
+const window = { fromUs: 0, toUs: 0 };
+try {
+  await runLoad({ port: node.port, sessions: 4, messages: makeMessages('unique', 200) });
+  const messages = makeMessages(values.mix as Mix, Number(values.messages));
+  window.fromUs = Number(process.hrtime.bigint() / 1000n);
+  const r = await runLoad({ port: node.port, sessions: Number(values.sessions), messages });
+  window.toUs = Number(process.hrtime.bigint() / 1000n);
+  console.log(`${values.mix} ${values.sessions} sessions: ${r.perSecond.toFixed(0)} msg/s, end-of-DATA p50 ${percentile(r.dataMs, 50).toFixed(2)} p99 ${percentile(r.dataMs, 99).toFixed(2)} ms ${JSON.stringify(r.codes)}`);
+} finally {
+  await node.stop();
+  await sink.stop();
+  await clamd.stop();
+}
+if (!values['no-profile']) {
+  // The main thread's profile (the other one is tsx's loader thread).
+  const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')).sort().slice(0, 1);
+  for (const f of files) {
+    console.log(`\n${join(profDir, f)}`);
+    console.log(summariseProfile(join(profDir, f), Number(values.top), window));
+  }
+}
