@@ -171,7 +171,7 @@ export function parseMailDate(value: string | null | undefined): Dated | null {
   if (!value) return null;
   const v = value.replace(/\([^()]*\)/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 200);
   const m = /^(?:[A-Za-z]{3},?\s*)?(\d{1,2})\s+([A-Za-z]{3})[a-z]*\s+(\d{2,4})\s+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:\s*([+-]\d{4}|[A-Za-z]{1,5}))?\s*$/.exec(v);
-  if (m) return build(Number(m[3]), MONTHS[m[2].toLowerCase()], Number(m[1]), Number(m[4]), Number(m[5]), Number(m[6] ?? 0), m[7] ?? null);
+  if (m) return build(Number(m[3]), MONTHS[(m[2] ?? '').toLowerCase()], Number(m[1]), Number(m[4]), Number(m[5]), Number(m[6] ?? 0), m[7] ?? null);
   return parseIsoDate(v);
 }
 
@@ -180,7 +180,7 @@ export function parseXarfDate(value: string | null | undefined): Dated | null {
   if (!value) return null;
   const v = value.replace(/^['"]|['"]$/g, '').replace(/\s+/g, ' ').trim().slice(0, 200);
   const m = /^(?:[A-Za-z]{3},?\s*)?([A-Za-z]{3})[a-z]*\s+(\d{1,2})\s+(\d{4})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s*([+-]\d{4}|[A-Za-z]{1,5}))?$/.exec(v);
-  if (m) return build(Number(m[3]), MONTHS[m[1].toLowerCase()], Number(m[2]), Number(m[4]), Number(m[5]), Number(m[6] ?? 0), m[7] ?? null);
+  if (m) return build(Number(m[3]), MONTHS[(m[1] ?? '').toLowerCase()], Number(m[2]), Number(m[4]), Number(m[5]), Number(m[6] ?? 0), m[7] ?? null);
   return parseMailDate(v);
 }
 
@@ -203,7 +203,7 @@ function build(year: number, month: number | undefined, day: number, hour: numbe
     // RFC 5322 §3.3: "-0000" says the time is UTC but the local zone is unknown.
     zoneless = zone === '-0000';
   } else if (zone && zone.toLowerCase() in ZONES) {
-    offset = ZONES[zone.toLowerCase()];
+    offset = ZONES[zone.toLowerCase()] ?? 0;
     zoneless = false;
   }
   const ms = Date.UTC(year, month, day, hour, minute, Math.min(second, 59)) - offset * 60_000;
@@ -250,7 +250,7 @@ function unfold(block: string): Field[] {
       continue;
     }
     if (/^[ \t]/.test(line) && out.length) {
-      const last = out[out.length - 1];
+      const last = out[out.length - 1]!;
       if (last.value.length < 8 * MAX_FIELD) last.value += ' ' + line.trim();
       continue;
     }
@@ -270,7 +270,7 @@ function receivedNames(value: string, ip: string): boolean {
 
 function fromClause(value: string): string | null {
   const m = /^\s*from\s+(.*?)(?:\s+by\s|;|$)/i.exec(value);
-  return m ? m[1] : null;
+  return m?.[1] ?? null;
 }
 
 function ipsIn(text: string): string[] {
@@ -289,7 +289,7 @@ function sourceFromReceived(fields: Field[]): string | null {
     const from = fromClause(f.value);
     if (!from) continue;
     const ips = ipsIn(from).filter((ip) => ipaddr.parse(ip).range() === 'unicast' || isDocumentation(ip));
-    if (ips.length) return ips[ips.length - 1];
+    if (ips.length) return ips[ips.length - 1] ?? null;
   }
   return null;
 }
@@ -325,7 +325,7 @@ function xarfReportPart(raw: Buffer): Field[] {
   const fields: Field[] = [];
   for (const line of content.replace(/\r\n/g, '\n').split('\n').slice(0, 200)) {
     const m = /^([A-Za-z][A-Za-z0-9-]{0,40}):\s*(.*)$/.exec(line);
-    if (m) fields.push({ name: m[1].toLowerCase(), value: m[2].trim().replace(/^'(.*)'$/, '$1').replace(/^"(.*)"$/, '$1').slice(0, MAX_FIELD) });
+    if (m) fields.push({ name: (m[1] ?? '').toLowerCase(), value: (m[2] ?? '').trim().replace(/^'(.*)'$/, '$1').replace(/^"(.*)"$/, '$1').slice(0, MAX_FIELD) });
   }
   return fields;
 }
@@ -391,7 +391,7 @@ export function malwareNames(texts: readonly (string | null | undefined)[]): str
   for (const t of texts) {
     if (!t) continue;
     for (const m of t.slice(0, 20_000).matchAll(re)) {
-      const name = m[1].replace(/[.:]+$/, '');
+      const name = (m[1] ?? '').replace(/[.:]+$/, '');
       if (/^(was|is|has|the|a|an|found|detected|named)$/i.test(name)) continue;
       names.add(name);
       if (names.size >= 8) return [...names];
