@@ -197,6 +197,34 @@ export interface WebLoginThrottleTable {
   failures: number;
 }
 
+/** 0320: reports that reached the abuse desk (desk/intake.ts, web/public-form.ts). */
+export interface DeskReportsTable {
+  id: Generated<string>;
+  received_at: DefaultTimestamp;
+  via: 'alias' | 'abuse' | 'form';
+  reporter: string;
+  ip: string | null;
+  port: number | null;
+  observed_at: ColumnType<Date | null, Date | string | null, Date | string | null>;
+  time_source: string;
+  zoneless: boolean;
+  kind: 'arf' | 'x-arf' | 'free-text' | 'form';
+  feedback_type: string | null;
+  summary: string;
+  headers: string | null;
+  malware: string[];
+  state: 'attributed' | 'unattributed' | 'forwarded';
+  reason: string | null;
+  customer_id: string | null;
+  incident_id: string | null;
+}
+
+export interface DeskFormThrottleTable {
+  client: string;
+  window_start: Timestamp;
+  hits: number;
+}
+
 export interface Database {
   messages: MessagesTable;
   quarantine: QuarantineTable;
@@ -217,4 +245,6 @@ export interface Database {
   web_sessions: WebSessionsTable;
   web_secrets: WebSecretsTable;
   web_login_throttle: WebLoginThrottleTable;
+  desk_reports: DeskReportsTable;
+  desk_form_throttle: DeskFormThrottleTable;
 }

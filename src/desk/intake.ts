@@ -1,0 +1,214 @@
+/*
+ * desk/intake — the abuse desk as a destination of Backstop's own gateway
+ * (R8): mail for `<ip>@<abuse domain>` and `abuse@<abuse domain>` is
+ * scanned like all mail (spam and malware aimed at the aliases are the
+ * gateway's business), then handed to this route's next hop, which stores
+ * the report instead of relaying it.
+ *
+ * For each desk recipient of a message: parse the report (desk/report-parse),
+ * take the IP from the alias (or, for abuse@, from the report), attribute
+ * (IP, time, port) to a customer, and in ONE store transaction write the
+ * desk_reports row, the incident evidence and the forward job — or, when the
+ * address is unknown or the attribution ambiguous, the row alone with the
+ * reason (the desk's queue). The sender hears 250 only after that
+ * transaction committed; any store error is 451 and the sender retries.
+ *
+ * The reporter never learns who the customer is: the SMTP answer is the same
+ * whatever the outcome, and nothing is mailed back to the reporter.
+ */
+import type { Config } from '../config/schema.ts';
+import type { LocalRoute } from '../edge/gateway.ts';
+import type { NextHop, NextHopSession } from '../edge/next-hop.ts';
+import type { SmtpReply } from '../edge/smtp-client.ts';
+import { enqueue } from '../store/jobs.ts';
+import type { Db } from '../store/store.ts';
+import { parseAlias } from './aliases.ts';
+import { parseReport, type ParsedReport } from './report-parse.ts';
+
+/** What attribution answers (desk/attribute.ts). */
+export type Attribution = { kind: 'customer'; customerId: string | number } | { kind: 'unknown' } | { kind: 'ambiguous'; reason: string };
+
+export interface EvidenceInput {
+  customerId: string | number;
+  source: 'gateway' | 'alias' | 'form' | 'arf';
+  ip: string;
+  observedAt: Date;
+  summary: string;
+  headers?: string;
+  malware?: string[];
+}
+
+/**
+ * The desk's neighbours, passed in so intake works with whatever store
+ * handle it is given (a transaction here): attribution and incidents.
+ */
+export interface DeskPorts {
+  attribute(db: Db, q: { ip: string; at: Date | null; port?: number | null; zoneless?: boolean }): Promise<Attribution>;
+  recordEvidence(db: Db, e: EvidenceInput): Promise<{ incidentId: string | number; opened: boolean }>;
+}
+
+export interface DeskSettings {
+  abuseDomain: string;
+}
+
+/** The desk's settings from config.desk (owned by the incidents role), or null when the desk is off. */
+export function deskSettings(config: Config): DeskSettings | null {
+  const desk = (config as unknown as { desk?: { abuseDomain?: string } }).desk;
+  const domain = desk?.abuseDomain?.trim().toLowerCase();
+  return domain ? { abuseDomain: domain } : null;
+}
+
+export const FORWARD_JOB = 'desk-forward';
+
+/** A report as the desk takes it in, from mail or from the form. */
+export interface IncomingReport {
+  via: 'alias' | 'abuse' | 'form';
+  reporter: string;
+  /** The alias's IP, or the form's. */
+  ip: string | null;
+  port: number | null;
+  parsed: ParsedReport | null;
+  /** Form reports: what the form said, already validated. */
+  form?: { observedAt: Date; zoneless: boolean; summary: string; headers: string | null };
+}
+
+export interface IntakeResult {
+  id: string;
+  state: 'attributed' | 'unattributed';
+  reason: string | null;
+}
+
+/**
+ * Stores one report and what became of it, in one transaction. Throws when
+ * the store fails (the caller answers 4xx / 503).
+ */
+export async function takeReport(db: Db, ports: DeskPorts, r: IncomingReport, now = new Date()): Promise<IntakeResult> {
+  const p = r.parsed;
+  const ip = r.ip ?? p?.ip ?? null;
+  // The report's port counts only when it is about the same address.
+  const port = r.port ?? (p && p.ip === ip ? p.port : null);
+  const observedAt = r.form?.observedAt ?? p?.observedAt ?? null;
+  const zoneless = r.form?.zoneless ?? p?.zoneless ?? true;
+  const summary = clip(r.form?.summary ?? p?.summary ?? '', 2000);
+  const headers = r.form?.headers ?? p?.headers ?? null;
+  const malware = (p?.malware ?? []).slice(0, 8);
+  const kind = r.form ? 'form' : (p?.kind ?? 'free-text');
+
+  return db.transaction().execute(async (trx) => {
+    const row = await trx
+      .insertInto('desk_reports')
+      .values({
+        received_at: now,
+        via: r.via,
+        reporter: clip(r.reporter, 320),
+        ip,
+        port,
+        observed_at: observedAt,
+        time_source: r.form ? 'form' : (p?.timeSource ?? 'none'),
+        zoneless,
+        kind,
+        feedback_type: p?.feedbackType ?? null,
+        summary,
+        headers,
+        malware,
+        state: 'unattributed',
+        reason: null,
+        customer_id: null,
+        incident_id: null,
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+
+    let reason: string | null = null;
+    if (!ip) reason = 'the report names no address';
+    else if (!observedAt) reason = 'the report gives no time';
+    let attribution: Attribution | null = null;
+    if (!reason) {
+      attribution = await ports.attribute(trx, { ip: ip!, at: observedAt, port, zoneless });
+      if (attribution.kind === 'unknown') reason = 'unknown: no customer held the address then';
+      else if (attribution.kind === 'ambiguous') reason = `ambiguous: ${clip(attribution.reason, 300)}`;
+    }
+    if (reason || !attribution || attribution.kind !== 'customer') {
+      await trx.updateTable('desk_reports').set({ reason }).where('id', '=', row.id).execute();
+      return { id: row.id, state: 'unattributed' as const, reason };
+    }
+
+    const evidence = await ports.recordEvidence(trx, {
+      customerId: attribution.customerId,
+      source: r.via === 'form' ? 'form' : p && (p.kind === 'arf' || p.kind === 'x-arf') ? 'arf' : 'alias',
+      ip: ip!,
+      observedAt: observedAt!,
+      summary,
+      ...(headers ? { headers } : {}),
+      ...(malware.length ? { malware } : {}),
+    });
+    await trx
+      .updateTable('desk_reports')
+      .set({ state: 'attributed', customer_id: String(attribution.customerId), incident_id: String(evidence.incidentId) })
+      .where('id', '=', row.id)
+      .execute();
+    await enqueue(trx, { kind: FORWARD_JOB, payload: { reportId: row.id }, dedupeKey: `${FORWARD_JOB}:${row.id}` });
+    return { id: row.id, state: 'attributed' as const, reason: null };
+  });
+}
+
+/** What the sender hears for every report, whatever became of it. */
+export const RECEIVED: SmtpReply = { code: 250, text: '2.0.0 Ok: report received by the abuse desk' };
+const STORE_TROUBLE: SmtpReply = { code: 451, text: '4.3.0 Temporary failure storing the report, please try again later' };
+
+/**
+ * The gateway route for the desk's recipients. Its next hop takes each
+ * recipient's report into the store; nothing is relayed anywhere.
+ */
+export function deskRoute(db: Db, settings: DeskSettings, ports: DeskPorts, options: { onError?: (err: Error) => void } = {}): LocalRoute {
+  const nextHop: NextHop = {
+    description: `abuse desk (${settings.abuseDomain})`,
+    session(): NextHopSession {
+      let from = '';
+      let rcpts: string[] = [];
+      return {
+        async mail(f) {
+          from = f;
+          rcpts = [];
+          return { code: 250, text: '2.1.0 Ok' };
+        },
+        async rcpt(to) {
+          if (!parseAlias(to, settings.abuseDomain)) return { code: 550, text: '5.1.1 No such desk address' };
+          rcpts.push(to);
+          return { code: 250, text: '2.1.5 Ok' };
+        },
+        async data(parts) {
+          const raw = Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength)));
+          try {
+            // One report per desk recipient: two aliases in one message name two addresses.
+            const seen = new Set<string>();
+            for (const to of rcpts) {
+              const target = parseAlias(to, settings.abuseDomain);
+              if (!target) continue;
+              const key = target.kind === 'ip' ? target.ip : 'abuse';
+              if (seen.has(key)) continue;
+              seen.add(key);
+              const parsed = await parseReport(raw, { targetIp: target.kind === 'ip' ? target.ip : null });
+              await takeReport(db, ports, { via: target.kind === 'ip' ? 'alias' : 'abuse', reporter: from, ip: target.kind === 'ip' ? target.ip : null, port: null, parsed });
+            }
+          } catch (err) {
+            options.onError?.(err as Error);
+            return STORE_TROUBLE;
+          } finally {
+            rcpts = [];
+          }
+          return RECEIVED;
+        },
+        async reset() {
+          rcpts = [];
+        },
+        close() {},
+      };
+    },
+  };
+  return { name: 'abuse-desk', accepts: (rcpt) => parseAlias(rcpt, settings.abuseDomain) !== null, nextHop };
+}
+
+function clip(s: string, max: number): string {
+  return s.length > max ? s.slice(0, max) : s;
+}
