@@ -9,6 +9,7 @@
 import { hostname } from 'node:os';
 import { loadConfig } from '../../config/load.ts';
 import { splitHostPort } from '../../config/listen.ts';
+import { startShield } from '../../backscatter/serve.ts';
 import { startGateway, type GatewayHooks } from '../../edge/gateway.ts';
 import { detectionFrom } from '../../notify/detection.ts';
 import { notifyHandlers, notifyPolicy, NotifyRecorder } from '../../notify/record.ts';
@@ -49,6 +50,9 @@ export const command: Command = {
     const stopWorkers = new AbortController();
     const workers: Promise<void>[] = [];
     let recorder: NotifyRecorder | null = null;
+    // The backscatter shield (R7): hooks in the gateway, complaint jobs in this node's worker.
+    const shield = await startShield(config, store, logger);
+    if (shield) Object.assign(hooks, shield.hooks);
     if (config.notify) {
       const policy = notifyPolicy(config);
       const detections = new NotifyRecorder(store.db, policy, (err, lost) => {
@@ -64,7 +68,7 @@ export const command: Command = {
         runWorker({
           db: store.db,
           worker: `${nodeName}:${process.pid}`,
-          handlers: notifyHandlers(store.db, config, config.smtp.hostname),
+          handlers: { ...notifyHandlers(store.db, config, config.smtp.hostname), ...shield?.handlers },
           signal: stopWorkers.signal,
           onError: (job, err, outcome) => logger.warn({ job: job.id, kind: job.kind, err: err.message, outcome }, 'outbox job failed'),
         }),
@@ -98,6 +102,7 @@ export const command: Command = {
     });
     await gateway.close();
     await recorder?.flush();
+    await shield?.close();
     stopWorkers.abort();
     await Promise.all(workers);
     await web.close();
