@@ -82,12 +82,23 @@ export function encodeData(raw: Uint8Array): Buffer[] {
 const DOT = Buffer.from('.');
 const END = Buffer.from('.\r\n');
 
-/** The pieces of one part, line by line (views into it, not copies). */
+/**
+ * The pieces of one part (views into it, not copies). Runs of lines that need
+ * nothing — CRLF-ended, no other CR, not starting with a dot — go out as one
+ * piece; only a line that needs a change is taken apart.
+ */
 function* encodeLines(raw: Uint8Array, last: boolean): Generator<Buffer> {
   const buf = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   let start = 0;
+  let run = 0;
   while (start < buf.length) {
     const lf = buf.indexOf(0x0a, start);
+    if (lf > start && buf[lf - 1] === 0x0d && buf[start] !== 0x2e && buf.indexOf(0x0d, start) === lf - 1) {
+      start = lf + 1;
+      continue;
+    }
+    if (start > run) yield buf.subarray(run, start);
+    run = lf === -1 ? buf.length : lf + 1;
     let line = buf.subarray(start, lf === -1 ? buf.length : lf);
     if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
     // A bare CR inside a line is a line ending to some MTAs: make it an honest CRLF.
@@ -104,6 +115,7 @@ function* encodeLines(raw: Uint8Array, last: boolean): Generator<Buffer> {
     if (lf === -1) break;
     start = lf + 1;
   }
+  if (buf.length > run) yield buf.subarray(run);
   if (last) yield END;
 }
 
