@@ -270,6 +270,90 @@ const backscatterSchema = z
   })
   .strict();
 
+/** One destination a restricted line may still reach (the walled garden's holes, RFC 6561 §6). */
+const allowedDestination = z
+  .object({
+    name: z.string().min(1).max(64).regex(/^[A-Za-z0-9 ._-]+$/, 'letters, digits, space, ".", "_" or "-"'),
+    /** Destination networks; empty: any destination. */
+    to: z.array(cidr).default([]),
+    proto: z.enum(['tcp', 'udp']),
+    ports: z.array(z.number().int().min(1).max(65535)).min(1),
+  })
+  .strict();
+
+/** A customer notice's text in one language: {placeholders} are filled by desk/notice.ts. */
+const deskText = z.object({ subject: z.string().min(1).max(200), body: z.string().min(1).max(20_000) }).strict();
+
+/** The ISP abuse desk: incidents, grace, restriction, portal (R8, R9, issue 5); absent: off. */
+const deskSchema = z
+  .object({
+    /** Per-IP aliases live at <ip>@abuseDomain. */
+    abuseDomain: domain.optional(),
+    graceHours: positiveInt('graceHours').default(72),
+    probationDays: positiveInt('probationDays').default(14),
+    /** Attestations a customer may make per incident before only the desk can release the line. */
+    selfReleases: nonNegativeInt('selfReleases').default(2),
+    restriction: z
+      .object({
+        /** Mildest first: port 25 blocked; port 25 only to Backstop's smarthost; full walled garden. */
+        level: z.enum(['port25-block', 'smarthost', 'walled-garden']).default('walled-garden'),
+        /** Addresses of Backstop's scanning smarthost (the only port-25 destination at level smarthost). */
+        smarthost: z.array(cidr).default([]),
+        /** What stays reachable in the walled garden (and, at every level, is never blocked). */
+        allowed: z
+          .array(allowedDestination)
+          .default([
+            { name: 'dns', to: [], proto: 'udp', ports: [53] },
+            { name: 'dns-tcp', to: [], proto: 'tcp', ports: [53] },
+            { name: 'dhcp', to: [], proto: 'udp', ports: [67, 547] },
+            { name: 'submission', to: [], proto: 'tcp', ports: [587] },
+          ]),
+        /** The portal's addresses (reachable on 80/443 from the garden). */
+        portal: z.array(cidr).default([]),
+        /** OS and antivirus update sites (reachable on 80/443 from the garden). */
+        updateSites: z.array(cidr).default([]),
+      })
+      .strict()
+      .prefault({}),
+    portal: z
+      .object({
+        /** The customer's link is baseUrl + /portal/<token>. */
+        baseUrl: z.string().regex(/^https?:\/\/[^\s/]+(\/[^\s]*)?$/, 'expected a URL such as "https://portal.example.net"').default('http://127.0.0.1:8025'),
+        tokenTtl: duration('tokenTtl').prefault('30d'),
+        /** Wrong tokens per client address and 10 minutes before the portal answers 429. */
+        maxGuesses: positiveInt('maxGuesses').default(20),
+      })
+      .strict()
+      .prefault({}),
+    enforcement: z
+      .object({
+        /** nftables set file (include it from your ruleset), rewritten atomically on every change. */
+        nftSetFile: z.string().min(1).optional(),
+        /** A complete `nft -f` script: table, sets and chains for each level. */
+        nftScriptFile: z.string().min(1).optional(),
+        /** The plain list file (one CIDR a line). */
+        listFile: z.string().min(1).optional(),
+        /** Bearer token for GET /desk/restricted.txt; absent: the list is not served. */
+        listToken: z.string().min(16, 'listToken must be at least 16 characters').optional(),
+        webhook: z.object({ url: z.string().url('expected a URL'), secret: z.string().min(16, 'webhook secret must be at least 16 characters') }).strict().optional(),
+        /** The nftables table the script creates. */
+        table: z.string().regex(/^[a-z][a-z0-9_]{0,30}$/, 'lower-case letters, digits, "_"').default('backstop'),
+      })
+      .strict()
+      .prefault({}),
+    notice: z
+      .object({
+        /** A real mailbox that takes the customer's replies (default: notify.from). */
+        from: emailAddress.optional(),
+        /** Replaces or adds a language's text (built in: en, de). */
+        texts: z.record(z.string(), deskText).prefault({}),
+        defaultLanguage: z.string().regex(/^[a-z]{2}(-[A-Za-z]{2})?$/, 'a language tag such as "en" or "de"').default('en'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
 /** The dashboard's outbreak banner (web/outbreak): a name whose recent rate is `factor` times its baseline rate. */
 const outbreakSchema = z
   .object({
@@ -306,6 +390,8 @@ export const configSchema = z
     abuse: abuseSchema.optional(),
     /** The backscatter shield: BATV, bounce classification, complaints (R7). */
     backscatter: backscatterSchema.optional(),
+    /** The ISP abuse desk (R8, R9); absent: off. */
+    desk: deskSchema.optional(),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();

@@ -225,6 +225,59 @@ export interface DeskFormThrottleTable {
   hits: number;
 }
 
+/** desk incidents (0310): one per infected line, RFC 6561 lifecycle; see desk/lifecycle.ts. */
+export type IncidentState = 'suspected' | 'notified' | 'restricted' | 'attested' | 'probation' | 'closed' | 'evidence-hold';
+export type RestrictionLevel = 'port25-block' | 'smarthost' | 'walled-garden';
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+
+export interface IncidentsTable {
+  id: Generated<string>;
+  customer_id: string;
+  state: IncidentState;
+  held_from: IncidentState | null;
+  opened_at: Timestamp;
+  state_since: Timestamp;
+  grace_until: NullableTimestamp;
+  probation_until: NullableTimestamp;
+  restriction_level: RestrictionLevel | null;
+  self_releases_left: number;
+  recurrences: Generated<number>;
+  contact_snapshot: ColumnType<Record<string, unknown>, string, string>;
+  portal_token_hash: string | null;
+  portal_token_expires: NullableTimestamp;
+  closed_at: NullableTimestamp;
+}
+
+export interface IncidentEventsTable {
+  id: Generated<string>;
+  incident_id: string;
+  at: Timestamp;
+  kind: string;
+  actor: string;
+  from_state: string | null;
+  to_state: string | null;
+  detail: ColumnType<Record<string, unknown>, string, string>;
+}
+
+export interface IncidentEvidenceTable {
+  id: Generated<string>;
+  incident_id: string;
+  at: Timestamp;
+  source: 'gateway' | 'alias' | 'form' | 'arf';
+  ip: string;
+  observed_at: Timestamp;
+  summary: string;
+  headers: string | null;
+  malware: string[];
+}
+
+export interface DeskEnforcementTable {
+  id: number;
+  digest: string;
+  addresses: string[];
+  published_at: Timestamp;
+}
+
 export interface Database {
   messages: MessagesTable;
   quarantine: QuarantineTable;
@@ -247,4 +300,8 @@ export interface Database {
   web_login_throttle: WebLoginThrottleTable;
   desk_reports: DeskReportsTable;
   desk_form_throttle: DeskFormThrottleTable;
+  incidents: IncidentsTable;
+  incident_events: IncidentEventsTable;
+  incident_evidence: IncidentEvidenceTable;
+  desk_enforcement: DeskEnforcementTable;
 }
