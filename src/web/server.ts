@@ -34,6 +34,8 @@ import { sharedSecret, SESSION_DEFAULTS, type SessionSettings } from './auth/ses
 import { THROTTLE_DEFAULTS, type ThrottleSettings } from './auth/throttle.ts';
 import { registerConsole } from './console.ts';
 import { sendErrorPage } from './layout.ts';
+import { PUBLIC_FORM_DEFAULTS, registerPublicForm, type PublicFormSettings } from './public-form.ts';
+import type { DeskPorts } from '../desk/intake.ts';
 import type { ConsolePage } from './pages/registry.ts';
 
 export interface WebDeps {
@@ -52,6 +54,8 @@ export interface WebDeps {
   /** Pages beyond pages/index.ts (a role wiring its page at start-up, tests). */
   pages?: ConsolePage[];
   console?: ConsoleSettings;
+  /** The abuse desk's public report form at /report (no session); off when absent. */
+  publicForm?: { ports: DeskPorts; settings?: Partial<PublicFormSettings> };
 }
 
 export interface ConsoleSettings {
@@ -174,6 +178,23 @@ export function buildWebApp(deps: WebDeps): FastifyInstance {
       throttle: { ...THROTTLE_DEFAULTS, ...deps.console?.loginThrottle },
     });
   });
+
+  // The abuse desk's public report form: its own scope, outside the console's session and hooks.
+  const publicForm = deps.publicForm;
+  if (publicForm) {
+    void app.register(async (formScope) => {
+      const key = await sharedSecret(deps.store.db, 'cookie-signing-key');
+      await formScope.register(fastifyCookie, { secret: key, hook: 'onRequest' });
+      await registerPublicForm(formScope, {
+        db: deps.store.db,
+        ports: publicForm.ports,
+        settings: { ...PUBLIC_FORM_DEFAULTS, ...publicForm.settings },
+        key,
+        nodeName: deps.nodeName,
+        secure: (request) => deps.console?.secureCookies ?? request.protocol === 'https',
+      });
+    });
+  }
 
   return app;
 }
