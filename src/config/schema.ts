@@ -289,6 +289,13 @@ const deskSchema = z
   .object({
     /** Per-IP aliases live at <ip>@abuseDomain. */
     abuseDomain: domain.optional(),
+    /** Public addresses of our carrier-grade NAT: a report about one needs the source port (the public form asks for it). */
+    cgnatRanges: z.array(cidr).default([]),
+    /** The public report form at /report (no login): on when the desk is; submissions per client address and hour. */
+    reportForm: z
+      .object({ enabled: z.boolean().default(true), maxPerHour: positiveInt('maxPerHour').default(5) })
+      .strict()
+      .prefault({}),
     graceHours: positiveInt('graceHours').default(72),
     probationDays: positiveInt('probationDays').default(14),
     /** Attestations a customer may make per incident before only the desk can release the line. */

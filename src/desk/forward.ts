@@ -21,7 +21,7 @@ import { FORWARD_JOB, type DeskSettings } from './intake.ts';
 import { canonicalIp } from './report-parse.ts';
 
 export interface CustomerContact {
-  id: string | number;
+  id: string;
   name: string;
   email: string;
   language: string;
@@ -166,14 +166,14 @@ export async function composeForward(
 }
 
 /** The worker's handler for forward jobs. */
-export function deskHandlers(
+export function forwardHandlers(
   db: Db,
   config: Pick<Config, 'notify'>,
   settings: DeskSettings,
   hostname: string,
   ports: ForwardPorts,
 ): Record<string, (payload: unknown, job: Job) => Promise<void>> {
-  const mailbox = `abuse@${settings.abuseDomain}`;
+  const mailbox = settings.mailbox ?? `abuse@${settings.abuseDomain}`;
   return {
     [FORWARD_JOB]: async (payload) => {
       const reportId = (payload as { reportId?: unknown })?.reportId;

@@ -26,10 +26,10 @@ import { parseAlias } from './aliases.ts';
 import { parseReport, type ParsedReport } from './report-parse.ts';
 
 /** What attribution answers (desk/attribute.ts). */
-export type Attribution = { kind: 'customer'; customerId: string | number } | { kind: 'unknown' } | { kind: 'ambiguous'; reason: string };
+export type Attribution = { kind: 'customer'; customerId: string } | { kind: 'unknown' } | { kind: 'ambiguous'; reason: string };
 
 export interface EvidenceInput {
-  customerId: string | number;
+  customerId: string;
   source: 'gateway' | 'alias' | 'form' | 'arf';
   ip: string;
   observedAt: Date;
@@ -44,18 +44,19 @@ export interface EvidenceInput {
  */
 export interface DeskPorts {
   attribute(db: Db, q: { ip: string; at: Date | null; port?: number | null; zoneless?: boolean }): Promise<Attribution>;
-  recordEvidence(db: Db, e: EvidenceInput): Promise<{ incidentId: string | number; opened: boolean }>;
+  recordEvidence(db: Db, e: EvidenceInput): Promise<{ incidentId: string; opened: boolean }>;
 }
 
 export interface DeskSettings {
   abuseDomain: string;
+  /** The desk's own mailbox: From and envelope sender of forwards. Default abuse@<abuseDomain>. */
+  mailbox?: string;
 }
 
-/** The desk's settings from config.desk (owned by the incidents role), or null when the desk is off. */
-export function deskSettings(config: Config): DeskSettings | null {
-  const desk = (config as unknown as { desk?: { abuseDomain?: string } }).desk;
-  const domain = desk?.abuseDomain?.trim().toLowerCase();
-  return domain ? { abuseDomain: domain } : null;
+/** The intake's settings from config.desk, or null when the desk takes no mail (no abuseDomain). */
+export function deskSettings(config: Pick<Config, 'desk'>): DeskSettings | null {
+  const domain = config.desk?.abuseDomain?.trim().toLowerCase();
+  return domain ? { abuseDomain: domain, mailbox: config.desk?.notice.from ?? `abuse@${domain}` } : null;
 }
 
 export const FORWARD_JOB = 'desk-forward';

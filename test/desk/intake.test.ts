@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { composeForward, deskHandlers, redactForCustomer, timeInZone, type CustomerContact } from '../../src/desk/forward.ts';
+import { composeForward, forwardHandlers, redactForCustomer, timeInZone, type CustomerContact } from '../../src/desk/forward.ts';
 import { deskRoute, FORWARD_JOB, type DeskPorts, type EvidenceInput } from '../../src/desk/intake.ts';
 import { startSmtpSink, type SmtpSink } from '../../src/replay/processes.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
@@ -79,7 +79,7 @@ test('an ARF report to 192-0-2-7@abuse.example.net is stored, attributed, eviden
   assert.deepEqual(jobs[0]!.payload, { reportId: row.id });
 
   // The forward job: to the customer through a real relay (smtp-sink), in German, Berlin time.
-  const handlers = deskHandlers(store.db, { notify: { relay: `smtp://127.0.0.1:${relay.port}` } as never }, { abuseDomain: DOMAIN }, 'mx.example.net', {
+  const handlers = forwardHandlers(store.db, { notify: { relay: `smtp://127.0.0.1:${relay.port}` } as never }, { abuseDomain: DOMAIN }, 'mx.example.net', {
     getCustomer: async (_db, id) => (id === CUSTOMER.id ? CUSTOMER : null),
   });
   await handlers[FORWARD_JOB]!({ reportId: row.id }, jobs[0]!);
