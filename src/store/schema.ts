@@ -278,7 +278,74 @@ export interface DeskEnforcementTable {
   published_at: Timestamp;
 }
 
+/** desk customers and who held an address (0300); see desk/attribute.ts, desk/leases.ts. */
+export type LineKind = 'radius-user' | 'mac' | 'circuit-id' | 'subscriber-id';
+
+export interface CustomersTable {
+  id: string;
+  name: string;
+  email: string | null;
+  phone: string | null;
+  language: Generated<string>;
+  time_zone: Generated<string>;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
+}
+
+export interface CustomerLinesTable {
+  customer_id: string;
+  kind: LineKind;
+  value: string;
+}
+
+/** tstzrange / int4range columns travel as their text form ('[a,b)'); query them with sql``. */
+export interface StaticAssignmentsTable {
+  id: Generated<number>;
+  customer_id: string;
+  network: string;
+  valid: string;
+  source: Generated<string>;
+}
+
+export interface LeasesTable {
+  id: Generated<number>;
+  ip: string;
+  customer_id: string | null;
+  line_kind: LineKind | null;
+  line_value: string | null;
+  valid: string;
+  source: Generated<string>;
+}
+
+export interface CgnatBlocksTable {
+  id: Generated<number>;
+  public_ip: string;
+  ports: string;
+  valid: string;
+  customer_id: string;
+  source: Generated<string>;
+}
+
+export interface LeaseImportsTable {
+  id: Generated<number>;
+  format: string;
+  file: string;
+  started_at: DefaultTimestamp;
+  finished_at: Date | null;
+  rows_read: Generated<number>;
+  rows_added: Generated<number>;
+  rows_unchanged: Generated<number>;
+  rows_closed: Generated<number>;
+  error: string | null;
+}
+
 export interface Database {
+  customers: CustomersTable;
+  customer_lines: CustomerLinesTable;
+  static_assignments: StaticAssignmentsTable;
+  leases: LeasesTable;
+  cgnat_blocks: CgnatBlocksTable;
+  lease_imports: LeaseImportsTable;
   messages: MessagesTable;
   quarantine: QuarantineTable;
   jobs: JobsTable;

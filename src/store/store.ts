@@ -34,7 +34,8 @@ export async function openStore(url: string, options: { migrate?: boolean; poolS
     const { btree_gist } = await import('@electric-sql/pglite/contrib/btree_gist');
     const dir = url === 'pglite-memory:' ? undefined : url.slice('pglite:'.length);
     if (dir) mkdirSync(dir, { recursive: true });
-    const pglite = new PGlite(dir, { extensions: { btree_gist } });
+    // new PGlite(undefined, options) ignores the options (and so the extension): pass them alone.
+    const pglite = dir ? new PGlite(dir, { extensions: { btree_gist } }) : new PGlite({ extensions: { btree_gist } });
     db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
     kind = 'pglite';
   } else {
