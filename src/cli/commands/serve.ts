@@ -21,6 +21,7 @@ import { createScanner } from '../../scan/scanner.ts';
 import { MessageLog } from '../../store/message-log.ts';
 import { openStore } from '../../store/store.ts';
 import { buildWebApp } from '../../web/server.ts';
+import { deskIntake } from '../../desk/wiring.ts';
 import { parseCommandArgs } from '../args.ts';
 import type { Command } from '../main.ts';
 
@@ -53,6 +54,9 @@ export const command: Command = {
     // The backscatter shield (R7): hooks in the gateway, complaint jobs in this node's worker.
     const shield = await startShield(config, store, logger);
     if (shield) Object.assign(hooks, shield.hooks);
+    // The abuse desk's intake (R8): per-IP aliases and abuse@ as a gateway route, forwards in the worker, the public form.
+    const desk = deskIntake(config, store, logger);
+    if (desk && !config.notify) logger.warn('desk: reports are taken in, but forwards to customers wait until notify.relay is configured');
     if (config.notify) {
       const policy = notifyPolicy(config);
       const detections = new NotifyRecorder(store.db, policy, (err, lost) => {
@@ -68,7 +72,7 @@ export const command: Command = {
         runWorker({
           db: store.db,
           worker: `${nodeName}:${process.pid}`,
-          handlers: { ...notifyHandlers(store.db, config, config.smtp.hostname), ...shield?.handlers },
+          handlers: { ...notifyHandlers(store.db, config, config.smtp.hostname), ...shield?.handlers, ...desk?.handlers },
           signal: stopWorkers.signal,
           onError: (job, err, outcome) => logger.warn({ job: job.id, kind: job.kind, err: err.message, outcome }, 'outbox job failed'),
         }),
@@ -85,9 +89,9 @@ export const command: Command = {
       logger.info('notify: not configured, no postmaster notices or abuse reports are sent');
     }
 
-    const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks });
+    const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks, ...(desk ? { routes: [desk.route] } : {}) });
     // The console shows this configuration (secrets masked) and releases quarantined mail through its next hop.
-    const web = buildWebApp({ store, logger, nodeName, config });
+    const web = buildWebApp({ store, logger, nodeName, config, ...(desk?.publicForm ? { publicForm: desk.publicForm } : {}) });
     const { host, port } = splitHostPort(config.web.listen);
     await web.listen({ host, port });
     logger.info({ smtp: gateway.address, web: config.web.listen, store: store.kind, nextHop: config.nextHop, node: nodeName }, 'backstop is running');
