@@ -30,6 +30,7 @@ const REAL: [string, Expect][] = [
   ['abuseio-comcast-1.eml', { kind: 'arf', ip: '10.17.18.5', at: '2016-01-19T12:42:56.000Z', timeSource: 'arrival-date', zoneless: false, feedbackType: 'abuse', headersInclude: 'Received: from mta15.domain3.tld ([10.17.18.5])' }],
   ['abuseio-spamexperts-1.eml', { kind: 'arf', ip: '172.16.10.13', at: '2015-08-04T08:51:18.000Z', timeSource: 'arrival-date', zoneless: true, feedbackType: 'abuse' }],
   ['abuseio-blocklistde-1.eml', { kind: 'x-arf', ip: '10.0.2.150', at: '2014-01-31T06:19:02.000Z', timeSource: 'x-arf-date', zoneless: false, feedbackType: 'regbot' }],
+  ['rfc5965-b1-minimal.eml', { kind: 'arf', ip: '192.0.2.1', at: '2005-03-08T18:00:00.000Z', timeSource: 'received', zoneless: false, feedbackType: 'abuse', headersInclude: 'Message-ID: 8787KJKJ3K4J3K4J3K4J3.mail@example.net' }],
   ['pyxarf-login-attack.eml', { kind: 'x-arf', ip: '83.169.54.26', at: '2014-02-03T01:13:35.000Z', timeSource: 'x-arf-date', zoneless: false, feedbackType: 'login-attack' }],
 ];
 
