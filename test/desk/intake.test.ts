@@ -14,7 +14,7 @@ import { composeForward, forwardHandlers, redactForCustomer, timeInZone, type Cu
 import { deskRoute, FORWARD_JOB, type DeskPorts, type EvidenceInput } from '../../src/desk/intake.ts';
 import { startSmtpSink, type SmtpSink } from '../../src/replay/processes.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
-import { startTestGateway, swaks, type TestGateway } from '../helpers/gateway.ts';
+import { EICAR, startTestGateway, swaks, type TestGateway } from '../helpers/gateway.ts';
 
 const fixtures = join(import.meta.dirname, 'fixtures', 'reports');
 const fixture = (name: string) => readFileSync(join(fixtures, name), 'latin1');
@@ -142,6 +142,22 @@ test('store trouble during intake is 451 and leaves no row', async () => {
     await gw.close();
     await s.close();
   }
+});
+
+test("malware aimed at an alias is the gateway scan's: refused before the desk, no row", async () => {
+  const before = await store.db.selectFrom('desk_reports').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+  const r = await swaks(g.port, ['--from', 'worm@infected.example', '--to', `192-0-2-7@${DOMAIN}`, '--attach-type', 'application/octet-stream', '--attach-name', 'eicar.com', '--attach', '-'], EICAR);
+  assert.match(r.last, /^5\d\d /, r.transcript);
+  const afterCount = await store.db.selectFrom('desk_reports').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+  assert.equal(Number(afterCount.n), Number(before.n));
+});
+
+test('one message to two aliases is two reports, one per address', async () => {
+  const r = await swaks(g.port, ['--from', 'x@reporter.example', '--to', `192.0.2.7@${DOMAIN},203-0-113-50@${DOMAIN}`, '--data', '-'], fixture('sisimai-arf-01.eml'));
+  assert.match(r.last, /^250 /, r.transcript);
+  const rows = await store.db.selectFrom('desk_reports').selectAll().where('reporter', '=', 'x@reporter.example').where('kind', '=', 'arf').where('time_source', '=', 'arrival-date').where('zoneless', '=', true).execute();
+  assert.deepEqual(rows.map((row) => row.ip).sort(), ['192.0.2.7', '203.0.113.50']);
+  assert.deepEqual(rows.map((row) => row.state).sort(), ['attributed', 'unattributed']);
 });
 
 test('recipients outside the desk are not the route’s: a bogus alias is refused by the gateway', async () => {
