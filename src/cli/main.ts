@@ -27,6 +27,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   batv: () => import('./commands/batv.ts'),
   user: () => import('./commands/user.ts'),
   rdap: () => import('./commands/rdap.ts'),
+  incident: () => import('./commands/incident.ts'),
 };
 
 export class UsageError extends Error {}

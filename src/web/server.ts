@@ -56,6 +56,8 @@ export interface WebDeps {
   console?: ConsoleSettings;
   /** The abuse desk's public report form at /report (no session); off when absent. */
   publicForm?: { ports: DeskPorts; settings?: Partial<PublicFormSettings> };
+  /** Routes outside the console's session (the desk's customer portal and restricted list), each in its own scope. */
+  routes?: ((app: FastifyInstance) => Promise<void>)[];
 }
 
 export interface ConsoleSettings {
@@ -195,6 +197,8 @@ export function buildWebApp(deps: WebDeps): FastifyInstance {
       });
     });
   }
+
+  for (const routes of deps.routes ?? []) void app.register(async (scope) => routes(scope));
 
   return app;
 }

@@ -22,6 +22,7 @@ import { MessageLog } from '../../store/message-log.ts';
 import { openStore } from '../../store/store.ts';
 import { buildWebApp } from '../../web/server.ts';
 import { deskIntake } from '../../desk/wiring.ts';
+import { deskRuntime } from '../../desk/runtime.ts';
 import { parseCommandArgs } from '../args.ts';
 import type { Command } from '../main.ts';
 
@@ -56,6 +57,23 @@ export const command: Command = {
     if (shield) Object.assign(hooks, shield.hooks);
     // The abuse desk's intake (R8): per-IP aliases and abuse@ as a gateway route, forwards in the worker, the public form.
     const desk = deskIntake(config, store, logger);
+    // The desk's incidents (R9): smarthost hooks, timers and enforcement in their own worker, the portal on the web app.
+    const incidents = deskRuntime(config, store.db, logger);
+    if (incidents) {
+      hooks.mail = [...(hooks.mail ?? []), ...incidents.hooks.mail];
+      hooks.rcpt = [...(hooks.rcpt ?? []), ...incidents.hooks.rcpt];
+      hooks.decided!.push(...incidents.hooks.decided);
+      await incidents.start();
+      workers.push(
+        runWorker({
+          db: store.db,
+          worker: `${nodeName}:${process.pid}:desk`,
+          handlers: incidents.handlers,
+          signal: stopWorkers.signal,
+          onError: (job, err, outcome) => logger.warn({ job: job.id, kind: job.kind, err: err.message, outcome }, 'desk job failed'),
+        }),
+      );
+    }
     if (desk && !config.notify) logger.warn('desk: reports are taken in, but forwards to customers wait until notify.relay is configured');
     if (config.notify) {
       const policy = notifyPolicy(config);
@@ -91,7 +109,7 @@ export const command: Command = {
 
     const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks, ...(desk ? { routes: [desk.route] } : {}) });
     // The console shows this configuration (secrets masked) and releases quarantined mail through its next hop.
-    const web = buildWebApp({ store, logger, nodeName, config, ...(desk?.publicForm ? { publicForm: desk.publicForm } : {}) });
+    const web = buildWebApp({ store, logger, nodeName, config, ...(desk?.publicForm ? { publicForm: desk.publicForm } : {}), ...(incidents ? { routes: [incidents.web] } : {}) });
     const { host, port } = splitHostPort(config.web.listen);
     await web.listen({ host, port });
     logger.info({ smtp: gateway.address, web: config.web.listen, store: store.kind, nextHop: config.nextHop, node: nodeName }, 'backstop is running');
