@@ -199,3 +199,39 @@ test('compose: language fallback, zone fallback, hostile names stay one line', a
   assert.match(raw, /2026-01-01 07:00:00 EST/);
   assert.match(raw, /port 4242/);
 });
+
+test('the forward read back by an independent parser (Python email): our text decoded, header block as text/rfc822-headers, no body', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const raw = await composeForward(
+    {
+      ip: '192.0.2.7',
+      port: null,
+      observedAt: new Date('2026-03-02T08:13:14Z'),
+      summary: 'Feedback report (ARF), type abuse about mail from 192.0.2.7.',
+      malware: ['Worm.Mydoom.A'],
+      headers: 'Received: from pc7 ([192.0.2.7]) by mx.reporter.example; Mon, 2 Mar 2026 09:13:14 +0100\r\nTo: victim@reporter.example\r\nSubject: Grüße\r\n',
+    },
+    CUSTOMER,
+    'Abuse desk <abuse@abuse.example.net>',
+  );
+  const script = `
+import sys, json, email
+from email import policy
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=policy.default)
+parts = [p for p in m.walk() if not p.is_multipart()]
+out = {'ct': m.get_content_type(), 'auto': m['Auto-Submitted'], 'to': m['To'], 'subject': str(m['Subject']), 'types': [p.get_content_type() for p in parts],
+       'text': parts[0].get_content(), 'headers': parts[1].get_payload(decode=True).decode('utf-8', 'replace') if len(parts) > 1 else '', 'defects': [str(d) for d in m.defects]}
+print(json.dumps(out))`;
+  const got = JSON.parse(execFileSync('python3', ['-c', script], { input: raw }).toString());
+  assert.equal(got.ct, 'multipart/mixed');
+  assert.equal(got.auto, 'auto-generated');
+  assert.equal(got.to, 'erika@customer.example');
+  assert.match(got.subject, /Missbrauchsmeldung/);
+  assert.deepEqual(got.types, ['text/plain', 'text/rfc822-headers']);
+  assert.match(got.text, /ein Dritter/);
+  assert.match(got.text, /2026-03-02 09:13:14 (GMT\+1|MEZ|CET)/);
+  assert.match(got.text, /Worm\.Mydoom\.A/);
+  assert.match(got.headers, /^Received: from pc7 \(\[192\.0\.2\.7\]\) by \[the recipient's server\];/);
+  assert.doesNotMatch(got.headers, /reporter\.example/);
+  assert.deepEqual(got.defects, []);
+});
