@@ -13,6 +13,7 @@
  *
  * Trusts nothing: zod validates every field, every value shown is escaped,
  * a CSRF token (cookie-bound, signed with the shared key) guards the POST,
+ * every valid report is answered after the same minimum time (answerFloorMs),
  * and submissions are counted per client address and window in the store
  * (desk_form_throttle), so all nodes share the limit.
  */
@@ -34,9 +35,15 @@ export interface PublicFormSettings {
   /** Valid submissions (and attempts) per client address per window. */
   maxPerWindow: number;
   windowMs: number;
+  /**
+   * A valid report is answered no sooner than this after it arrived, so the
+   * time an attribution takes (a customer's incident is more work than an
+   * unknown address) does not tell the visitor which it was.
+   */
+  answerFloorMs: number;
 }
 
-export const PUBLIC_FORM_DEFAULTS: PublicFormSettings = { cgnatRanges: [], maxPerWindow: 5, windowMs: 3_600_000 };
+export const PUBLIC_FORM_DEFAULTS: PublicFormSettings = { cgnatRanges: [], maxPerWindow: 5, windowMs: 3_600_000, answerFloorMs: 750 };
 
 export interface PublicFormDeps {
   db: Db;
@@ -236,6 +243,7 @@ ${askPort
       if (inCgnat(f.ip, deps.settings.cgnatRanges) && f.port === null) {
         return page(request, reply, 200, form(request, reply, kept, [], true));
       }
+      const started = Date.now();
       const what = f.what.replace(/[\0-\x08\x0b\x0c\x0e-\x1f\x7f]/g, '').replace(/\s+/g, ' ').trim();
       await takeReport(deps.db, deps.ports, {
         via: 'form',
@@ -245,6 +253,8 @@ ${askPort
         parsed: null,
         form: { observedAt: at, zoneless: false, summary: `Report made on the web form: ${what}`, headers: f.headers ? headerBlockOf(f.headers) : null },
       });
+      const wait = started + deps.settings.answerFloorMs - Date.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       return page(request, reply, 200, html`<section class="panel narrow"><h1>Report received</h1><p>${THANKS}</p></section>`);
     },
   );

@@ -29,7 +29,7 @@ const recentDate = () => new Date(Date.now() - 86_400_000).toISOString().slice(0
 
 onEachStore('public report form', 'bs_form', (store) => {
   const evidence: EvidenceInput[] = [];
-  const build = (max = 5) => app(store(), { publicForm: { ports: ports(evidence), settings: { cgnatRanges: ['203.0.113.0/26'], maxPerWindow: max } } });
+  const build = (max = 5) => app(store(), { publicForm: { ports: ports(evidence), settings: { cgnatRanges: ['203.0.113.0/26'], maxPerWindow: max, answerFloorMs: 150 } } });
 
   test('GET /report needs no session and shows the form with a CSRF field', async () => {
     const c = new Client(build(), '198.51.100.1');
@@ -57,8 +57,13 @@ onEachStore('public report form', 'bs_form', (store) => {
 
   test('assigned and unassigned addresses get exactly the same answer; the store knows the difference', async () => {
     const a = build();
+    let t = Date.now();
     const one = await new Client(a, '198.51.100.3').submit('/report', '/report', { ...GOOD, date: recentDate() });
+    const tookOne = Date.now() - t;
+    t = Date.now();
     const two = await new Client(a, '198.51.100.4').submit('/report', '/report', { ...GOOD, ip: '198.51.100.200', date: recentDate() });
+    const tookTwo = Date.now() - t;
+    assert.ok(tookOne >= 150 && tookTwo >= 150, `both answers wait for the floor (${tookOne} ms, ${tookTwo} ms)`);
     assert.equal(one.statusCode, 200);
     assert.equal(two.statusCode, 200);
     const strip = (b: string) => b.replace(/value="[^"]*"/g, '');
