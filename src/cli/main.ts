@@ -27,6 +27,9 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   batv: () => import('./commands/batv.ts'),
   user: () => import('./commands/user.ts'),
   rdap: () => import('./commands/rdap.ts'),
+  customers: () => import('./commands/customers.ts'),
+  leases: () => import('./commands/leases.ts'),
+  attribute: () => import('./commands/attribute.ts'),
   incident: () => import('./commands/incident.ts'),
 };
 
