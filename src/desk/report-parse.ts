@@ -104,9 +104,15 @@ export async function parseReport(raw: Uint8Array | string, options: ParseOption
     return { kind: 'arf', ip, port, observedAt: time.at, timeSource: time.source, zoneless: time.zoneless, feedbackType, summary, headers, malware };
   }
 
-  const xarf = /^(plain|yes|bzip2|zip)\b/i.test((top('x-xarf') ?? top('x-arf') ?? '').trim());
+  // X-ARF 4 travels as a JSON attachment (xarf.json), with or without the X-XARF header.
+  const jsonReport = attachments
+    .filter((a) => /^application\/(json|x-xarf)/i.test(a.mimeType) && (a.content as ArrayBuffer).byteLength <= 256 * 1024)
+    .map((a) => xarfJsonFields(asText(a)))
+    .find((f) => f.length > 0);
+  const xarf = /^(plain|yes|bzip2|zip)\b/i.test((top('x-xarf') ?? top('x-arf') ?? '').trim()) || jsonReport !== undefined;
   if (xarf) {
-    const report = xarfReportPart(input);
+    const fromPart = xarfReportPart(input);
+    const report = fromPart.some((f) => f.name === 'source') ? fromPart : (jsonReport ?? fromPart);
     const get = (name: string) => report.find((f) => f.name === name)?.value ?? null;
     const sourceType = (get('source-type') ?? '').toLowerCase();
     const source = /^(ip-address|ipv4|ipv6)$/.test(sourceType) || sourceType === '' ? canonicalIp(get('source')) : null;
@@ -123,7 +129,9 @@ export async function parseReport(raw: Uint8Array | string, options: ParseOption
       ip ? `from ${ip}` : 'naming no source address',
       malware.length ? `carrying ${malware.join(', ')}` : '',
     ].filter(Boolean).join(' ') + '.';
-    return { kind: 'x-arf', ip, port: null, observedAt: time.at, timeSource: time.source, zoneless: time.zoneless, feedbackType: reportType, summary, headers, malware };
+    // X-ARF 4's source_port is the source's own port (CGNAT); v0.2's Port is the attacked service's, never used.
+    const port = source && source === ip ? portOf(get('source-port')) : null;
+    return { kind: 'x-arf', ip, port, observedAt: time.at, timeSource: time.source, zoneless: time.zoneless, feedbackType: reportType, summary, headers, malware };
   }
 
   const ip = target ?? sourceFromReceived(fields);
@@ -322,11 +330,48 @@ function xarfReportPart(raw: Buffer): Field[] {
   const cte = (partHead.find((f) => f.name === 'content-transfer-encoding')?.value ?? '').toLowerCase();
   if (cte === 'base64') content = Buffer.from(content.replace(/\s+/g, ''), 'base64').toString('utf8');
   else if (cte === 'quoted-printable') content = decodeQp(content);
+  if (content.trim().startsWith('{')) return xarfJsonFields(content);
   const fields: Field[] = [];
   for (const line of content.replace(/\r\n/g, '\n').split('\n').slice(0, 200)) {
     const m = /^([A-Za-z][A-Za-z0-9-]{0,40}):\s*(.*)$/.exec(line);
     if (m) fields.push({ name: (m[1] ?? '').toLowerCase(), value: (m[2] ?? '').trim().replace(/^'(.*)'$/, '$1').replace(/^"(.*)"$/, '$1').slice(0, MAX_FIELD) });
   }
+  return fields;
+}
+
+/**
+ * An X-ARF report in JSON: v0.2/0.3's keys as in the YAML form ("Source",
+ * "Source-Type", "Date"), or X-ARF 4's (source_identifier, source_port,
+ * timestamp, category, type), as the same fields. Plain JSON.parse of a
+ * bounded text; only top-level string and number values are read.
+ */
+function xarfJsonFields(text: string): Field[] {
+  if (text.length > 256 * 1024) return [];
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch {
+    return [];
+  }
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) return [];
+  const o = obj as Record<string, unknown>;
+  const str = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? String(v).slice(0, MAX_FIELD) : null);
+  const lower = new Map(Object.entries(o).map(([k, v]) => [k.toLowerCase().replace(/_/g, '-'), v]));
+  const pick = (...names: string[]) => names.map((n) => str(lower.get(n))).find((v) => v !== null) ?? null;
+  const isV4 = lower.has('xarf-version');
+  if (!isV4 && !lower.has('source') && !lower.has('report-type')) return [];
+  const fields: Field[] = [];
+  const add = (name: string, value: string | null) => {
+    if (value !== null) fields.push({ name, value });
+  };
+  add('source', pick('source-identifier', 'source'));
+  add('source-type', isV4 ? 'ip-address' : pick('source-type'));
+  add('source-port', isV4 ? pick('source-port') : null);
+  add('date', pick('timestamp', 'date', 'report-date'));
+  add('category', pick('category'));
+  add('report-type', pick('type', 'report-type'));
+  add('service', pick('service'));
+  add('malware', pick('malware-family', 'malware-name', 'malware'));
   return fields;
 }
 

@@ -213,3 +213,44 @@ test('canonicalIp and malwareNames', () => {
   assert.equal(canonicalIp('01.2.3.4'), null);
   assert.deepEqual(malwareNames(['Virus: Win.Trojan.Agent-123', 'infected with W32/Netsky.P@mm', 'the virus was found']), ['Win.Trojan.Agent-123', 'W32/Netsky.P']);
 });
+
+test('X-ARF 4 JSON (xarf-spec sample): as an application/json attachment, and as the second part of an X-XARF mail', async () => {
+  const json = readFileSync(join(dir, 'xarf4-connection-login-attack.json'), 'utf8');
+  const attached = mail([
+    'From: honeypot@reporter.example', 'To: abuse@abuse.example.net', 'Subject: abuse report', 'Date: Sat, 11 Jan 2025 13:00:00 +0000', 'MIME-Version: 1.0',
+    'Content-Type: multipart/mixed; boundary="b"', '', '--b', 'Content-Type: text/plain', '', 'See the attached report.', '',
+    '--b', 'Content-Type: application/json; name="xarf.json"', 'Content-Disposition: attachment; filename="xarf.json"', 'Content-Transfer-Encoding: base64', '',
+    Buffer.from(json).toString('base64').replace(/(.{76})/g, '$1\r\n'), '--b--', '',
+  ]);
+  const a = await parseReport(attached);
+  assert.equal(a.kind, 'x-arf');
+  assert.equal(a.ip, '198.51.100.77');
+  assert.equal(a.port, 45621, "X-ARF 4's source_port is the source's own port");
+  assert.equal(a.observedAt?.toISOString(), '2025-01-11T12:17:20.000Z');
+  assert.equal(a.timeSource, 'x-arf-date');
+  assert.equal(a.zoneless, false);
+  assert.equal(a.feedbackType, 'login_attack');
+  assert.doesNotMatch(a.summary, /sshsecurity|honeypot@/i, 'the reporter block stays out of the summary');
+
+  const inline = mail(['X-XARF: PLAIN', 'Content-Type: multipart/mixed; boundary="b"', '', '--b', 'Content-Type: text/plain', '', 'hello', '--b', 'Content-Type: application/json', '', json, '--b--', '']);
+  const b = await parseReport(inline, { targetIp: '198.51.100.77' });
+  assert.equal(b.kind, 'x-arf');
+  assert.equal(b.ip, '198.51.100.77');
+  assert.equal(b.port, 45621);
+
+  // An alias for another address: the report's port is not about it.
+  const other = await parseReport(inline, { targetIp: '192.0.2.7' });
+  assert.equal(other.ip, '198.51.100.77');
+  assert.equal(other.port, 45621);
+  // X-ARF 0.2's Port is the attacked service's: never taken as the source port.
+  const v02 = await parseReport(fixture('abuseio-blocklistde-1.eml'));
+  assert.equal(v02.port, null);
+});
+
+test('hostile: JSON that is not an X-ARF report, or is huge or nested, names nothing', async () => {
+  for (const body of ['{"a":', '[1,2,3]', '{"source": {"nested": "192.0.2.7"}}', `{"xarf_version":"4","source_identifier":"${'9'.repeat(300000)}"}`]) {
+    const raw = mail(['Content-Type: multipart/mixed; boundary="b"', '', '--b', 'Content-Type: text/plain', '', 'x', '--b', 'Content-Type: application/json', 'Content-Disposition: attachment', '', body, '--b--', '']);
+    const r = await parseReport(raw);
+    assert.equal(r.ip, null, body.slice(0, 40));
+  }
+});
