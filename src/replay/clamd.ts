@@ -225,16 +225,33 @@ export async function startClamdProxy(targetUrl: string): Promise<ClamdProxy> {
     sockets.add(client);
     const upstream = connect(Number(port), host!);
     sockets.add(upstream);
-    let head = '';
-    let recorded = false;
+    // Reads the client's side as clamd does: commands, and INSTREAM's length-prefixed chunks skipped,
+    // so every command of an IDSESSION session is recorded, not only the first.
+    let pending: Buffer = Buffer.alloc(0);
+    let skip = 0; // bytes of the current chunk still to pass
+    let inStream = false;
     client.on('data', (d: Buffer) => {
-      if (!recorded) {
-        head += d.subarray(0, 32).toString('latin1');
-        const end = head.search(/[\0\n]/);
-        if (end >= 0) {
-          commands.push(head.slice(0, end).replace(/^[zn]/, ''));
-          recorded = true;
+      pending = pending.length ? Buffer.concat([pending, d]) : d;
+      for (;;) {
+        if (skip > 0) {
+          const n = Math.min(skip, pending.length);
+          skip -= n;
+          pending = pending.subarray(n);
+          if (skip > 0) return;
         }
+        if (inStream) {
+          if (pending.length < 4) return;
+          skip = pending.readUInt32BE(0);
+          pending = pending.subarray(4);
+          if (skip === 0) inStream = false;
+          continue;
+        }
+        const end = pending.findIndex((b) => b === 0 || b === 0x0a);
+        if (end < 0) return;
+        const command = pending.subarray(0, end).toString('latin1').replace(/^[zn]/, '');
+        commands.push(command);
+        pending = pending.subarray(end + 1);
+        if (command === 'INSTREAM') inStream = true;
       }
     });
     client.pipe(upstream).pipe(client);

@@ -266,6 +266,7 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
     },
     async close() {
       await this.settled();
+      clamd?.close();
     },
   };
 }

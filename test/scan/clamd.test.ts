@@ -118,3 +118,24 @@ test('a peer that talks nonsense is trouble, not clean', async () => {
     server.close();
   }
 });
+
+test('scans go over kept IDSESSION connections; one clamd closed while idle (a restart) is skipped at once', async () => {
+  const client = new ClamdClient(clamd.url, 10_000, 5000);
+  try {
+    for (let i = 0; i < 5; i++) assert.deepEqual(await client.scan(strToU8(`harmless text ${i}`)), { kind: 'clean' });
+    assert.deepEqual(await client.scan(readFileSync(join(CLAMAV_TESTFILES, 'clam.exe'))), { kind: 'infected', name: TEST_SIGNATURE_NAME });
+    assert.equal(client.sessionsOpened, 1, 'six scans, one after another, on one connection');
+    // Three at once: three connections, each kept afterwards.
+    const answers = await Promise.all([1, 2, 3].map((i) => client.scan(strToU8(`text ${i}`))));
+    assert.deepEqual(answers, [1, 2, 3].map(() => ({ kind: 'clean' })));
+    assert.equal(client.sessionsOpened, 3);
+    await clamd.restart();
+    const started = performance.now();
+    assert.deepEqual(await client.scan(strToU8(EICAR)), { kind: 'infected', name: EICAR_SIGNATURE_NAME });
+    // The kept sessions died with the old clamd: skipped without the 5 s retry pause.
+    assert.ok(performance.now() - started < 2000, `${performance.now() - started} ms`);
+    assert.equal(client.sessionsOpened, 4);
+  } finally {
+    client.close();
+  }
+});

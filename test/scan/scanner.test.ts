@@ -282,12 +282,20 @@ describe('cache rules against a scripted clamd', () => {
   before(async () => {
     server = createServer((socket) => {
       let data = Buffer.alloc(0);
+      let session = 0; // commands answered in an IDSESSION session, numbered as clamd does
       socket.on('data', (d: Buffer) => {
         data = Buffer.concat([data, d]);
         if (data.subarray(0, 10).toString() === 'zVERSION\0') return socket.end('ClamAV 1.4.6/1/today\0');
+        if (data.subarray(0, 11).toString() === 'zIDSESSION\0') {
+          data = data.subarray(11);
+          session = Math.max(session, 1);
+        }
         if (data.length >= 4 && data.subarray(data.length - 4).equals(Buffer.alloc(4))) {
           scans++;
-          socket.end(data.includes(Buffer.from('Subject: hello')) ? 'stream: Whole.Message.Signature FOUND\0' : 'stream: OK\0');
+          const answer = data.includes(Buffer.from('Subject: hello')) ? 'stream: Whole.Message.Signature FOUND\0' : 'stream: OK\0';
+          data = Buffer.alloc(0);
+          if (session > 0) socket.write(`${session++}: ${answer}`);
+          else socket.end(answer);
         }
       });
     });
