@@ -254,3 +254,15 @@ test('hostile: JSON that is not an X-ARF report, or is huge or nested, names not
     assert.equal(r.ip, null, body.slice(0, 40));
   }
 });
+
+test('IPv6 and qmail-style Received lines name the alias address', async () => {
+  const raw = (received: string) =>
+    mail(['Date: Mon, 2 Mar 2026 10:00:00 +0000', 'Content-Type: multipart/mixed; boundary="b"', '', '--b', 'Content-Type: text/plain', '', 'spam', '', '--b', 'Content-Type: message/rfc822', '', received, 'Date: Mon, 2 Mar 2026 08:00:00 +0000', 'Subject: x', '', 'body', '--b--', '']);
+  const v6 = await parseReport(raw('Received: from pc.example (pc.example [IPv6:2001:DB8:0:0::7]) by mx.reporter.example; Mon, 2 Mar 2026 09:13:14 +0100'), { targetIp: '2001:db8::7' });
+  assert.equal(v6.ip, '2001:db8::7');
+  assert.equal(v6.timeSource, 'received');
+  assert.equal(v6.observedAt?.toISOString(), '2026-03-02T08:13:14.000Z');
+  const qmail = await parseReport(raw('Received: from unknown (HELO pc) (192.0.2.7)\r\n  by mx.reporter.example with SMTP; 2 Mar 2026 09:13:14 -0000'), { targetIp: '192.0.2.7' });
+  assert.equal(qmail.timeSource, 'received');
+  assert.equal(qmail.zoneless, true, '-0000: the time is UTC, the zone unknown');
+});
