@@ -64,6 +64,8 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
       reports: 'on', window: '24h', reportDelay: `${ABUSE_REPORT_DELAY_S}s`, hourlyCap: 100_000, overrides: plan.abuseOverrides,
       rdap: { enabled: false }, dns: { zone: '' }, reverseFallback: false,
     },
+    // The backscatter shield enforcing; complaints wait for review, so nothing of it is sent.
+    backscatter: { mode: 'enforce', complaints: { mode: 'review' } },
     log: { level: 'warn' },
   });
   try {
