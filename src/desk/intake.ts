@@ -14,7 +14,8 @@
  * transaction committed; any store error is 451 and the sender retries.
  *
  * The reporter never learns who the customer is: the SMTP answer is the same
- * whatever the outcome, and nothing is mailed back to the reporter.
+ * whatever the outcome, given after the same minimum time (answerFloorMs),
+ * and nothing is mailed back to the reporter.
  */
 import type { Config } from '../config/schema.ts';
 import type { LocalRoute } from '../edge/gateway.ts';
@@ -161,7 +162,9 @@ const STORE_TROUBLE: SmtpReply = { code: 451, text: '4.3.0 Temporary failure sto
  * The gateway route for the desk's recipients. Its next hop takes each
  * recipient's report into the store; nothing is relayed anywhere.
  */
-export function deskRoute(db: Db, settings: DeskSettings, ports: DeskPorts, options: { onError?: (err: Error) => void } = {}): LocalRoute {
+export function deskRoute(db: Db, settings: DeskSettings, ports: DeskPorts, options: { onError?: (err: Error) => void; answerFloorMs?: number } = {}): LocalRoute {
+  // Every stored report is answered after the same minimum time: an attributed one (incident, job) takes longer than an unknown address.
+  const floorMs = options.answerFloorMs ?? 300;
   const nextHop: NextHop = {
     description: `abuse desk (${settings.abuseDomain})`,
     session(): NextHopSession {
@@ -179,6 +182,7 @@ export function deskRoute(db: Db, settings: DeskSettings, ports: DeskPorts, opti
           return { code: 250, text: '2.1.5 Ok' };
         },
         async data(parts) {
+          const started = Date.now();
           const raw = Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength)));
           try {
             // One report per desk recipient: two aliases in one message name two addresses.
@@ -198,6 +202,8 @@ export function deskRoute(db: Db, settings: DeskSettings, ports: DeskPorts, opti
           } finally {
             rcpts = [];
           }
+          const wait = started + floorMs - Date.now();
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
           return RECEIVED;
         },
         async reset() {

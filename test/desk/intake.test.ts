@@ -115,9 +115,14 @@ test('free text to abuse@ about an address no customer held lands in the queue w
   assert.doesNotMatch(row.headers ?? '', /^Nyaan$/m);
 });
 
-test('the same answer for assigned and unassigned addresses (the reporter learns nothing)', async () => {
+test('the same answer for assigned and unassigned addresses, after the same minimum time (the reporter learns nothing)', async () => {
+  let t = Date.now();
   const a = await swaks(g.port, ['--from', 'x@reporter.example', '--to', `192.0.2.7@${DOMAIN}`, '--data', '-'], fixture('pyxarf-login-attack.eml'));
+  const tookA = Date.now() - t;
+  t = Date.now();
   const b = await swaks(g.port, ['--from', 'x@reporter.example', '--to', `198-51-100-9@${DOMAIN}`, '--data', '-'], fixture('pyxarf-login-attack.eml'));
+  const tookB = Date.now() - t;
+  assert.ok(tookA >= 300 && tookB >= 300, `both wait for the floor (${tookA} ms, ${tookB} ms)`);
   assert.equal(a.last, b.last);
   assert.match(a.last, /^250 /);
 });
