@@ -158,3 +158,18 @@ test('instantIn: zones, offsets, DST and impossible dates', () => {
   assert.equal(inCgnat('100.128.0.1', ['100.64.0.0/10']), false);
   assert.equal(inCgnat('2001:db8::1', ['100.64.0.0/10', 'bogus']), false);
 });
+
+test('config: desk.cgnatRanges and desk.reportForm are checked, with key, value and what was expected', async () => {
+  const { ConfigError, parseConfig } = await import('../../src/config/load.ts');
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ desk: { abuseDomain: 'abuse.example.net', cgnatRanges: ['100.64.0.0/33'] } }, /desk\.cgnatRanges\.0: got "100\.64\.0\.0\/33"/],
+    [{ desk: { abuseDomain: 'abuse.example.net', reportForm: { maxPerHour: 0 } } }, /desk\.reportForm\.maxPerHour: got 0: maxPerHour must be greater than 0/],
+    [{ desk: { abuseDomain: 'abuse.example.net', reportForm: { enable: true } } }, /desk\.reportForm\.enable: unknown key/],
+  ];
+  for (const [raw, message] of bad) {
+    assert.throws(() => parseConfig(raw, 'test.yaml'), (err: unknown) => err instanceof ConfigError && message.test(err.message));
+  }
+  const ok = parseConfig({ desk: { abuseDomain: 'abuse.example.net' } });
+  assert.deepEqual(ok.desk?.cgnatRanges, []);
+  assert.deepEqual(ok.desk?.reportForm, { enabled: true, maxPerHour: 5 });
+});
