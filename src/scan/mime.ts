@@ -88,15 +88,28 @@ function paramCount(header: string, name: string): number {
 interface Structure extends MimeShape {
   /** The leaves, decoded, when every part is plain enough to split by hand (see walk); null: let postal-mime do it. */
   leaves: Leaf[] | null;
+  /** Preambles and epilogues that hold more than white space. */
+  outside: Uint8Array[];
 }
 
 export function structure(raw: Uint8Array, maxDepth: number, maxParts: number, already = { depth: 0, parts: 0 }): Structure {
   const buf = Buffer.from(raw.buffer, raw.byteOffset, raw.length);
   // The hand split (see walk): each part's body is a region that becomes a leaf. A multipart's
-  // preamble and epilogue are not leaves (as with postal-mime): the whole message goes to clamd.
+  // preamble and epilogue are not leaves (as with postal-mime), but what they hold beyond white
+  // space is noted (`outside`), on both paths: the scanner's clean shortcut must account for it.
   let leaves: Leaf[] | null = [];
   let region: { start: number; leaf: Omit<Leaf, 'content'> & { base64: boolean } } | null = null;
+  const outside: Uint8Array[] = [];
+  let outsideStart = -1;
+  const closeOutside = (end: number) => {
+    if (outsideStart >= 0 && end > outsideStart) {
+      const bytes = buf.subarray(outsideStart, end);
+      if (/\S/.test(bytes.toString('latin1'))) outside.push(bytes);
+    }
+    outsideStart = -1;
+  };
   const closeRegion = (end: number) => {
+    closeOutside(end);
     if (!region || !leaves) return (region = null);
     const { name, body, base64 } = region.leaf;
     // The line break before a delimiter belongs to the delimiter (RFC 2046 5.1.1); a text body
@@ -144,7 +157,10 @@ export function structure(raw: Uint8Array, maxDepth: number, maxParts: number, a
     const textBody = (type === 'text/plain' || type === 'text/html' || type === '') && disposition !== 'attachment';
     if (type.startsWith('multipart/')) {
       const boundary = param(contentType, 'boundary');
-      if (boundary) stack.push({ delimiter: Buffer.from(`--${boundary}`, 'latin1'), depth: entityDepth });
+      if (boundary) {
+        stack.push({ delimiter: Buffer.from(`--${boundary}`, 'latin1'), depth: entityDepth });
+        outsideStart = nextLine; // the preamble
+      }
       else opaque ??= 'multipart without a boundary';
     } else if (type === 'message/rfc822' || type === 'message/global') {
       messageDepth = Math.max(messageDepth, entityDepth);
@@ -221,6 +237,7 @@ export function structure(raw: Uint8Array, maxDepth: number, maxParts: number, a
         closeRegion(start);
         if (closing) {
           stack.length = i;
+          outsideStart = nextLine; // the epilogue
         } else {
           stack.length = i + 1;
           parts++;
@@ -242,7 +259,7 @@ export function structure(raw: Uint8Array, maxDepth: number, maxParts: number, a
     endOfHeader();
   }
   closeRegion(buf.length);
-  return { parts, depth: deepest, messageDepth, opaque, leaves };
+  return { parts, depth: deepest, messageDepth, opaque, leaves, outside };
 }
 
 export interface WalkedMessage {
@@ -251,6 +268,8 @@ export interface WalkedMessage {
   parts: number;
   /** See MimeShape.opaque; the first reason found anywhere in the message. */
   opaque: string | null;
+  /** Bytes in no leaf and no header block (multipart preambles and epilogues beyond white space). */
+  outside: Uint8Array[];
 }
 
 /**
@@ -260,7 +279,7 @@ export interface WalkedMessage {
  * the deepest): the depth budget is shared by every level.
  */
 export async function walkMessage(raw: Uint8Array, limits: MimeLimits): Promise<WalkedMessage> {
-  const walked: WalkedMessage = { leaves: [], parts: 0, opaque: null };
+  const walked: WalkedMessage = { leaves: [], parts: 0, opaque: null, outside: [] };
   await walk(raw, 0, limits, walked);
   return walked;
 }
@@ -270,6 +289,7 @@ async function walk(raw: Uint8Array, depthUsed: number, limits: MimeLimits, into
   into.parts += shape.parts;
   if (into.parts > limits.maxParts) throw new MimeLimitError(`more than ${limits.maxParts} parts`);
   into.opaque ??= shape.opaque;
+  into.outside.push(...shape.outside);
   if (shape.leaves) {
     into.leaves.push(...shape.leaves);
     return;

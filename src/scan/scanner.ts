@@ -23,9 +23,26 @@
  *     nothing from it is remembered;
  *   - the cache is flushed when clamd's VERSION changes (asked at most once a
  *     minute) and a scan started before a flush cannot write after it.
- * What the cache cannot see: a message whose every part is known clean but
- * whose headers or structure carry the attack. The clean shortcut therefore
- * only applies to messages whose structure the pre-pass found plain.
+ * When skipping clamd's whole-message scan is safe (and when it is not):
+ *   - infected: one leaf already pinned on a finding decides the message —
+ *     nothing else clamd could say would make it deliverable. Always safe.
+ *   - banned: refused by our own policy; clamd is not asked (no answer of
+ *     its would let the message through). The worm copies of the outbreak
+ *     bench are decided here: hand MIME split, zip directory, no clamd.
+ *   - clean: only when EVERY leaf's decoded bytes are known clean, the
+ *     structure is plain (no decoding where ours and clamd's might differ:
+ *     MimeShape.opaque — unusual encodings, converted charsets, base64 with
+ *     stray characters or inner padding), and every preamble/epilogue that
+ *     holds more than white space is itself known clean (it was part of a
+ *     message clamd passed whole). The non-attachment parts — the text and
+ *     HTML bodies — are leaves like the attachments: they are hashed and
+ *     must be known too, so a new body always goes to clamd.
+ *   - what the shortcut does not cover: the header blocks (the message's and
+ *     each part's). They are unique per message (Message-ID), so requiring
+ *     them known would end the shortcut; a signature that matches only a
+ *     header is missed for a message whose every part, preamble and epilogue
+ *     clamd has already passed. The built-in policy still runs on every
+ *     message, cached or not.
  *
  * Never throws and never answers `clean` for something it did not look at:
  * a parse failure, a limit, a timeout or a clamd failure is `unscannable`.
@@ -186,11 +203,15 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
     // A banned message is refused without clamd: nothing clamd says would let it through.
     if (builtin.kind === 'banned') return { verdict: builtin, cached: false };
     const plain = walked.opaque === null;
-    if (plain && leaves.length > 0 && known.every((k) => k?.kind === 'clean')) return { verdict: builtin, cached: true };
+    const outside = walked.outside.map((bytes) => sha256(bytes));
+    if (plain && leaves.length > 0 && known.every((k) => k?.kind === 'clean') && outside.every((d) => cache.get(d)?.kind === 'clean')) {
+      return { verdict: builtin, cached: true };
+    }
 
     const answer = await clamd.scan(raw, signal);
     if (answer.kind === 'clean') {
       if (plain) leaves.forEach((leaf, i) => cacheable(leaf) && known[i] === undefined && cache.set(digests[i]!, { kind: 'clean' }, generation));
+      if (plain) outside.forEach((d) => cache.set(d, { kind: 'clean' }, generation));
       return { verdict: builtin, cached: false };
     }
     if (wholeIsLeaf) cache.set(digests[0]!, { kind: 'infected', name: answer.name }, generation);
@@ -252,7 +273,7 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
   return {
     scanMessage: (raw) => timed((signal) => decide(raw, () => walkMessage(raw, limits), false, signal)),
     scanFile: (name, content) =>
-      timed((signal) => decide(content, async () => ({ leaves: [{ name, content }], parts: 1, opaque: null }), true, signal)),
+      timed((signal) => decide(content, async () => ({ leaves: [{ name, content }], parts: 1, opaque: null, outside: [] }), true, signal)),
     stats: () => ({
       clamdScans: clamd?.scans ?? 0,
       cacheHits: cache.hits,

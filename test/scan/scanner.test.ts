@@ -197,6 +197,19 @@ describe('the verdict cache', () => {
     assert.equal(proxy.scans - before, 1);
   });
 
+  test('known-clean parts do not vouch for text outside them: new preamble or epilogue text goes to clamd', async () => {
+    const scanner = createScanner(parseConfig({ clamd: proxy.url }), {}, options);
+    const msg = mail([{ name: 'notes.pdf', bytes: strToU8('%PDF-1.4 notes') }], { seq: 'outside', body: 'Notes attached.' });
+    const before = proxy.scans;
+    await scanner.scanMessage(msg);
+    assert.equal((await scanner.scanMessage(msg)).cached, true, 'the same message: parts and preamble known');
+    const epilogue = Buffer.concat([msg, Buffer.from(`text after the closing delimiter that no leaf holds${CRLF}`)]);
+    const third = await scanner.scanMessage(epilogue);
+    assert.deepEqual([third.verdict.kind, third.cached], ['clean', false]);
+    assert.equal(proxy.scans - before, 2, 'the first message, then the one with an epilogue');
+    assert.equal((await scanner.scanMessage(epilogue)).cached, true, 'seen whole and clean: now known');
+  });
+
   test('a message whose body postal-mime converts from another charset is never answered clean from the cache', async () => {
     const scanner = createScanner(parseConfig({ clamd: proxy.url }), {}, options);
     const raw = Buffer.from(['From: a@example.org', 'Subject: Grüße', 'MIME-Version: 1.0', 'Content-Type: text/plain; charset=iso-8859-1', '', 'Gr\xfc\xdfe aus Bremen', ''].join(CRLF), 'latin1');
