@@ -1,8 +1,13 @@
 /*
  * store/message-log — one record per message, written in batches.
  *
+ * Batches of up to 1,000 rows, written at least once a second: on the
+ * embedded PGlite an insert costs ~0.2 ms of the main thread per row in
+ * batches of 50 and ~0.11 ms in batches of 200 or more (measured, on disk),
+ * and PGlite runs on the SMTP thread.
+ *
  * What this trades: a record may be lost if the process dies within one
- * flush interval of the reply. It never loses mail — the record describes a
+ * flush interval (1 s) of the reply. It never loses mail — the record describes a
  * decision already answered in the SMTP session, and anything that must be
  * durable before the reply (the quarantined message itself) is written
  * synchronously by the quarantine repository instead.
@@ -22,6 +27,6 @@ export interface MessageLogOptions {
 
 export class MessageLog extends Batcher<MessageRecord> {
   constructor(db: Db, options: MessageLogOptions = {}) {
-    super({ ...options, write: async (batch) => void (await db.insertInto('messages').values(batch).execute()) });
+    super({ maxBatch: 1000, flushMs: 1000, ...options, write: async (batch) => void (await db.insertInto('messages').values(batch).execute()) });
   }
 }
