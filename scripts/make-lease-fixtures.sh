@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Makes the lease-file fixtures in test/desk/fixtures/leases/ with the REAL
+# tools Debian ships, once; the tests read the committed files and never need
+# these daemons. Run as root on a scratch machine (it creates network
+# namespaces and starts daemons on loopback, and removes them again):
+#
+#   apt-get install -y --no-install-recommends isc-dhcp-server isc-dhcp-client \
+#     kea-dhcp4-server kea-dhcp6-server freeradius freeradius-utils busybox
+#   bash scripts/make-lease-fixtures.sh [isc|kea|radius ...]
+#
+# isc     dhcpd -4 in namespace bsl-srv on a bridge; three clients (busybox
+#         udhcpc, own MACs) in their own namespaces: leases, a renewal, a
+#         release, one client sending relay agent option 82 (circuit-id);
+#         dhcpd -6 with two dhclient -6 clients, one of which releases.
+# kea     kea-dhcp4 with the memfile backend on the same topology.
+# radius  freeradius -f with Debian's default config on loopback, accounting
+#         Start/Interim-Update/Stop sent by radclient; the detail file it writes.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT="$ROOT/test/desk/fixtures/leases"
+WORK=$(mktemp -d /tmp/bsl-lease-fixtures.XXXXXX)
+mkdir -p "$OUT"
+PIDS=()
+
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for ns in bsl-srv bsl-c1 bsl-c2 bsl-c3; do ip netns del "$ns" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+# A bridge 10.77.0.1/24 (2001:db8:77::1/64) in bsl-srv, and three client
+# namespaces each with a veth into it and its own MAC.
+topology() {
+  cleanup
+  ip netns add bsl-srv
+  ip -n bsl-srv link add br0 type bridge
+  ip -n bsl-srv link set lo up
+  ip -n bsl-srv addr add 10.77.0.1/24 dev br0
+  ip -n bsl-srv addr add 2001:db8:77::1/64 dev br0 nodad
+  ip -n bsl-srv link set br0 up
+  local i mac
+  for i in 1 2 3; do
+    mac="52:54:00:0a:00:0$i"
+    ip netns add "bsl-c$i"
+    ip -n "bsl-c$i" link set lo up
+    ip link add "bsl-v$i" type veth peer name eth0 netns "bsl-c$i"
+    ip link set "bsl-v$i" netns bsl-srv
+    ip -n bsl-srv link set "bsl-v$i" master br0 up
+    ip -n "bsl-c$i" link set eth0 address "$mac"
+    ip -n "bsl-c$i" link set eth0 up
+  done
+  sleep 1
+}
+
+# busybox udhcpc with a script that really configures the address (so the
+# unicast renewal and release can be sent from it).
+udhcpc_script() {
+  cat > "$WORK/udhcpc.script" <<'SCRIPT'
+#!/bin/sh
+case "$1" in
+  deconfig) ip addr flush dev "$interface" scope global ;;
+  bound|renew) ip addr flush dev "$interface" scope global; ip addr add "$ip/$mask" dev "$interface" ;;
+esac
+exit 0
+SCRIPT
+  chmod +x "$WORK/udhcpc.script"
+}
+
+udhcpc() { # ns args... : obtain a lease and quit
+  local ns=$1
+  shift
+  ip netns exec "$ns" busybox udhcpc -i eth0 -s "$WORK/udhcpc.script" -n -q -t 5 -T 1 "$@"
+}
+
+udhcpc_bg() { # ns args... : stay running (SIGUSR1 renews, SIGUSR2 releases)
+  local ns=$1
+  shift
+  ip netns exec "$ns" busybox udhcpc -i eth0 -s "$WORK/udhcpc.script" -f -t 5 -T 1 -p "$WORK/udhcpc-$ns.pid" "$@" >> "$WORK/udhcpc-$ns.log" 2>&1 &
+  PIDS+=($!)
+  sleep 2
+}
+
+isc() {
+  local d="$WORK/isc"
+  mkdir -p "$d"
+  topology
+  cat > "$d/dhcpd.conf" <<'CONF'
+authoritative;
+default-lease-time 600;
+max-lease-time 7200;
+# keep the relay agent information (option 82) with the lease: circuit-id
+stash-agent-options true;
+# write every renewal to the lease file (the default skips early renewals)
+dhcp-cache-threshold 0;
+subnet 10.77.0.0 netmask 255.255.255.0 {
+  range 10.77.0.100 10.77.0.150;
+  option routers 10.77.0.1;
+}
+CONF
+  : > "$d/dhcpd.leases"
+  ip netns exec bsl-srv dhcpd -4 -f -cf "$d/dhcpd.conf" -lf "$d/dhcpd.leases" -pf "$d/dhcpd.pid" br0 > "$d/dhcpd.log" 2>&1 &
+  PIDS+=($!)
+  sleep 1
+  udhcpc_script
+  udhcpc_bg bsl-c1 -x hostname:alice-pc         # 10.77.0.100, MAC ...:01, stays
+  # c2 sends option 82 itself (sub-option 1, circuit-id "eth0/1/7"): dhcpd
+  # accepts it and, with stash-agent-options, writes option agent.circuit-id
+  udhcpc bsl-c2 -x 0x52:0108657468302f312f37    # 10.77.0.101
+  udhcpc_bg bsl-c3 -x hostname:carol            # 10.77.0.102, stays
+  sleep 2
+  kill -USR1 "$(cat "$WORK/udhcpc-bsl-c1.pid")"  # renewal (unicast REQUEST): a new entry
+  sleep 2
+  kill -USR2 "$(cat "$WORK/udhcpc-bsl-c3.pid")"  # release: the entry goes to "free"
+  sleep 1
+  kill "$(cat "$WORK/udhcpc-bsl-c1.pid")" "$(cat "$WORK/udhcpc-bsl-c3.pid")" 2>/dev/null || true
+  kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+  cp "$d/dhcpd.leases" "$OUT/isc-dhcpd.leases"
+
+  # DHCPv6: dhcpd -6 on the bridge, dhclient -6 in c1 (IA_NA)
+  cat > "$d/dhcpd6.conf" <<'CONF'
+default-lease-time 600;
+max-lease-time 7200;
+subnet6 2001:db8:77::/64 {
+  range6 2001:db8:77::100 2001:db8:77::1ff;
+}
+CONF
+  : > "$d/dhcpd6.leases"
+  ip netns exec bsl-srv dhcpd -6 -f -cf "$d/dhcpd6.conf" -lf "$d/dhcpd6.leases" -pf "$d/dhcpd6.pid" br0 > "$d/dhcpd6.log" 2>&1 &
+  PIDS+=($!)
+  sleep 3   # link-local addresses finish DAD
+  local i
+  for i in 1 2; do
+    ip netns exec "bsl-c$i" dhclient -6 -1 -v -sf /bin/true -lf "$d/dhclient6-$i.leases" -pf "$d/dhclient6-$i.pid" eth0 >> "$d/dhclient6.log" 2>&1 || true
+    sleep 1
+  done
+  sleep 2
+  # c2 releases its address (dhclient -r sends a RELEASE and exits)
+  ip netns exec bsl-c2 dhclient -6 -r -v -sf /bin/true -lf "$d/dhclient6-2.leases" -pf "$d/dhclient6-2.pid" eth0 >> "$d/dhclient6.log" 2>&1 || true
+  sleep 1
+  for i in 1 2; do [ -f "$d/dhclient6-$i.pid" ] && kill "$(cat "$d/dhclient6-$i.pid")" 2>/dev/null || true; done
+  kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+  cp "$d/dhcpd6.leases" "$OUT/isc-dhcpd6.leases"
+}
+
+[ "$(id -u)" = 0 ] || { echo "run as root (network namespaces, daemons)" >&2; exit 1; }
+for what in "${@:-isc kea radius}"; do
+  for w in $what; do "$w"; done
+done
+ls -l "$OUT"

@@ -1,0 +1,61 @@
+/*
+ * desk/formats/lease-file — what the lease-file parsers (isc-dhcpd, kea-csv,
+ * radius-detail) share: their one error type, which names the line and what
+ * was expected there, and small checked conversions (addresses, MACs, times).
+ *
+ * A parser either returns every lease the file describes or throws a
+ * LeaseFileError; it never returns a lease it had to guess, and any other
+ * exception escaping a parser is a bug (the tests feed random truncations).
+ */
+import { canonicalIp } from '../attribute.ts';
+import { normaliseMac } from '../customers.ts';
+
+export class LeaseFileError extends Error {
+  constructor(
+    readonly format: string,
+    readonly line: number,
+    readonly expected: string,
+    found?: string,
+  ) {
+    super(`${format}: line ${line}: expected ${expected}${found === undefined ? '' : `, found ${JSON.stringify(found.slice(0, 80))}`}`);
+    this.name = 'LeaseFileError';
+  }
+}
+
+/** The canonical spelling of an IP address (four-part IPv4 or IPv6), or null. */
+export function checkedIp(text: string): string | null {
+  try {
+    return canonicalIp(text);
+  } catch {
+    return null;
+  }
+}
+
+export function checkedIpv6(text: string): string | null {
+  const ip = checkedIp(text);
+  return ip !== null && ip.includes(':') ? ip : null;
+}
+
+export function checkedMac(text: string): string | null {
+  return normaliseMac(text);
+}
+
+/** Seconds since the epoch as a Date; null unless a non-negative integer in range. */
+export function epochSeconds(text: string): Date | null {
+  if (!/^\d{1,12}$/.test(text)) return null;
+  const d = new Date(Number(text) * 1000);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+/** YYYY/MM/DD HH:MM:SS (or with '-' between the date parts) taken as UTC; null when not a real time. */
+export function utcDateTime(date: string, time: string): Date | null {
+  const dm = /^(\d{4})[/-](\d{1,2})[/-](\d{1,2})$/.exec(date);
+  const tm = /^(\d{1,2}):(\d{2}):(\d{2})$/.exec(time);
+  if (!dm || !tm) return null;
+  const [y, mo, d, h, mi, s] = [dm[1], dm[2], dm[3], tm[1], tm[2], tm[3]].map(Number) as [number, number, number, number, number, number];
+  const t = Date.UTC(y, mo - 1, d, h, mi, s);
+  const back = new Date(t);
+  // Date.UTC rolls 2026/02/31 over into March; a lease file never means that.
+  if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || h > 23 || mi > 59 || s > 59) return null;
+  return back;
+}

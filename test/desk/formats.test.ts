@@ -1,0 +1,213 @@
+/*
+ * The lease-file parsers (src/desk/formats/isc-dhcpd, kea-csv,
+ * radius-detail) on files written by the real daemons
+ * (test/desk/fixtures/leases/, made by scripts/make-lease-fixtures.sh — see
+ * the README there), on hand-written cases for what the daemons did not
+ * produce here (from the manuals, marked as such), on malformed input (the
+ * error names the line and what was expected) and on random truncations and
+ * corruptions of the fixtures (only LeaseFileError may escape).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import * as isc from '../../src/desk/formats/isc-dhcpd.ts';
+import { LeaseFileError } from '../../src/desk/formats/lease-file.ts';
+import type { LeaseRecord } from '../../src/desk/leases.ts';
+
+const fixture = (name: string) => readFileSync(new URL(`./fixtures/leases/${name}`, import.meta.url), 'utf8');
+
+type Expected = [ip: string, start: string, end: string | null, line: string | null];
+
+/** Records as compact tuples: [ip, start ISO, end ISO|null, "kind:value"|null]. */
+function tuples(records: LeaseRecord[]): Expected[] {
+  return records.map((r) => [r.ip, r.start.toISOString(), r.end?.toISOString() ?? null, r.line ? `${r.line.kind}:${r.line.value}` : null]);
+}
+
+function throwsAt(parse: (t: string) => unknown, text: string, line: number, pattern: RegExp) {
+  assert.throws(
+    () => parse(text),
+    (err: unknown) => {
+      assert.ok(err instanceof LeaseFileError, `expected a LeaseFileError, got ${String(err)}`);
+      assert.equal(err.line, line, err.message);
+      assert.match(err.message, pattern);
+      return true;
+    },
+  );
+}
+
+/** Random truncations and byte flips of a fixture: a result or a LeaseFileError, nothing else. */
+function fuzz(parse: (t: string) => LeaseRecord[], text: string, rounds = 400) {
+  let seed = 12345;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const junk = ['{', '}', ';', '"', '\\', '\n', ',', '=', '#', ' ', 'x', '0', ':', '\u0000', 'ä'];
+  let ok = 0;
+  let refused = 0;
+  for (let i = 0; i < rounds; i++) {
+    let t = text.slice(0, rnd(text.length + 1));
+    if (i % 2 === 1 && t.length > 0) {
+      const at = rnd(t.length);
+      t = t.slice(0, at) + junk[rnd(junk.length)] + t.slice(at + 1);
+    }
+    try {
+      const out = parse(t);
+      for (const r of out) {
+        assert.equal(typeof r.ip, 'string');
+        assert.ok(Number.isFinite(r.start.getTime()));
+        assert.ok(r.end === null || r.end.getTime() > r.start.getTime());
+      }
+      ok++;
+    } catch (err) {
+      if (!(err instanceof LeaseFileError)) throw new Error(`round ${i}: ${String(err)} on input ${JSON.stringify(t.slice(-120))}`);
+      refused++;
+    }
+  }
+  assert.ok(ok > 0 && refused > 0, `both outcomes seen (ok ${ok}, refused ${refused})`);
+}
+
+describe('isc-dhcpd', () => {
+  it('reads the dhcpd -4 lease file: three clients, a renewal, a release, option 82 circuit-id', () => {
+    assert.deepEqual(tuples(isc.parse(fixture('isc-dhcpd.leases'))), [
+      // alice (MAC …:01); her renewal 6 s later ends the first entry there
+      ['10.77.0.100', '2026-11-22T19:18:25.000Z', '2026-11-22T19:18:31.000Z', 'mac:52:54:00:0a:00:01'],
+      // a client behind a relay: the circuit-id is the line, not the MAC
+      ['10.77.0.101', '2026-11-22T19:18:27.000Z', '2026-11-22T19:28:27.000Z', 'circuit-id:eth0/1/7'],
+      // carol released: the "binding state free" entry with the same starts ends it at the release
+      ['10.77.0.102', '2026-11-22T19:18:28.000Z', '2026-11-22T19:18:33.000Z', 'mac:52:54:00:0a:00:03'],
+      ['10.77.0.100', '2026-11-22T19:18:31.000Z', '2026-11-22T19:28:31.000Z', 'mac:52:54:00:0a:00:01'],
+    ]);
+  });
+
+  it('reads the dhcpd -6 lease file: ia-na with the MAC from the DUID, a release at its cltt', () => {
+    assert.deepEqual(tuples(isc.parse(fixture('isc-dhcpd6.leases'))), [
+      ['2001:db8:77::1a1', '2026-11-22T19:18:39.000Z', '2026-11-22T19:28:39.000Z', 'mac:52:54:00:0a:00:01'],
+      ['2001:db8:77::19b', '2026-11-22T19:18:41.000Z', '2026-11-22T19:18:45.000Z', 'mac:52:54:00:0a:00:02'],
+    ]);
+  });
+
+  // Written from dhcpd.leases(5), not by dhcpd here: the forms the daemon did not produce in the run.
+  const manPage = [
+    {
+      name: 'epoch times (db-time-format local), ends never, upper-case MAC, comments and escapes',
+      text: `# comment "with a quote
+server-duid "\\000\\001\\"\\\\x";
+lease 192.0.2.10 { # trailing comment
+  starts epoch 1767225600; # Thu Jan 01 00:00:00 2026
+  ends never;
+  binding state active;
+  hardware ethernet 00:1A:2B:3C:4D:5E;
+  uid "\\001\\000\\032+<M^";
+  client-hostname "Bob's \\"PC\\"";
+}`,
+      want: [['192.0.2.10', '2026-01-01T00:00:00.000Z', null, 'mac:00:1a:2b:3c:4d:5e']] as Expected[],
+    },
+    {
+      name: 'expired and abandoned entries end the running lease; a pool entry never held gives nothing',
+      text: `lease 192.0.2.11 {
+  starts 4 2026/01/01 10:00:00;
+  ends 4 2026/01/01 12:00:00;
+  binding state active;
+  hardware ethernet 00:00:5e:00:53:01;
+}
+lease 192.0.2.12 {
+  starts 4 2026/01/01 10:00:00;
+  ends 4 2026/01/01 12:00:00;
+  binding state active;
+  hardware ethernet 00:00:5e:00:53:02;
+}
+lease 192.0.2.11 {
+  starts 4 2026/01/01 10:00:00;
+  ends 4 2026/01/01 12:00:00;
+  binding state expired;
+  hardware ethernet 00:00:5e:00:53:01;
+}
+lease 192.0.2.12 {
+  starts 4 2026/01/01 11:00:00;
+  ends 4 2026/01/01 11:30:00;
+  binding state abandoned;
+}
+lease 192.0.2.13 {
+  binding state free;
+}`,
+      want: [
+        ['192.0.2.11', '2026-01-01T10:00:00.000Z', '2026-01-01T12:00:00.000Z', 'mac:00:00:5e:00:53:01'],
+        ['192.0.2.12', '2026-01-01T10:00:00.000Z', '2026-01-01T11:30:00.000Z', 'mac:00:00:5e:00:53:02'],
+      ] as Expected[],
+    },
+    {
+      name: 'failover state, on-event blocks, a hex circuit-id, ia-pd skipped, a compacted free entry still names its holder',
+      text: `failover peer "dhcp-failover" state {
+  my state normal at 4 2026/01/01 09:00:00;
+  partner state normal at 4 2026/01/01 09:00:00;
+}
+lease 198.51.100.7 {
+  starts 4 2026/01/01 10:00:00;
+  ends 4 2026/01/01 22:00:00;
+  tstp 4 2026/01/01 22:00:00;
+  binding state active;
+  next binding state free;
+  hardware ethernet 00:00:5e:00:53:07;
+  option agent.circuit-id 0:4:0:1:0:3;
+  option agent.remote-id "modem-17";
+  set ddns-fwd-name = "x.example";
+  on expiry { set ddns-fwd-name = ""; }
+}
+lease 198.51.100.8 {
+  starts 4 2026/01/01 08:00:00;
+  ends 4 2026/01/01 09:15:00;
+  binding state free;
+  hardware ethernet 00:00:5e:00:53:08;
+}
+ia-pd "\\001\\000\\000\\000\\000\\003\\000\\001\\000\\000^\\000S\\011" {
+  cltt 4 2026/01/01 10:00:00;
+  iaprefix 2001:db8:100::/56 { binding state active; max-life 3600; ends 4 2026/01/01 11:00:00; }
+}`,
+      want: [
+        ['198.51.100.7', '2026-01-01T10:00:00.000Z', '2026-01-01T22:00:00.000Z', 'circuit-id:00:04:00:01:00:03'],
+        ['198.51.100.8', '2026-01-01T08:00:00.000Z', '2026-01-01T09:15:00.000Z', 'mac:00:00:5e:00:53:08'],
+      ] as Expected[],
+    },
+    {
+      name: 'lease6 with starts and max-life but no ends (older dhcpd), DUID-LL',
+      text: `ia-na "\\001\\000\\000\\000\\000\\003\\000\\001\\000\\000^\\000S\\011" {
+  cltt 4 2026/01/01 09:59:00;
+  iaaddr 2001:db8::9 {
+    starts 1767261600;
+    binding state active;
+    preferred-life 1800;
+    max-life 3600;
+  }
+}`,
+      want: [['2001:db8::9', '2026-01-01T10:00:00.000Z', '2026-01-01T11:00:00.000Z', 'mac:00:00:5e:00:53:09']] as Expected[],
+    },
+  ];
+  for (const c of manPage) {
+    it(`(from the manual) ${c.name}`, () => assert.deepEqual(tuples(isc.parse(c.text)), c.want));
+  }
+
+  const malformed: [name: string, text: string, line: number, pattern: RegExp][] = [
+    ['a bad address', 'lease 10.0.0.300 {\n}', 1, /expected lease IPV4-ADDRESS \{, found "lease 10\.0\.0\.300"/],
+    ['a missing closing brace', 'lease 10.0.0.1 {\n  starts 4 2026/01/01 10:00:00;\n', 2, /expected "\}" to close the block opened at line 1/],
+    ['a missing semicolon', 'lease 10.0.0.1 {\n  starts 4 2026/01/01 10:00:00\n  binding state active;\n}', 2, /expected ";" at the end of the line after "starts 4 2026\/01\/01 10:00:00", found "binding"/],
+    ['an impossible date', 'lease 10.0.0.1 {\n  starts 4 2026/02/30 10:00:00;\n}', 2, /expected a date after starts .*found "4 2026\/02\/30 10:00:00"/],
+    ['a local time without the epoch keyword', 'lease 10.0.0.1 {\n  ends 2026-01-01;\n}', 2, /expected a date after ends/],
+    ['an unknown binding state', 'lease 10.0.0.1 {\n  starts 4 2026/01/01 10:00:00;\n  binding state bound;\n}', 3, /expected binding state active\|free/],
+    ['a bad MAC', 'lease 10.0.0.1 {\n  hardware ethernet 00:11:22:33:44;\n}', 2, /expected an Ethernet MAC address/],
+    ['an active lease without starts', '\n\nlease 10.0.0.1 {\n  binding state active;\n}', 3, /expected a starts time in the active lease of 10\.0\.0\.1/],
+    ['an unterminated string', 'lease 10.0.0.1 {\n  client-hostname "abc;\n}\n', 2, /expected a closing " for the string/],
+    ['a stray closing brace', 'lease 10.0.0.1 {\n}\n}\n', 3, /expected a statement \(no block is open here\), found "\}"/],
+    ['an unknown top-level statement', 'lese 10.0.0.1 {\n}', 1, /expected lease ADDR .*found "lese 10\.0\.0\.1"/],
+    ['an IPv4 address in iaaddr', 'ia-na "abcdefgh" {\n  iaaddr 10.0.0.1 { binding state active; }\n}', 2, /expected iaaddr IPV6-ADDRESS/],
+    ['a bad max-life', 'ia-na "abcdefgh" {\n  cltt 4 2026/01/01 10:00:00;\n  iaaddr 2001:db8::1 {\n    max-life forever;\n  }\n}', 4, /expected a number of seconds after max-life/],
+  ];
+  for (const [name, text, line, pattern] of malformed) {
+    it(`refuses ${name} (line ${line})`, () => throwsAt(isc.parse, text, line, pattern));
+  }
+
+  it('random truncations and corruptions of the real files give records or a LeaseFileError, never another exception', () => {
+    fuzz(isc.parse, fixture('isc-dhcpd.leases'));
+    fuzz(isc.parse, fixture('isc-dhcpd6.leases'));
+  });
+});
