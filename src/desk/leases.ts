@@ -25,7 +25,10 @@
  *
  * Speed: the records go in with one `unnest` statement per 10,000 rows into
  * a temporary table and are merged with a handful of set-based statements,
- * all in one transaction (target ≥ 50,000 rows/s; bench/attribution.ts).
+ * all in one transaction, each a nested loop of GiST probes (hash joins are
+ * switched off for the transaction: they would scan the whole lease table).
+ * What bounds it is the GiST index itself — every added or closed lease is
+ * an index insertion under the exclusion constraint (bench/attribution.ts).
  *
  * Static assignments and CGNAT blocks (CSV, desk/formats/static-csv.ts and
  * cgnat-csv.ts) are few and change rarely; they are merged row by row with
@@ -146,6 +149,10 @@ export async function importLeaseRecords(db: Db, records: LeaseRecord[], source:
           ${part.map((r) => r.kind)}::text[], ${part.map((r) => r.value)}::text[], ${part.map((r) => r.customerId)}::text[])`.execute(tx);
       }
       await sql`analyze lease_stage`.execute(tx);
+      // Every statement below pairs a few thousand staged rows with a lease table of millions: the
+      // planner would hash the whole table; probing the GiST index per staged row is what scales.
+      await sql`set local enable_hashjoin = off`.execute(tx);
+      await sql`set local enable_mergejoin = off`.execute(tx);
       // The customer a known line names now; unknown lines stay null and are resolved at attribution.
       await sql`update lease_stage s set customer_id = cl.customer_id from customer_lines cl
         where s.customer_id is null and cl.kind = s.line_kind and cl.value = s.line_value`.execute(tx);
@@ -157,11 +164,11 @@ export async function importLeaseRecords(db: Db, records: LeaseRecord[], source:
         where s.ctid = n.sid`.execute(tx);
       // Identical to what is stored: unchanged (a newly known customer is filled in on the way).
       await sql`update leases l set customer_id = s.customer_id from lease_stage s
-        where l.ip = s.ip and l.valid && tstzrange(s.lo, s.lo, '[]') and l.valid = tstzrange(s.lo, s.hi)
+        where l.ip = s.ip and lower(l.valid) = s.lo and l.valid = tstzrange(s.lo, s.hi)
           and l.line_kind is not distinct from s.line_kind and l.line_value is not distinct from s.line_value
           and l.customer_id is null and s.customer_id is not null`.execute(tx);
       const unchanged = await sql`delete from lease_stage s using leases l
-        where l.ip = s.ip and l.valid && tstzrange(s.lo, s.lo, '[]') and l.valid = tstzrange(s.lo, s.hi)
+        where l.ip = s.ip and lower(l.valid) = s.lo and l.valid = tstzrange(s.lo, s.hi)
           and l.line_kind is not distinct from s.line_kind and l.line_value is not distinct from s.line_value`.execute(tx);
       // Stored leases still running at a new record's start end there.
       const closedEarlier = await sql`update leases l set valid = tstzrange(lower(l.valid), c.cut) from (
@@ -171,18 +178,18 @@ export async function importLeaseRecords(db: Db, records: LeaseRecord[], source:
         where l.id = c.id`.execute(tx);
       // Records now identical to the lease just closed were counted as closed.
       await sql`delete from lease_stage s using leases l
-        where l.ip = s.ip and l.valid && tstzrange(s.lo, s.lo, '[]') and l.valid = tstzrange(s.lo, s.hi)
+        where l.ip = s.ip and lower(l.valid) = s.lo and l.valid = tstzrange(s.lo, s.hi)
           and l.line_kind is not distinct from s.line_kind and l.line_value is not distinct from s.line_value`.execute(tx);
       // Same address and start: the record's end and line replace the stored ones.
       const replaced = await sql<{ was_open: boolean }>`
         with m as (
           select l0.id, upper_inf(l0.valid) as open_before, s.lo, s.hi, s.line_kind, s.line_value, s.customer_id
-            from lease_stage s join leases l0 on l0.ip = s.ip and l0.valid && tstzrange(s.lo, s.lo, '[]') and lower(l0.valid) = s.lo)
+            from lease_stage s join leases l0 on l0.ip = s.ip and lower(l0.valid) = s.lo)
         update leases l set valid = tstzrange(m.lo, m.hi), line_kind = m.line_kind, line_value = m.line_value,
             customer_id = coalesce(m.customer_id, l.customer_id), source = ${source.format}
           from m where l.id = m.id
         returning (m.open_before and m.hi is not null) as was_open`.execute(tx);
-      await sql`delete from lease_stage s using leases l where l.ip = s.ip and l.valid && tstzrange(s.lo, s.lo, '[]') and lower(l.valid) = s.lo`.execute(tx);
+      await sql`delete from lease_stage s using leases l where l.ip = s.ip and lower(l.valid) = s.lo`.execute(tx);
       const added = await sql`insert into leases (ip, customer_id, line_kind, line_value, valid, source)
         select ip, customer_id, line_kind, line_value, tstzrange(lo, hi), ${source.format} from lease_stage`.execute(tx);
       const closedByReplace = replaced.rows.filter((r) => r.was_open).length;
