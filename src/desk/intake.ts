@@ -81,8 +81,8 @@ export interface IntakeResult {
 }
 
 /**
- * Stores one report and what became of it, in one transaction. Throws when
- * the store fails (the caller answers 4xx / 503).
+ * Stores one report and what became of it, in one transaction (the caller's,
+ * when `db` is one). Throws when the store fails (the caller answers 4xx).
  */
 export async function takeReport(db: Db, ports: DeskPorts, r: IncomingReport, now = new Date()): Promise<IntakeResult> {
   const p = r.parsed;
@@ -96,7 +96,8 @@ export async function takeReport(db: Db, ports: DeskPorts, r: IncomingReport, no
   const malware = (p?.malware ?? []).slice(0, 8);
   const kind = r.form ? 'form' : (p?.kind ?? 'free-text');
 
-  return db.transaction().execute(async (trx) => {
+  const inTransaction = <T>(fn: (trx: Db) => Promise<T>) => (db.isTransaction ? fn(db) : db.transaction().execute(fn));
+  return inTransaction(async (trx) => {
     const row = await trx
       .insertInto('desk_reports')
       .values({
@@ -185,7 +186,8 @@ export function deskRoute(db: Db, settings: DeskSettings, ports: DeskPorts, opti
           const started = Date.now();
           const raw = Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength)));
           try {
-            // One report per desk recipient: two aliases in one message name two addresses.
+            // One report per desk recipient (two aliases in one message name two addresses), all or none stored.
+            const reports: IncomingReport[] = [];
             const seen = new Set<string>();
             for (const to of rcpts) {
               const target = parseAlias(to, settings.abuseDomain);
@@ -194,8 +196,11 @@ export function deskRoute(db: Db, settings: DeskSettings, ports: DeskPorts, opti
               if (seen.has(key)) continue;
               seen.add(key);
               const parsed = await parseReport(raw, { targetIp: target.kind === 'ip' ? target.ip : null });
-              await takeReport(db, ports, { via: target.kind === 'ip' ? 'alias' : 'abuse', reporter: from, ip: target.kind === 'ip' ? target.ip : null, port: null, parsed });
+              reports.push({ via: target.kind === 'ip' ? 'alias' : 'abuse', reporter: from, ip: target.kind === 'ip' ? target.ip : null, port: null, parsed });
             }
+            await db.transaction().execute(async (trx) => {
+              for (const report of reports) await takeReport(trx, ports, report);
+            });
           } catch (err) {
             options.onError?.(err as Error);
             return STORE_TROUBLE;

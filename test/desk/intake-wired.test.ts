@@ -87,7 +87,7 @@ for (const kind of STORE_KINDS) describe(`desk intake wired, on ${kind}`, () => 
 
     const arf = [
       'From: reports@mx.example.org', `To: abuse@${DOMAIN}`, 'Subject: abuse report', 'Date: Mon, 2 Mar 2026 10:00:00 +0000', 'MIME-Version: 1.0',
-      'Content-Type: multipart/report; report-type=feedback-report; boundary="x"', '', '--x', 'Content-Type: text/plain', '', 'Worm from your network.', '',
+      'Content-Type: multipart/report; report-type=feedback-report; boundary="x"', '', '--x', 'Content-Type: text/plain', '', 'Mail from your network carried the virus Worm.Mydoom.A (found by clamd).', '',
       '--x', 'Content-Type: message/feedback-report', '', 'Feedback-Type: virus', 'Version: 1', 'Arrival-Date: Mon, 2 Mar 2026 09:00:05 +0000', 'Source-IP: 198.51.100.1', 'Source-Port: 1500', '',
       '--x', 'Content-Type: text/rfc822-headers', '', 'Received: from pc ([198.51.100.1]) by mx.example.org; Mon, 2 Mar 2026 09:00:05 +0000', 'Subject: hi', '', '--x--', '',
     ].join('\r\n');

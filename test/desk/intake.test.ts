@@ -23,10 +23,10 @@ const DOMAIN = 'abuse.example.net';
 const CUSTOMER: CustomerContact = { id: 'c-42', name: 'Erika Mustermann', email: 'erika@customer.example', language: 'de', time_zone: 'Europe/Berlin' };
 
 /** Attribution and incidents as small stand-ins over the real store handle (their modules are other roles'). */
-function ports(evidence: EvidenceInput[], options: { failAttribute?: boolean } = {}): DeskPorts {
+function ports(evidence: EvidenceInput[], options: { failAttribute?: boolean; failFor?: string } = {}): DeskPorts {
   return {
     async attribute(db, q) {
-      if (options.failAttribute) throw new Error('store went away');
+      if (options.failAttribute || q.ip === options.failFor) throw new Error('store went away');
       // Touch the store through the handle we were given: a transaction must be usable here.
       await db.selectFrom('desk_reports').select('id').limit(1).execute();
       if (q.ip === '192.0.2.7') return { kind: 'customer', customerId: CUSTOMER.id };
@@ -163,6 +163,20 @@ test('one message to two aliases is two reports, one per address', async () => {
   const rows = await store.db.selectFrom('desk_reports').selectAll().where('reporter', '=', 'x@reporter.example').where('kind', '=', 'arf').where('time_source', '=', 'arrival-date').where('zoneless', '=', true).execute();
   assert.deepEqual(rows.map((row) => row.ip).sort(), ['192.0.2.7', '203.0.113.50']);
   assert.deepEqual(rows.map((row) => row.state).sort(), ['attributed', 'unattributed']);
+});
+
+test('two aliases in one message are stored together or not at all', async () => {
+  const s = await openStore('pglite-memory:');
+  const gw = await startTestGateway({}, { store: s, routes: [deskRoute(s.db, { abuseDomain: DOMAIN }, ports([], { failFor: '203.0.113.66' }), { answerFloorMs: 0 })] });
+  try {
+    const r = await swaks(gw.port, ['--from', 'x@reporter.example', '--to', `192-0-2-7@${DOMAIN},203-0-113-66@${DOMAIN}`, '--data', '-'], fixture('sisimai-arf-15.eml'));
+    assert.match(r.last, /^451 4\.3\.0/, r.transcript);
+    assert.equal((await s.db.selectFrom('desk_reports').selectAll().execute()).length, 0, 'the first address is not stored alone');
+    assert.equal((await s.db.selectFrom('jobs').selectAll().execute()).length, 0);
+  } finally {
+    await gw.close();
+    await s.close();
+  }
 });
 
 test('recipients outside the desk are not the route’s: a bogus alias is refused by the gateway', async () => {
