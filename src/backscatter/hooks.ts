@@ -24,10 +24,13 @@
  * the connecting address and our own DNS lookups (backscatter/complaint.ts),
  * at most once per bouncing organisation per 7 days.
  *
- * The sign date: the tag's day is that of the transaction. Every retry of a
- * message on the same UTC day carries the same tag; a retry on a later day
- * gets that day's tag, which is just as valid (the next hop sees the envelope
- * at RCPT, before the message's own Date could be read).
+ * The sign date: the tag is stable for one message across retries. At MAIL
+ * the next hop gets a tag of today (the message is not there yet); at end of
+ * DATA the tag is made again from the message's own Date — the day of its
+ * first attempt, which every retry repeats — when that lies within the last
+ * six days, and if it differs the gateway starts the next hop's transaction
+ * again with it (edge/gateway reEnvelope). A Date ahead of us or too old to
+ * leave a useful validity falls back to today.
  */
 import type { Config } from '../config/schema.ts';
 import { headerBlock, headerField } from '../edge/headers.ts';
@@ -37,7 +40,7 @@ import { cleanText } from '../obs/clean.ts';
 import { Batcher } from '../store/batcher.ts';
 import { enqueue } from '../store/jobs.ts';
 import type { Db } from '../store/store.ts';
-import { signPrvs } from './batv.ts';
+import { BATV_VALIDITY_DAYS, signPrvs } from './batv.ts';
 import { classify, type Classification } from './classify.ts';
 import type { BackscatterKeys } from './keys.ts';
 import { checkBounceRecipient, decideAtData, type ShieldMode } from './shield.ts';
@@ -153,6 +156,13 @@ export interface ShieldHookDeps {
   now?: () => number;
 }
 
+/** When the message was first sent, as far as we can tell: its Date within the last 6 days (not ahead of us), else now. Pure. */
+export function signDate(dateHeader: string | null, now: number): number {
+  const d = dateHeader ? Date.parse(dateHeader.replace(/\([^()]*\)\s*$/, '').trim()) : NaN;
+  if (!Number.isFinite(d) || d > now + 3_600_000 || now - d > (BATV_VALIDITY_DAYS - 1) * DAY_MS) return now;
+  return Math.min(d, now);
+}
+
 function domainOf(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }
@@ -165,8 +175,9 @@ export function backscatterHooks(deps: ShieldHookDeps): Pick<GatewayHooks, 'mail
   const batvDomains = new Set(settings.batvDomains);
   const outbound = (t: TransactionView) => inNetworks(t.clientIp, relayFrom);
 
+  const signs = (t: TransactionView) => outbound(t) && t.mailFrom !== '' && batvDomains.has(domainOf(t.mailFrom));
   const mail = async (t: TransactionView): Promise<HookOutcome> => {
-    if (!outbound(t) || t.mailFrom === '' || !batvDomains.has(domainOf(t.mailFrom))) return CONTINUE;
+    if (!signs(t)) return CONTINUE;
     const signed = signPrvs(t.mailFrom, deps.keys().ring, now());
     return signed === t.mailFrom ? CONTINUE : { outcome: 'continue', mailFrom: signed };
   };
@@ -197,10 +208,14 @@ export function backscatterHooks(deps: ShieldHookDeps): Pick<GatewayHooks, 'mail
   const data = async (t: TransactionView, raw: Uint8Array): Promise<HookOutcome> => {
     const keys = deps.keys();
     if (outbound(t)) {
-      const id = headerField(headerBlock(raw), 'message-id');
+      const block = headerBlock(raw);
+      const id = headerField(block, 'message-id');
       const stamp = keys.stampKeys[0]!;
       const field = id ? `${STAMP_HEADER}: ${messageIdStamp(id, stamp)}\r\n` : `Message-ID: ${stampedMessageId(settings.hostname, stamp)}\r\n`;
-      return { outcome: 'continue', headers: field };
+      if (!signs(t)) return { outcome: 'continue', headers: field };
+      // The tag of the message's first day (see the header comment); the gateway re-sends the envelope only if it differs.
+      const signed = signPrvs(t.mailFrom, keys.ring, signDate(headerField(block, 'date'), now()));
+      return signed === t.mailFrom ? { outcome: 'continue', headers: field } : { outcome: 'continue', headers: field, mailFrom: signed };
     }
     const c = await classify(raw);
     if (c.class === 'normal') return CONTINUE;

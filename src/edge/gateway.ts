@@ -245,6 +245,27 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     tx.nextHopOpen = false;
   }
 
+  /**
+   * A data check asked for another envelope sender (the BATV tag of the
+   * message's first day, so that every retry carries the same tag): the next
+   * hop's transaction starts again with it and the recipients it took. Any
+   * trouble is a 451, so the client keeps the message.
+   */
+  async function reEnvelope(state: SessionState, tx: Transaction, mailFrom: string): Promise<Reply | null> {
+    const hop = hopOf(state, tx);
+    await hop.reset();
+    tx.nextHopOpen = false;
+    const mail = await hop.mail(mailFrom, tx.mailOptions);
+    if (mail.code !== 250) return LOCAL_ERROR;
+    tx.nextHopOpen = true;
+    tx.nextHopMailFrom = mailFrom;
+    for (const rcpt of tx.delivered) {
+      const answer = await hop.rcpt(rcpt);
+      if (answer.code !== 250 && answer.code !== 251) return LOCAL_ERROR;
+    }
+    return null;
+  }
+
   /** Ends whatever the next hop still has open from an earlier, unfinished transaction. */
   async function endTransaction(state: SessionState): Promise<void> {
     if (state.tx) await resetNextHop(state, state.tx);
@@ -332,8 +353,10 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     let reply: Reply;
     let quarantineId: string | null = null;
     let addedHeaders = '';
+    let dataMailFrom: string | undefined;
     try {
       const hooked = await runHooks(hooks.data, t, raw);
+      dataMailFrom = hooked.mailFrom;
       const hookReply = hooked.reply;
       addedHeaders = hooked.headers;
       if (hookReply) {
@@ -383,9 +406,16 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
             date: receivedAt,
           });
           try {
-            const answer = await hopOf(state, tx).data([Buffer.from(trace + addedHeaders, 'latin1'), raw]);
-            reply = answer.code === 250 ? { code: 250, message: mirror(answer).message } : mirror(answer);
-            action = answer.code === 250 ? 'deliver' : 'next-hop-refused';
+            const again = dataMailFrom !== undefined && dataMailFrom !== tx.nextHopMailFrom ? await reEnvelope(state, tx, dataMailFrom) : null;
+            if (again) {
+              await resetNextHop(state, tx);
+              reply = again;
+              action = 'tempfail';
+            } else {
+              const answer = await hopOf(state, tx).data([Buffer.from(trace + addedHeaders, 'latin1'), raw]);
+              reply = answer.code === 250 ? { code: 250, message: mirror(answer).message } : mirror(answer);
+              action = answer.code === 250 ? 'deliver' : 'next-hop-refused';
+            }
           } catch (err) {
             nextHopErrorsTotal.inc();
             log.warn({ err: (err as Error).message, id }, 'next hop failed during DATA');

@@ -6,8 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { signPrvs, verifyPrvs } from '../../src/backscatter/batv.ts';
-import { backscatterHooks, BOUNCER_JOB, ShieldRecorder, type ShieldSettings } from '../../src/backscatter/hooks.ts';
+import { batvDay, parsePrvs, signPrvs, verifyPrvs } from '../../src/backscatter/batv.ts';
+import { rfc5322Date } from '../../src/notify/arf.ts';
+import { backscatterHooks, BOUNCER_JOB, ShieldRecorder, signDate, type ShieldSettings } from '../../src/backscatter/hooks.ts';
 import { KeyCache } from '../../src/backscatter/keys.ts';
 import { STAMP_HEADER, verifyMessageIdStamp, isStampedMessageId } from '../../src/backscatter/verdict.ts';
 import { buildRaw, type BackscatterEntry, type BackscatterStyle } from '../../src/replay/traffic.ts';
@@ -159,6 +160,42 @@ describe('enforce mode', () => {
     // The body arrived unchanged under the added field.
     assert.match(one!.text, /\r?\nThe report\./);
   });
+});
+
+test('signDate: the message’s Date within the last six days, else now (table)', () => {
+  const now = Date.UTC(2024, 0, 31, 12);
+  const h = 3_600_000;
+  const cases: [string | null, number][] = [
+    [null, now],
+    ['not a date', now],
+    ['Mon, 29 Jan 2024 08:00:00 +0000', Date.UTC(2024, 0, 29, 8)],
+    ['Mon, 29 Jan 2024 09:00:00 +0100 (CET)', Date.UTC(2024, 0, 29, 8)],
+    ['Wed, 31 Jan 2024 12:30:00 +0000', now], // a little ahead: now
+    ['Wed, 31 Jan 2024 18:00:00 +0000', now], // far ahead: now
+    ['Thu, 25 Jan 2024 13:00:00 +0000', Date.UTC(2024, 0, 25, 13)], // 5 days 23 hours
+    ['Wed, 24 Jan 2024 12:00:00 +0000', now], // 7 days: the tag would hardly live
+  ];
+  for (const [date, want] of cases) assert.equal(signDate(date, now), want, `${date} ${h}`);
+});
+
+test('outbound retries of one message carry one tag: the day of its Date, the next hop re-enveloped at end of DATA', async () => {
+  const s = await shielded();
+  try {
+    const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+    const msg = (n: number) => `From: bob@example.net\r\nTo: carol@far.example\r\nSubject: retry ${n}\r\nDate: ${rfc5322Date(twoDaysAgo)}\r\nMessage-ID: <retry@example.net>\r\n\r\nSame message.\r\n`;
+    for (const n of [1, 2]) {
+      const r = await swaks(s.g.port, ['--local-interface', OUTBOUND_CLIENT, '--from', 'bob@example.net', '--to', 'carol@far.example', '--data', '-'], msg(n));
+      assert.match(r.last, /^250 /, r.transcript);
+    }
+    await waitFor(() => s.g.sink!.envelopes().length === 2);
+    const tags = s.g.sink!.envelopes().map((m) => m.mailFrom);
+    assert.equal(tags[0], tags[1], 'both attempts carry the same tag');
+    assert.equal(parsePrvs(tags[0]!)!.day, (batvDay(twoDaysAgo) + 7) % 1000, 'the tag of the Date’s day');
+    assert.equal(verifyPrvs(tags[0]!, s.keys.current.ring, Date.now()).kind, 'valid');
+    assert.deepEqual(s.g.sink!.envelopes().map((m) => m.rcptTo), [['carol@far.example'], ['carol@far.example']]);
+  } finally {
+    await s.close();
+  }
 });
 
 describe('log-only and quarantine', () => {
