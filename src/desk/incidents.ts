@@ -300,7 +300,15 @@ export function deskHandlers(db: Db, config: Pick<Config, 'notify' | 'desk'>, de
       const found = await getIncident(db, incidentId);
       if (!found || found.incident.state === 'closed' || found.incident.state === 'evidence-hold') return;
       const { incident, evidence } = found;
-      const contact = incident.contact_snapshot as { name?: string; email?: string; language?: string; time_zone?: string };
+      let contact = incident.contact_snapshot as { name?: string; email?: string; language?: string; time_zone?: string };
+      if (!contact.email) {
+        // The customer was not known (or had no address) when the incident opened: look again, keep what we find.
+        const fresh = await contactSnapshot(db, incident.customer_id);
+        if (fresh.email) {
+          contact = fresh as typeof contact;
+          await db.updateTable('incidents').set({ contact_snapshot: JSON.stringify(fresh) }).where('id', '=', incidentId).execute();
+        }
+      }
       if (!contact.email) throw new Error(`incident ${incidentId}: the customer has no contact address`);
       const token = await issuePortalToken(db, incidentId, now, settings.tokenTtlMs);
       const base = (desk?.portal.baseUrl ?? 'http://127.0.0.1:8025').replace(/\/+$/, '');
