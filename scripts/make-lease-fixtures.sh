@@ -144,6 +144,65 @@ CONF
   cp "$d/dhcpd6.leases" "$OUT/isc-dhcpd6.leases"
 }
 
+kea() {
+  local d="$WORK/kea"
+  mkdir -p "$d"
+  topology
+  udhcpc_script
+  cat > "$d/kea-dhcp4.conf" <<CONF
+{ "Dhcp4": {
+    "interfaces-config": { "interfaces": [ "br0" ], "dhcp-socket-type": "raw" },
+    "lease-database": { "type": "memfile", "persist": true, "name": "$d/kea-leases4.csv", "lfc-interval": 0 },
+    "control-socket": { "socket-type": "unix", "socket-name": "$d/kea4.sock" },
+    "valid-lifetime": 600, "renew-timer": 300, "rebind-timer": 500,
+    "store-extended-info": true,
+    "subnet4": [ { "id": 1, "subnet": "10.77.0.0/24", "pools": [ { "pool": "10.77.0.100 - 10.77.0.150" } ] } ],
+    "loggers": [ { "name": "kea-dhcp4", "output_options": [ { "output": "$d/kea-dhcp4.log" } ], "severity": "INFO" } ]
+} }
+CONF
+  KEA_PIDFILE_DIR="$d" KEA_LOCKFILE_DIR="$d" ip netns exec bsl-srv kea-dhcp4 -c "$d/kea-dhcp4.conf" > "$d/kea-dhcp4.out" 2>&1 &
+  PIDS+=($!)
+  sleep 2
+  udhcpc_bg bsl-c1 -x hostname:alice-pc         # stays; renews below
+  # c2 sends option 82 (circuit-id "eth0/1/7"); with store-extended-info Kea
+  # keeps it in user_context (ISC / relay-agent-info)
+  udhcpc bsl-c2 -x 0x52:0108657468302f312f37    # takes an address and quits
+  udhcpc_bg bsl-c3 -x hostname:carol             # stays; releases below
+  sleep 2
+  kill -USR1 "$(cat "$WORK/udhcpc-bsl-c1.pid")"  # renewal: a new row, later expire
+  sleep 2
+  kill -USR2 "$(cat "$WORK/udhcpc-bsl-c3.pid")"  # release
+  sleep 1
+  kill "$(cat "$WORK/udhcpc-bsl-c1.pid")" "$(cat "$WORK/udhcpc-bsl-c3.pid")" 2>/dev/null || true
+  kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+  cp "$d/kea-leases4.csv" "$OUT/kea-leases4.csv"
+
+  cat > "$d/kea-dhcp6.conf" <<CONF
+{ "Dhcp6": {
+    "interfaces-config": { "interfaces": [ "br0" ] },
+    "server-id": { "type": "LLT", "persist": false },
+    "lease-database": { "type": "memfile", "persist": true, "name": "$d/kea-leases6.csv", "lfc-interval": 0 },
+    "preferred-lifetime": 375, "valid-lifetime": 600, "renew-timer": 300, "rebind-timer": 500,
+    "subnet6": [ { "id": 1, "subnet": "2001:db8:77::/64", "interface": "br0", "pools": [ { "pool": "2001:db8:77::100 - 2001:db8:77::1ff" } ] } ],
+    "loggers": [ { "name": "kea-dhcp6", "output_options": [ { "output": "$d/kea-dhcp6.log" } ], "severity": "INFO" } ]
+} }
+CONF
+  KEA_PIDFILE_DIR="$d" KEA_LOCKFILE_DIR="$d" ip netns exec bsl-srv kea-dhcp6 -c "$d/kea-dhcp6.conf" > "$d/kea-dhcp6.out" 2>&1 &
+  PIDS+=($!)
+  sleep 3
+  local i
+  for i in 1 2; do
+    ip netns exec "bsl-c$i" dhclient -6 -1 -v -sf /bin/true -lf "$d/dhclient6-$i.leases" -pf "$d/dhclient6-$i.pid" eth0 >> "$d/dhclient6.log" 2>&1 || true
+    sleep 1
+  done
+  sleep 2
+  ip netns exec bsl-c2 dhclient -6 -r -v -sf /bin/true -lf "$d/dhclient6-2.leases" -pf "$d/dhclient6-2.pid" eth0 >> "$d/dhclient6.log" 2>&1 || true
+  sleep 1
+  for i in 1 2; do [ -f "$d/dhclient6-$i.pid" ] && kill "$(cat "$d/dhclient6-$i.pid")" 2>/dev/null || true; done
+  kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+  cp "$d/kea-leases6.csv" "$OUT/kea-leases6.csv"
+}
+
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces, daemons)" >&2; exit 1; }
 for what in "${@:-isc kea radius}"; do
   for w in $what; do "$w"; done

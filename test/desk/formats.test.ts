@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import * as isc from '../../src/desk/formats/isc-dhcpd.ts';
+import * as kea from '../../src/desk/formats/kea-csv.ts';
 import { LeaseFileError } from '../../src/desk/formats/lease-file.ts';
 import type { LeaseRecord } from '../../src/desk/leases.ts';
 
@@ -209,5 +210,86 @@ ia-pd "\\001\\000\\000\\000\\000\\003\\000\\001\\000\\000^\\000S\\011" {
   it('random truncations and corruptions of the real files give records or a LeaseFileError, never another exception', () => {
     fuzz(isc.parse, fixture('isc-dhcpd.leases'));
     fuzz(isc.parse, fixture('isc-dhcpd6.leases'));
+  });
+});
+
+describe('kea-csv', () => {
+  it('reads kea-dhcp4 2.2 memfile rows: a renewal, option 82 kept in user_context, a release (deleted row)', () => {
+    assert.deepEqual(tuples(kea.parse(fixture('kea-leases4.csv'))), [
+      ['10.77.0.100', '2026-11-22T19:29:55.000Z', '2026-11-22T19:30:01.000Z', 'mac:52:54:00:0a:00:01'],
+      ['10.77.0.101', '2026-11-22T19:29:57.000Z', '2026-11-22T19:39:57.000Z', 'circuit-id:eth0/1/7'],
+      // released: Kea's deletion row (valid_lifetime 0) carries no release time, so the granted end stays
+      ['10.77.0.102', '2026-11-22T19:29:57.000Z', '2026-11-22T19:39:57.000Z', 'mac:52:54:00:0a:00:03'],
+      ['10.77.0.100', '2026-11-22T19:30:01.000Z', '2026-11-22T19:40:01.000Z', 'mac:52:54:00:0a:00:01'],
+    ]);
+  });
+
+  it('reads kea-dhcp6 rows by their own header (duid, lease_type, hwaddr …)', () => {
+    assert.deepEqual(tuples(kea.parse(fixture('kea-leases6.csv'))), [
+      ['2001:db8:77::100', '2026-11-22T19:30:09.000Z', '2026-11-22T19:40:09.000Z', 'mac:52:54:00:0a:00:01'],
+      ['2001:db8:77::101', '2026-11-22T19:30:11.000Z', '2026-11-22T19:40:11.000Z', 'mac:52:54:00:0a:00:02'],
+    ]);
+  });
+
+  const H4 = 'address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context,pool_id';
+  const H6 = 'address,duid,valid_lifetime,expire,subnet_id,pref_lifetime,lease_type,iaid,prefix_len,fqdn_fwd,fqdn_rev,hostname,hwaddr,state,user_context,hwtype,hwaddr_source,pool_id';
+  // Written from the Kea ARM (memfile lease file format), not by Kea here.
+  const manual = [
+    {
+      name: 'a later header with pool_id, expired-reclaimed ends the lease at its expire, declined holds nothing and ends the running one',
+      text: `${H4}
+192.0.2.1,00:00:5e:00:53:01,,3600,1767229200,1,0,0,host&#x2ca,0,,0
+192.0.2.1,00:00:5e:00:53:01,,3600,1767229200,1,0,0,,2,,0
+192.0.2.2,00:00:5e:00:53:02,,3600,1767229200,1,0,0,,0,,0
+192.0.2.2,,,86400,1767313800,1,0,0,,1,,0
+`,
+      want: [
+        ['192.0.2.1', '2026-01-01T00:00:00.000Z', '2026-01-01T01:00:00.000Z', 'mac:00:00:5e:00:53:01'],
+        ['192.0.2.2', '2026-01-01T00:00:00.000Z', '2026-01-01T00:30:00.000Z', 'mac:00:00:5e:00:53:02'],
+      ] as Expected[],
+    },
+    {
+      name: 'infinite lifetime, the later relay-agent-info object with &#x2c, an unprintable circuit-id as hex',
+      text: `${H4}
+192.0.2.3,00:00:5e:00:53:03,,4294967295,6062192895,1,0,0,,0,{ "ISC": { "relay-agent-info": { "sub-options": "0x0106706F72742D31020401020304"&#x2c "remote-id": "01020304" } } },0
+192.0.2.4,00:00:5e:00:53:04,,600,1767225600,1,0,0,,0,{ "ISC": { "relay-agent-info": "0x01030001FF" } },0
+`,
+      want: [
+        ['192.0.2.3', '2026-01-01T00:00:00.000Z', null, 'circuit-id:port-1'],
+        ['192.0.2.4', '2025-12-31T23:50:00.000Z', '2026-01-01T00:00:00.000Z', 'circuit-id:00:01:ff'],
+      ] as Expected[],
+    },
+    {
+      name: 'lease6: a delegated prefix is skipped, a row without hwaddr takes the MAC from a DUID-LL',
+      text: `${H6}
+2001:db8:1::,00:03:00:01:00:00:5e:00:53:09,3600,1767229200,1,1800,2,7,56,0,0,,,0,,0,0,0
+2001:db8::9,00:03:00:01:00:00:5e:00:53:09,3600,1767229200,1,1800,0,7,128,0,0,,,0,,0,0,0
+`,
+      want: [['2001:db8::9', '2026-01-01T00:00:00.000Z', '2026-01-01T01:00:00.000Z', 'mac:00:00:5e:00:53:09']] as Expected[],
+    },
+  ];
+  for (const c of manual) {
+    it(`(from the manual) ${c.name}`, () => assert.deepEqual(tuples(kea.parse(c.text)), c.want));
+  }
+
+  it('an empty file holds no leases', () => assert.deepEqual(kea.parse(''), []));
+
+  const malformed: [name: string, text: string, line: number, pattern: RegExp][] = [
+    ['rows without a header', '192.0.2.1,00:00:5e:00:53:01,,3600,1767229200,1,0,0,,0,', 1, /expected the header row/],
+    ['a header without expire', 'address,hwaddr,valid_lifetime\n', 1, /expected a header with the column expire/],
+    ['a short row', `${H4}\n192.0.2.1,00:00:5e:00:53:01,,3600\n`, 2, /expected 12 columns as in the header, found "4 columns"/],
+    ['a bad address', `${H4}\n\n192.0.2.256,00:00:5e:00:53:01,,3600,1767229200,1,0,0,,0,,0\n`, 3, /expected an IP address in column address, found "192\.0\.2\.256"/],
+    ['a negative lifetime', `${H4}\n192.0.2.1,00:00:5e:00:53:01,,-5,1767229200,1,0,0,,0,,0\n`, 2, /expected valid_lifetime as a whole number of seconds/],
+    ['an unknown state', `${H4}\n192.0.2.1,00:00:5e:00:53:01,,3600,1767229200,1,0,0,,3,,0\n`, 2, /expected state 0 \(default\), 1 \(declined\) or 2/],
+    ['a bad hwaddr', `${H4}\n192.0.2.1,00:00:5e:00:53,,3600,1767229200,1,0,0,,0,,0\n`, 2, /expected hwaddr as an Ethernet MAC/],
+    ['user_context that is not JSON', `${H4}\n192.0.2.1,00:00:5e:00:53:01,,3600,1767229200,1,0,0,,0,{ "ISC": ,0\n`, 2, /expected user_context as JSON/],
+  ];
+  for (const [name, text, line, pattern] of malformed) {
+    it(`refuses ${name} (line ${line})`, () => throwsAt(kea.parse, text, line, pattern));
+  }
+
+  it('random truncations and corruptions of the real files give records or a LeaseFileError, never another exception', () => {
+    fuzz(kea.parse, fixture('kea-leases4.csv'));
+    fuzz(kea.parse, fixture('kea-leases6.csv'));
   });
 });

@@ -32,7 +32,7 @@
  * Records whose end is not after their start held nothing and are left out.
  */
 import type { LeaseRecord } from '../leases.ts';
-import { checkedIp, checkedIpv6, checkedMac, epochSeconds, LeaseFileError, utcDateTime } from './lease-file.ts';
+import { agentIdValue, checkedIp, checkedIpv6, checkedMac, duidMacBytes, epochSeconds, LeaseFileError, utcDateTime } from './lease-file.ts';
 
 const FORMAT = 'isc-dhcpd';
 
@@ -182,19 +182,13 @@ function stateOf(s: Statement): State {
   return st as State;
 }
 
-/** A relay agent option value: a printable string as it is, anything else as colon-separated hex bytes. */
+/** A relay agent option value: a quoted string, or colon-separated hex bytes as dhcpd writes unprintable ones. */
 function agentValue(s: Statement): string {
   const t = s.tokens[2];
   if (!t || s.tokens.length !== 3) fail(s.line, `one value after ${words(s).slice(0, 2).join(' ')}`, words(s).join(' '));
-  if (t.kind === 'string') {
-    if (t.value !== '' && /^[\x20-\x7e]+$/.test(t.value) && t.value.trim() === t.value) return t.value;
-    return [...t.value].map((c) => c.charCodeAt(0).toString(16).padStart(2, '0')).join(':');
-  }
+  if (t.kind === 'string') return agentIdValue([...t.value].map((c) => c.charCodeAt(0)));
   if (!/^[0-9a-fA-F]{1,2}(:[0-9a-fA-F]{1,2})*$/.test(t.value)) fail(s.line, 'a quoted string or colon-separated hex bytes', t.value);
-  return t.value
-    .split(':')
-    .map((b) => b.toLowerCase().padStart(2, '0'))
-    .join(':');
+  return agentIdValue(t.value.split(':').map((b) => parseInt(b, 16)));
 }
 
 interface Entry {
@@ -236,15 +230,9 @@ function v4Lease(s: Statement): Entry {
   return { ip, state, starts, ends, cltt, line: circuit ? { kind: 'circuit-id', value: circuit } : mac ? { kind: 'mac', value: mac } : null, endsAt: ends ?? null };
 }
 
-/** The MAC in a DHCPv6 client's DUID (DUID-LLT type 1 or DUID-LL type 3 with hardware type 1), after the 4-byte IAID. */
+/** The MAC in a DHCPv6 client's DUID, which follows the 4-byte IAID in the IA's id. */
 function duidMac(ia: string): string | null {
-  const b = [...ia].map((c) => c.charCodeAt(0));
-  const duid = b.slice(4);
-  const type = (duid[0]! << 8) | duid[1]!;
-  const hw = (duid[2]! << 8) | duid[3]!;
-  const addr = type === 1 ? duid.slice(8) : type === 3 ? duid.slice(4) : [];
-  if (hw !== 1 || addr.length !== 6) return null;
-  return addr.map((x) => x.toString(16).padStart(2, '0')).join(':');
+  return duidMacBytes([...ia].map((c) => c.charCodeAt(0)).slice(4));
 }
 
 function v6Entries(s: Statement): Entry[] {

@@ -59,3 +59,20 @@ export function utcDateTime(date: string, time: string): Date | null {
   if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || h > 23 || mi > 59 || s > 59) return null;
   return back;
 }
+
+/** A relay agent identifier (circuit-id) as a line value: printable ASCII as it is, anything else as colon-separated hex bytes. */
+export function agentIdValue(bytes: number[]): string {
+  const text = String.fromCharCode(...bytes);
+  if (bytes.length > 0 && /^[\x21-\x7e][\x20-\x7e]*$/.test(text) && text.trim() === text) return text;
+  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/** The MAC inside a DHCPv6 DUID (DUID-LLT type 1 or DUID-LL type 3 of hardware type 1, Ethernet), else null. */
+export function duidMacBytes(duid: number[]): string | null {
+  if (duid.length < 4) return null;
+  const type = (duid[0]! << 8) | duid[1]!;
+  const hw = (duid[2]! << 8) | duid[3]!;
+  const addr = type === 1 ? duid.slice(8) : type === 3 ? duid.slice(4) : [];
+  if (hw !== 1 || addr.length !== 6) return null;
+  return addr.map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
