@@ -203,6 +203,39 @@ CONF
   cp "$d/kea-leases6.csv" "$OUT/kea-leases6.csv"
 }
 
+# FreeRADIUS with Debian's default configuration, copied so that logdir and
+# radacctdir point into $WORK and it keeps running as root; it listens on
+# 127.0.0.1 (and ::1) only, ports 1812/1813. TZ=UTC (as on most servers).
+radius() {
+  local d="$WORK/radius"
+  mkdir -p "$d/log"
+  cp -a /etc/freeradius/3.0 "$d/raddb"
+  sed -i -E -e "s|^logdir = .*|logdir = $d/log|" -e 's/^(\s*)(user|group) = freerad/\1#\2 = freerad/' "$d/raddb/radiusd.conf"
+  # the default site's listeners, on loopback only (auth 1812, acct 1813)
+  sed -i -E -e 's/^(\s*)ipaddr = \*/\1ipaddr = 127.0.0.1/' -e 's/^(\s*)ipv6addr = ::$/\1ipv6addr = ::1/' "$d/raddb/sites-available/default"
+  TZ=UTC freeradius -X -d "$d/raddb" > "$d/freeradius.log" 2>&1 &
+  PIDS+=($!)
+  local i
+  for i in $(seq 1 50); do grep -q "Ready to process requests" "$d/freeradius.log" && break; sleep 0.2; done
+  grep -q "Ready to process requests" "$d/freeradius.log" || { tail -30 "$d/freeradius.log" >&2; return 1; }
+  acct() { echo "$1" | radclient -x -r 1 -t 3 127.0.0.1:1813 acct testing123 >> "$d/radclient.log" 2>&1; sleep "${2:-1}"; }
+  local nas='NAS-IP-Address = 192.0.2.254, NAS-Port-Type = Ethernet'
+  local now
+  now=$(date +%s)
+  # alice: Start (with the NAS's Event-Timestamp), Interim-Update, Stop
+  acct "Acct-Status-Type = Start, User-Name = \"alice@isp.example\", Framed-IP-Address = 10.0.0.5, Calling-Station-Id = \"52-54-00-0A-00-01\", Acct-Session-Id = \"sess-a1\", Event-Timestamp = $now, $nas, NAS-Port = 1"
+  # bob: Start that reached us after 5 s of retries (Acct-Delay-Time), never stopped
+  acct "Acct-Status-Type = Start, User-Name = \"bob\", Framed-IP-Address = 10.0.0.6, Acct-Session-Id = \"sess-b1\", Acct-Delay-Time = 5, $nas, NAS-Port = 2"
+  acct "Acct-Status-Type = Interim-Update, User-Name = \"alice@isp.example\", Framed-IP-Address = 10.0.0.5, Calling-Station-Id = \"52-54-00-0A-00-01\", Acct-Session-Id = \"sess-a1\", Acct-Session-Time = 3, Acct-Input-Octets = 1200, Acct-Output-Octets = 3400, $nas, NAS-Port = 1"
+  acct "Acct-Status-Type = Stop, User-Name = \"alice@isp.example\", Framed-IP-Address = 10.0.0.5, Calling-Station-Id = \"52-54-00-0A-00-01\", Acct-Session-Id = \"sess-a1\", Acct-Session-Time = 4, Acct-Terminate-Cause = User-Request, $nas, NAS-Port = 1"
+  # carol: a Stop whose Start we never saw (start from Acct-Session-Time); dual stack with a delegated prefix
+  acct "Acct-Status-Type = Stop, User-Name = \"carol\", Framed-IP-Address = 10.0.0.7, Framed-IPv6-Prefix = 2001:db8:7::/64, Delegated-IPv6-Prefix = 2001:db8:700::/56, Acct-Session-Id = \"sess-c0\", Acct-Session-Time = 3600, Acct-Terminate-Cause = Lost-Carrier, $nas, NAS-Port = 3"
+  # dave: Start on bob's address — closes bob's session there; an IPv6 address too
+  acct "Acct-Status-Type = Start, User-Name = \"dave\", Framed-IP-Address = 10.0.0.6, Framed-IPv6-Address = 2001:db8:6::6, Acct-Session-Id = \"sess-d1\", $nas, NAS-Port = 2"
+  kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+  cat "$d"/log/radacct/127.0.0.1/detail-* > "$OUT/radius-detail"
+}
+
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces, daemons)" >&2; exit 1; }
 for what in "${@:-isc kea radius}"; do
   for w in $what; do "$w"; done

@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import * as isc from '../../src/desk/formats/isc-dhcpd.ts';
 import * as kea from '../../src/desk/formats/kea-csv.ts';
+import * as radius from '../../src/desk/formats/radius-detail.ts';
 import { LeaseFileError } from '../../src/desk/formats/lease-file.ts';
 import type { LeaseRecord } from '../../src/desk/leases.ts';
 
@@ -291,5 +292,76 @@ describe('kea-csv', () => {
   it('random truncations and corruptions of the real files give records or a LeaseFileError, never another exception', () => {
     fuzz(kea.parse, fixture('kea-leases4.csv'));
     fuzz(kea.parse, fixture('kea-leases6.csv'));
+  });
+});
+
+describe('radius-detail', () => {
+  it('reads the detail file freeradius wrote for radclient: Start/Interim/Stop, Acct-Delay-Time, a Stop without Start, a lost Stop', () => {
+    assert.deepEqual(tuples(radius.parse(fixture('radius-detail'))), [
+      ['10.0.0.5', '2026-11-22T19:36:40.000Z', '2026-11-22T19:36:43.000Z', 'radius-user:alice@isp.example'],
+      // bob's Start arrived at 19:36:41 after 5 s of retries; no Stop: dave's Start on 10.0.0.6 ends it
+      ['10.0.0.6', '2026-11-22T19:36:36.000Z', '2026-11-22T19:36:46.000Z', 'radius-user:bob'],
+      // carol: only the Stop (Acct-Session-Time 3600); her /64 and /56 prefixes are not single addresses
+      ['10.0.0.7', '2026-11-22T18:36:44.000Z', '2026-11-22T19:36:44.000Z', 'radius-user:carol'],
+      ['10.0.0.6', '2026-11-22T19:36:46.000Z', null, 'radius-user:dave'],
+      ['2001:db8:6::6', '2026-11-22T19:36:46.000Z', null, 'radius-user:dave'],
+    ]);
+  });
+
+  const rec = (date: string, attrs: string[]) => `${date}\n${attrs.map((a) => `\t${a}`).join('\n')}\n\n`;
+  // Written from the FreeRADIUS detail module and RFC 2866/2869, not by freeradius here.
+  const manual = [
+    {
+      name: 'Acct-Delay-Time subtracted from Timestamp when there is no Event-Timestamp; an Event-Timestamp as epoch; a NAS reboot (Accounting-On) ends its open sessions',
+      text:
+        rec('Thu Jan  1 10:00:09 2026', ['Acct-Status-Type = Start', 'User-Name = "u1"', 'Framed-IP-Address = 192.0.2.1', 'Acct-Session-Id = "1"', 'NAS-IP-Address = 192.0.2.250', 'Acct-Delay-Time = 9', 'Timestamp = 1767261609']) +
+        rec('Thu Jan  1 10:05:00 2026', ['Acct-Status-Type = Start', 'User-Name = "u2"', 'Framed-IP-Address = 192.0.2.2', 'Acct-Session-Id = "2"', 'NAS-IP-Address = 192.0.2.251', 'Event-Timestamp = 1767261900', 'Timestamp = 1767261901']) +
+        rec('Thu Jan  1 11:00:00 2026', ['Acct-Status-Type = Accounting-On', 'NAS-IP-Address = 192.0.2.250', 'Timestamp = 1767265200']),
+      want: [
+        ['192.0.2.1', '2026-01-01T10:00:00.000Z', '2026-01-01T11:00:00.000Z', 'radius-user:u1'],
+        ['192.0.2.2', '2026-01-01T10:05:00.000Z', null, 'radius-user:u2'],
+      ] as Expected[],
+    },
+    {
+      name: 'an Event-Timestamp in CET is ambiguous (arrival time used), "+0100" is not; no User-Name: the MAC in Calling-Station-Id; a /128 prefix; an Interim-Update opens a session at time − session time',
+      text:
+        rec('Thu Jan  1 11:00:02 2026', ['Acct-Status-Type = Start', 'Calling-Station-Id = "00-00-5E-00-53-01"', 'Framed-IP-Address = 192.0.2.3', 'Acct-Session-Id = "3"', 'Event-Timestamp = "Jan  1 2026 11:00:00 CET"', 'Timestamp = 1767265202']) +
+        rec('Thu Jan  1 11:00:02 2026', ['Acct-Status-Type = Start', 'User-Name = "Bob \\"the\\" \\\\ x"', 'Delegated-IPv6-Prefix = 2001:db8::4/128', 'Acct-Session-Id = "4"', 'Event-Timestamp = "Jan  1 2026 11:00:00 +0100"', 'Timestamp = 1767265202']) +
+        rec('Thu Jan  1 12:00:00 2026', ['Acct-Status-Type = Interim-Update', 'User-Name = "u5"', 'Framed-IP-Address = 192.0.2.5', 'Acct-Session-Id = "5"', 'Acct-Session-Time = 600', 'Timestamp = 1767268800']),
+      want: [
+        ['192.0.2.3', '2026-01-01T11:00:02.000Z', null, 'mac:00:00:5e:00:53:01'],
+        ['2001:db8::4', '2026-01-01T10:00:00.000Z', null, 'radius-user:Bob "the" \\ x'],
+        ['192.0.2.5', '2026-01-01T11:50:00.000Z', null, 'radius-user:u5'],
+      ] as Expected[],
+    },
+  ];
+  for (const c of manual) {
+    it(`(from the manual) ${c.name}`, () => assert.deepEqual(tuples(radius.parse(c.text)), c.want));
+  }
+
+  it('authentication records and other packet types give no leases', () => {
+    const text = rec('Thu Jan  1 10:00:00 2026', ['User-Name = "x"', 'Framed-IP-Address = 192.0.2.9', 'Timestamp = 1767261600']) + rec('Thu Jan  1 10:00:00 2026', ['Acct-Status-Type = Failed', 'Timestamp = 1767261600']);
+    assert.deepEqual(radius.parse(text), []);
+  });
+
+  const D = 'Thu Jan  1 10:00:00 2026';
+  const malformed: [name: string, text: string, line: number, pattern: RegExp][] = [
+    ['attributes without a date line', '\tAcct-Status-Type = Start\n', 1, /expected a date line before the attributes/],
+    ['a bad date line', '2026-01-01 10:00:00\n\tAcct-Status-Type = Start\n', 1, /expected a date line starting a record/],
+    ['a line that is not Attr = value', `${D}\n\tAcct-Status-Type = Start\n\tgarbage\n`, 3, /expected an "Attribute = value" line, found "garbage"/],
+    ['an unterminated string', `${D}\n\tAcct-Status-Type = Start\n\tUser-Name = "alice\n`, 3, /expected a closing " at the end of the value/],
+    ['a packet without any time', `\n${D}\n\tAcct-Status-Type = Start\n\tFramed-IP-Address = 192.0.2.1\n`, 2, /expected a Timestamp = EPOCH \(or Event-Timestamp\) attribute/],
+    ['an IPv6 address in Framed-IP-Address', `${D}\n\tAcct-Status-Type = Start\n\tFramed-IP-Address = 2001:db8::1\n\tTimestamp = 1767261600\n`, 3, /expected an IPv4 address in Framed-IP-Address/],
+    ['a bad Acct-Delay-Time', `${D}\n\tAcct-Status-Type = Start\n\tAcct-Delay-Time = -3\n\tTimestamp = 1767261600\n`, 3, /expected Acct-Delay-Time as a whole number of seconds/],
+    ['a bad Event-Timestamp', `${D}\n\tAcct-Status-Type = Start\n\tEvent-Timestamp = "yesterday"\n`, 3, /expected Event-Timestamp as epoch seconds/],
+    ['a bad delegated prefix', `${D}\n\tAcct-Status-Type = Start\n\tDelegated-IPv6-Prefix = 2001:db8::/129\n\tTimestamp = 1767261600\n`, 3, /expected an IPv6 prefix in Delegated-IPv6-Prefix/],
+    ['a User-Name with a control character', `${D}\n\tAcct-Status-Type = Start\n\tUser-Name = "a\\001b"\n\tTimestamp = 1767261600\n`, 3, /expected a User-Name of printable characters/],
+  ];
+  for (const [name, text, line, pattern] of malformed) {
+    it(`refuses ${name} (line ${line})`, () => throwsAt(radius.parse, text, line, pattern));
+  }
+
+  it('random truncations and corruptions of the real file give records or a LeaseFileError, never another exception', () => {
+    fuzz(radius.parse, fixture('radius-detail'));
   });
 });
