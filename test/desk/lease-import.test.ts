@@ -3,10 +3,15 @@
  * and FreeRADIUS) parsed by their format modules and merged into the store
  * on PGlite and PostgreSQL: each file read twice — the second read adds and
  * closes nothing — and attribute() names the customer whose line held the
- * address at a time inside its lease (and nobody after a release).
+ * address at a time inside its lease (and nobody after a release). Last,
+ * the same through `backstop leases import --format …` and `backstop
+ * attribute`, with a broken file refused by line.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { attribute } from '../../src/desk/attribute.ts';
 import { importCustomers } from '../../src/desk/customers.ts';
@@ -123,3 +128,35 @@ for (const kind of STORE_KINDS) {
     });
   });
 }
+
+test('backstop leases import --format isc-dhcpd|kea-csv|radius-detail and attribute from the command line', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'backstop-leasefile-cli-'));
+  try {
+    const config = join(dir, 'backstop.yaml');
+    writeFileSync(config, `store: "pglite:${join(dir, 'db')}"\ndomains: [example.net]\n`);
+    writeFileSync(join(dir, 'customers.csv'), CUSTOMERS);
+    const BIN = new URL('../../bin/backstop.js', import.meta.url).pathname;
+    const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args, '--config', config], { encoding: 'utf8' });
+    assert.equal(run('customers', 'import', join(dir, 'customers.csv')).status, 0);
+    const fx = (name: string) => new URL(`./fixtures/leases/${name}`, import.meta.url).pathname;
+    for (const [format, name, n] of [['isc-dhcpd', 'isc-dhcpd.leases', 4], ['kea-csv', 'kea-leases4.csv', 4], ['radius-detail', 'radius-detail', 5]] as const) {
+      let r = run('leases', 'import', '--format', format, fx(name));
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`^${n} read, ${n} added, 0 unchanged, 0 closed`));
+      r = run('leases', 'import', '--format', format, fx(name));
+      assert.match(r.stdout, new RegExp(`^${n} read, 0 added, ${n} unchanged, 0 closed`));
+    }
+    let r = run('attribute', '10.77.0.101', '2026-11-22T19:20:00Z');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.split('\n')[0], 'c-2');
+    r = run('attribute', '10.0.0.6', '2026-11-22T19:36:50Z');
+    assert.equal(r.stdout.split('\n')[0], 'r-dave');
+    const broken = join(dir, 'broken.leases');
+    writeFileSync(broken, fixture('isc-dhcpd.leases').replace('hardware ethernet 52:54:00:0a:00:03;', 'hardware ethernet 52:54:00:0a:00;'));
+    r = run('leases', 'import', '--format', 'isc-dhcpd', broken);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /isc-dhcpd: line 40: expected an Ethernet MAC address \(52:54:00:0a:00:01\), found "52:54:00:0a:00"/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
