@@ -52,105 +52,118 @@ function fail(line: number, expected: string, found?: string): never {
   throw new LeaseFileError(FORMAT, line, expected, found);
 }
 
-function tokenize(text: string): Token[] {
-  const out: Token[] = [];
-  let line = 1;
-  let i = 0;
-  const n = text.length;
-  while (i < n) {
-    const c = text[i]!;
-    if (c === '\n') {
-      line++;
-      i++;
-    } else if (c === ' ' || c === '\t' || c === '\r' || c === '\f' || c === '\v') i++;
-    else if (c === '#') {
-      while (i < n && text[i] !== '\n') i++;
-    } else if (c === '{' || c === '}' || c === ';' || c === '=' || c === ',') {
-      out.push({ kind: 'punct', value: c, line });
-      i++;
-    } else if (c === '"') {
-      const start = line;
-      let v = '';
-      i++;
-      for (;;) {
-        if (i >= n) fail(start, 'a closing " for the string that starts here');
-        const d = text[i]!;
-        if (d === '"') {
-          i++;
-          break;
-        }
-        if (d === '\n') line++;
-        if (d !== '\\') {
-          v += d;
-          i++;
-          continue;
-        }
-        const e = text[i + 1];
-        if (e === undefined) fail(start, 'a closing " for the string that starts here');
-        const oct = /^[0-7]{3}/.exec(text.slice(i + 1, i + 4));
-        const hex = /^x([0-9a-fA-F]{1,2})/.exec(text.slice(i + 1, i + 4));
-        if (oct) {
-          v += String.fromCharCode(parseInt(oct[0], 8) & 0xff);
-          i += 4;
-        } else if (hex) {
-          v += String.fromCharCode(parseInt(hex[1]!, 16));
-          i += 1 + hex[0].length;
-        } else {
-          v += e === 'n' ? '\n' : e === 't' ? '\t' : e === 'r' ? '\r' : e === 'b' ? '\b' : e;
-          if (e === '\n') line++;
-          i += 2;
-        }
+function unescape(body: string): string {
+  return body.replace(/\\([0-7]{3}|x[0-9a-fA-F]{1,2}|[^])/g, (_, e: string) => {
+    if (/^[0-7]{3}$/.test(e)) return String.fromCharCode(parseInt(e, 8) & 0xff);
+    if (e.length > 1 && e[0] === 'x') return String.fromCharCode(parseInt(e.slice(1), 16));
+    return e === 'n' ? '\n' : e === 't' ? '\t' : e === 'r' ? '\r' : e === 'b' ? '\b' : e;
+  });
+}
+
+// Character classes for the scanner: 1 blank, 2 newline, 3 comment, 4 punctuation, 5 quote; 0 part of a word.
+const CLASS = new Uint8Array(128);
+for (const c of ' \t\r\f\v') CLASS[c.charCodeAt(0)] = 1;
+CLASS[10] = 2;
+CLASS['#'.charCodeAt(0)] = 3;
+for (const c of '{};=,') CLASS[c.charCodeAt(0)] = 4;
+CLASS['"'.charCodeAt(0)] = 5;
+const classOf = (code: number) => (code < 128 ? CLASS[code]! : 0);
+
+/** Tokens one at a time (a big lease file is never held as one token array). */
+class Lexer {
+  private pos = 0;
+  private line = 1;
+  lastLine = 1;
+  constructor(private readonly text: string) {}
+
+  next(): Token | null {
+    const text = this.text;
+    const n = text.length;
+    while (this.pos < n) {
+      const k = classOf(text.charCodeAt(this.pos));
+      if (k === 1) {
+        this.pos++;
+        continue;
       }
-      out.push({ kind: 'string', value: v, line: start });
-    } else {
-      let j = i;
-      while (j < n && !/[\s{};=,"#]/.test(text[j]!)) j++;
-      out.push({ kind: 'word', value: text.slice(i, j), line });
-      i = j;
+      if (k === 2) {
+        this.line++;
+        this.pos++;
+        continue;
+      }
+      if (k === 3) {
+        const eol = text.indexOf('\n', this.pos);
+        this.pos = eol < 0 ? n : eol;
+        continue;
+      }
+      const line = this.line;
+      this.lastLine = line;
+      if (k === 4) return { kind: 'punct', value: text[this.pos++]!, line };
+      if (k === 5) {
+        let i = this.pos + 1;
+        let escaped = false;
+        for (;;) {
+          if (i >= n) fail(line, 'a closing " for the string that starts here');
+          const c = text.charCodeAt(i);
+          if (c === 34) break;
+          if (c === 92) {
+            escaped = true;
+            if (text.charCodeAt(i + 1) === 10) this.line++;
+            i += 2;
+            continue;
+          }
+          if (c === 10) this.line++;
+          i++;
+        }
+        const body = text.slice(this.pos + 1, i);
+        this.pos = i + 1;
+        return { kind: 'string', value: escaped ? unescape(body) : body, line };
+      }
+      let j = this.pos + 1;
+      while (j < n && classOf(text.charCodeAt(j)) === 0) j++;
+      const value = text.slice(this.pos, j);
+      this.pos = j;
+      return { kind: 'word', value, line };
     }
+    return null;
   }
-  return out;
 }
 
 const KEYWORDS = new Set(
   'lease ia-na ia-ta ia-pd iaaddr iaprefix starts ends tstp tsfp atsfp cltt binding next rewind hardware uid client-hostname set option on abandoned preferred-life max-life server-duid failover authoring-byte-order'.split(' '),
 );
 
-/** Statements `tok… ;` and `tok… { statements }`, nested. */
-function parseStatements(tokens: Token[]): Statement[] {
-  let pos = 0;
-  const block = (openLine: number | null): Statement[] => {
-    const list: Statement[] = [];
-    let cur: Token[] = [];
-    for (;;) {
-      const t = tokens[pos];
-      if (!t) {
-        if (openLine !== null) fail(tokens[tokens.length - 1]?.line ?? openLine, `"}" to close the block opened at line ${openLine}`, 'the end of the file');
-        if (cur.length) fail(cur[cur.length - 1]!.line, `";" after "${cur.map((x) => x.value).join(' ').slice(0, 60)}"`, 'the end of the file');
-        return list;
-      }
-      pos++;
-      if (t.kind === 'punct' && t.value === ';') {
-        if (cur.length) list.push({ tokens: cur, block: null, line: cur[0]!.line });
-        cur = [];
-      } else if (t.kind === 'punct' && t.value === '{') {
-        const inner = block(t.line);
-        list.push({ tokens: cur, block: inner, line: cur[0]?.line ?? t.line });
-        cur = [];
-      } else if (t.kind === 'punct' && t.value === '}') {
-        if (openLine === null) fail(t.line, 'a statement (no block is open here)', '}');
-        if (cur.length) fail(t.line, `";" after "${cur.map((x) => x.value).join(' ').slice(0, 60)}"`, '}');
-        return list;
-      } else {
-        // dhcpd writes one statement a line: a keyword opening a new line
-        // while the previous statement is unfinished means a lost ";".
-        const last = cur[cur.length - 1];
-        if (last && t.kind === 'word' && t.line > last.line && KEYWORDS.has(t.value)) fail(last.line, `";" at the end of the line after "${cur.map((x) => x.value).join(' ').slice(0, 60)}"`, t.value);
-        cur.push(t);
-      }
+/**
+ * The next statement `tok… ;` or `tok… { statements }` (blocks nested) at
+ * the level whose block opened at `openLine` (null: the top level); null at
+ * the end of that block or of the file.
+ */
+function nextStatement(lx: Lexer, openLine: number | null): Statement | null {
+  let cur: Token[] = [];
+  for (;;) {
+    const t = lx.next();
+    if (!t) {
+      if (openLine !== null) fail(lx.lastLine, `"}" to close the block opened at line ${openLine}`, 'the end of the file');
+      if (cur.length) fail(cur[cur.length - 1]!.line, `";" after "${cur.map((x) => x.value).join(' ').slice(0, 60)}"`, 'the end of the file');
+      return null;
     }
-  };
-  return block(null);
+    if (t.kind === 'punct' && t.value === ';') {
+      if (cur.length) return { tokens: cur, block: null, line: cur[0]!.line };
+    } else if (t.kind === 'punct' && t.value === '{') {
+      const inner: Statement[] = [];
+      for (let st = nextStatement(lx, t.line); st; st = nextStatement(lx, t.line)) inner.push(st);
+      return { tokens: cur, block: inner, line: cur[0]?.line ?? t.line };
+    } else if (t.kind === 'punct' && t.value === '}') {
+      if (openLine === null) fail(t.line, 'a statement (no block is open here)', '}');
+      if (cur.length) fail(t.line, `";" after "${cur.map((x) => x.value).join(' ').slice(0, 60)}"`, '}');
+      return null;
+    } else {
+      // dhcpd writes one statement a line: a keyword opening a new line
+      // while the previous statement is unfinished means a lost ";".
+      const last = cur[cur.length - 1];
+      if (last && t.kind === 'word' && t.line > last.line && KEYWORDS.has(t.value)) fail(last.line, `";" at the end of the line after "${cur.map((x) => x.value).join(' ').slice(0, 60)}"`, t.value);
+      cur.push(t);
+    }
+  }
 }
 
 const words = (s: Statement): string[] => s.tokens.map((t) => t.value);
@@ -277,7 +290,8 @@ const WAS_HELD: ReadonlySet<State> = new Set(['free', 'released', 'expired']);
 
 export function parse(text: string): LeaseRecord[] {
   const entries: { entry: Entry; line: number }[] = [];
-  for (const s of parseStatements(tokenize(text))) {
+  const lx = new Lexer(text);
+  for (let s = nextStatement(lx, null); s; s = nextStatement(lx, null)) {
     const k = s.tokens[0]?.value ?? '';
     if (IGNORED.has(k)) continue;
     if (k === 'lease' && s.block) entries.push({ entry: v4Lease(s), line: s.line });

@@ -6,8 +6,10 @@
  * columns, and versions differ (2.2 writes no pool_id; lease6 files have
  * duid, lease_type, iaid, prefix_len, hwaddr …), so columns are found by
  * name: address, valid_lifetime and expire are required, the rest optional.
- * Kea does not quote: commas inside hostname and user_context are written as
- * "&#x2c", so csv-parse runs with quoting off. Per row:
+ * Kea does not quote: its CSVFile splits every line at every comma, and
+ * commas inside hostname and user_context are written as "&#x2c" — so the
+ * lines are split the same way here (csv-parse with quoting off did the
+ * same at a fifth of the speed; the import aims at ≥ 50,000 rows/s). Per row:
  *   - start = expire − valid_lifetime (the client's last transaction), end =
  *     expire, or none when valid_lifetime is 0xffffffff (infinite);
  *   - per address, a row with the start of the running lease is the same
@@ -31,7 +33,6 @@
  * A repeated header row (files concatenated) starts a new column map. Any
  * malformed row is a LeaseFileError with its line, column and expectation.
  */
-import { parse as parseCsv } from 'csv-parse/sync';
 import type { LeaseRecord } from '../leases.ts';
 import { agentIdValue, checkedIp, checkedMac, duidMacBytes, LeaseFileError } from './lease-file.ts';
 
@@ -82,19 +83,18 @@ function unsigned(v: string | undefined, line: number, column: string, max: numb
 }
 
 export function parse(text: string): LeaseRecord[] {
-  let rows: { record: string[]; info: { lines: number } }[];
-  try {
-    rows = parseCsv(text, { quote: false, relax_column_count: true, skip_empty_lines: true, bom: true, info: true, trim: false }) as unknown as typeof rows;
-  } catch (err) {
-    const e = err as Error & { lines?: number };
-    fail(e.lines ?? 1, 'Kea lease CSV', e.message);
-  }
+  const lines = text.replace(/^\ufeff/, '').split('\n');
   let cols: Map<string, number> | null = null;
   let width = 0;
   const records: LeaseRecord[] = [];
   const current = new Map<string, LeaseRecord>();
-  for (const { record, info } of rows) {
-    const line = info.lines;
+  for (let idx = 0; idx < lines.length; idx++) {
+    const raw = lines[idx]!;
+    const line = idx + 1;
+    const text1 = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    if (text1.trim() === '') continue;
+    // Kea's CSVFile: no quoting, every comma separates (commas in values are written as &#x2c).
+    const record = text1.split(',');
     if (record[0]?.trim() === 'address') {
       cols = new Map(record.map((c, i) => [c.trim(), i]));
       width = record.length;

@@ -22,8 +22,13 @@ export class LeaseFileError extends Error {
   }
 }
 
+const DOTTED_QUAD = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/;
+
 /** The canonical spelling of an IP address (four-part IPv4 or IPv6), or null. */
 export function checkedIp(text: string): string | null {
+  // Fast path for the common case, a plain dotted quad without leading zeros: already canonical.
+  const m = DOTTED_QUAD.exec(text);
+  if (m && m.slice(1).every((p) => Number(p) <= 255)) return text;
   try {
     return canonicalIp(text);
   } catch {
@@ -47,16 +52,33 @@ export function epochSeconds(text: string): Date | null {
   return Number.isNaN(d.getTime()) ? null : d;
 }
 
-/** YYYY/MM/DD HH:MM:SS (or with '-' between the date parts) taken as UTC; null when not a real time. */
+const digits = (s: string, from: number, to: number): number => {
+  let v = 0;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v;
+};
+
+/** YYYY/MM/DD HH:MM:SS (or with '-' between the date parts, one-digit month, day, hour allowed) taken as UTC; null when not a real time. */
 export function utcDateTime(date: string, time: string): Date | null {
-  const dm = /^(\d{4})[/-](\d{1,2})[/-](\d{1,2})$/.exec(date);
-  const tm = /^(\d{1,2}):(\d{2}):(\d{2})$/.exec(time);
-  if (!dm || !tm) return null;
-  const [y, mo, d, h, mi, s] = [dm[1], dm[2], dm[3], tm[1], tm[2], tm[3]].map(Number) as [number, number, number, number, number, number];
-  const t = Date.UTC(y, mo - 1, d, h, mi, s);
-  const back = new Date(t);
+  let y: number, mo: number, d: number, h: number, mi: number, s: number;
+  // The form dhcpd writes, without a regular expression: it is parsed three times a lease.
+  if (date.length === 10 && time.length === 8 && (date[4] === '/' || date[4] === '-') && date[7] === date[4] && time[2] === ':' && time[5] === ':') {
+    [y, mo, d, h, mi, s] = [digits(date, 0, 4), digits(date, 5, 7), digits(date, 8, 10), digits(time, 0, 2), digits(time, 3, 5), digits(time, 6, 8)];
+    if (y < 0 || mo < 0 || d < 0 || h < 0 || mi < 0 || s < 0) return null;
+  } else {
+    const dm = /^(\d{4})[/-](\d{1,2})[/-](\d{1,2})$/.exec(date);
+    const tm = /^(\d{1,2}):(\d{2}):(\d{2})$/.exec(time);
+    if (!dm || !tm) return null;
+    [y, mo, d, h, mi, s] = [dm[1], dm[2], dm[3], tm[1], tm[2], tm[3]].map(Number) as [number, number, number, number, number, number];
+  }
+  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || s > 59) return null;
+  const back = new Date(Date.UTC(y, mo - 1, d, h, mi, s));
   // Date.UTC rolls 2026/02/31 over into March; a lease file never means that.
-  if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || h > 23 || mi > 59 || s > 59) return null;
+  if (back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d) return null;
   return back;
 }
 
