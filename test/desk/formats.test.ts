@@ -275,6 +275,17 @@ describe('kea-csv', () => {
 
   it('an empty file holds no leases', () => assert.deepEqual(kea.parse(''), []));
 
+  it('a last row still being written (no newline yet) is left for the next read, even cut inside a number', () => {
+    const full = fixture('kea-leases4.csv');
+    const lastRow = full.lastIndexOf('10.77.0.100,');
+    // The renewal row cut inside its expire: as if it read 1795376 s after the epoch.
+    const cut = full.slice(0, full.indexOf(',600,', lastRow) + ',600,1795376'.length) + full.slice(full.indexOf(',1,0,0,', lastRow)).replace(/\n[^]*$/, '');
+    assert.ok(!cut.endsWith('\n'));
+    const before = tuples(kea.parse(full.slice(0, lastRow)));
+    assert.deepEqual(tuples(kea.parse(cut)), before);
+    assert.equal(tuples(kea.parse(full)).length, before.length + 1);
+  });
+
   const malformed: [name: string, text: string, line: number, pattern: RegExp][] = [
     ['rows without a header', '192.0.2.1,00:00:5e:00:53:01,,3600,1767229200,1,0,0,,0,', 1, /expected the header row/],
     ['a header without expire', 'address,hwaddr,valid_lifetime\n', 1, /expected a header with the column expire/],
@@ -358,8 +369,19 @@ describe('radius-detail', () => {
     ['a User-Name with a control character', `${D}\n\tAcct-Status-Type = Start\n\tUser-Name = "a\\001b"\n\tTimestamp = 1767261600\n`, 3, /expected a User-Name of printable characters/],
   ];
   for (const [name, text, line, pattern] of malformed) {
-    it(`refuses ${name} (line ${line})`, () => throwsAt(radius.parse, text, line, pattern));
+    // Each ends with the blank line that completes a record (an unfinished last record is left for later).
+    it(`refuses ${name} (line ${line})`, () => throwsAt(radius.parse, `${text}\n`, line, pattern));
   }
+
+  it('a last record still being written (no blank line yet) is left for the next read, even cut inside a number', () => {
+    const full = fixture('radius-detail');
+    const cut = full.slice(0, full.lastIndexOf('Timestamp = 17953') + 'Timestamp = 17953'.length);
+    const before = tuples(radius.parse(full.slice(0, full.lastIndexOf('Sun Nov 22'))));
+    assert.equal(before.length, 3);
+    assert.deepEqual(tuples(radius.parse(cut)), before);
+    assert.deepEqual(tuples(radius.parse(`${cut}76206\n`)), tuples(radius.parse(cut)), 'complete line, but no blank line yet');
+    assert.deepEqual(tuples(radius.parse(`${cut}76206\n\n`)), tuples(radius.parse(full)));
+  });
 
   it('random truncations and corruptions of the real file give records or a LeaseFileError, never another exception', () => {
     fuzz(radius.parse, fixture('radius-detail'));

@@ -30,7 +30,9 @@
  *     chosen by the client and never identify the line;
  *   - lease6 rows of type 2 (prefix delegation) or prefix_len < 128 are
  *     skipped: a LeaseRecord holds one address.
- * A repeated header row (files concatenated) starts a new column map. Any
+ * A last line without its newline is still being written and is left for
+ * the next read. A repeated header row (files concatenated) starts a new
+ * column map. Any
  * malformed row is a LeaseFileError with its line, column and expectation.
  */
 import type { LeaseRecord } from '../leases.ts';
@@ -84,6 +86,9 @@ function unsigned(v: string | undefined, line: number, column: string, max: numb
 
 export function parse(text: string): LeaseRecord[] {
   const lines = text.replace(/^\ufeff/, '').split('\n');
+  // Kea ends every row with a newline: a last line without one is still being
+  // written (a cut inside a number would read as a wrong time); the next read takes it.
+  lines.pop();
   let cols: Map<string, number> | null = null;
   let width = 0;
   const records: LeaseRecord[] = [];

@@ -28,7 +28,8 @@
  *     by the next Start;
  *   - the line is User-Name (radius-user), else Calling-Station-Id when it
  *     is a MAC (mac).
- * Packets of other kinds, and sessions without an address, give no records.
+ * Packets of other kinds, and sessions without an address, give no records;
+ * a last record not yet ended by its blank line is left for the next read.
  * Anything malformed — no date line, a line that is not `Attr = value`, an
  * unterminated string, a bad address, number or time, a packet without
  * Timestamp or Event-Timestamp — is a LeaseFileError with its line.
@@ -84,6 +85,14 @@ function unquote(raw: string, line: number): string {
 
 function readPackets(text: string): Packet[] {
   const lines = text.split('\n');
+  // The detail module ends every record with a blank line. Without one the
+  // last record is still being written — a cut inside a number would read as
+  // a wrong time — so it is left, unchecked, for the next read.
+  if (!/\n\r?\n\s*$/.test(text)) {
+    let i = lines.length - 1;
+    while (i >= 0 && (lines[i]!.trim() === '' || /^[ \t]/.test(lines[i]!))) i--;
+    lines.length = Math.max(i, 0);
+  }
   const packets: Packet[] = [];
   let cur: Packet | null = null;
   lines.forEach((raw, idx) => {
