@@ -18,7 +18,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-OUT="$ROOT/test/desk/fixtures/leases"
+OUT="${LEASE_FIXTURES_OUT:-$ROOT/test/desk/fixtures/leases}"   # LEASE_FIXTURES_OUT=DIR to try it elsewhere
 WORK=$(mktemp -d /tmp/bsl-lease-fixtures.XXXXXX)
 mkdir -p "$OUT"
 PIDS=()
