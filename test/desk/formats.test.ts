@@ -106,7 +106,7 @@ lease 192.0.2.10 { # trailing comment
       want: [['192.0.2.10', '2026-01-01T00:00:00.000Z', null, 'mac:00:1a:2b:3c:4d:5e']] as Expected[],
     },
     {
-      name: 'expired and abandoned entries end the running lease; a pool entry never held gives nothing',
+      name: 'expired ends the running lease at its ends, abandoned (a DECLINE) at its starts; a pool entry never held gives nothing',
       text: `lease 192.0.2.11 {
   starts 4 2026/01/01 10:00:00;
   ends 4 2026/01/01 12:00:00;
@@ -135,7 +135,7 @@ lease 192.0.2.13 {
 }`,
       want: [
         ['192.0.2.11', '2026-01-01T10:00:00.000Z', '2026-01-01T12:00:00.000Z', 'mac:00:00:5e:00:53:01'],
-        ['192.0.2.12', '2026-01-01T10:00:00.000Z', '2026-01-01T11:30:00.000Z', 'mac:00:00:5e:00:53:02'],
+        ['192.0.2.12', '2026-01-01T10:00:00.000Z', '2026-01-01T11:00:00.000Z', 'mac:00:00:5e:00:53:02'],
       ] as Expected[],
     },
     {
@@ -197,9 +197,10 @@ ia-pd "\\001\\000\\000\\000\\000\\003\\000\\001\\000\\000^\\000S\\011" {
     ['a local time without the epoch keyword', 'lease 10.0.0.1 {\n  ends 2026-01-01;\n}', 2, /expected a date after ends/],
     ['an unknown binding state', 'lease 10.0.0.1 {\n  starts 4 2026/01/01 10:00:00;\n  binding state bound;\n}', 3, /expected binding state active\|free/],
     ['a bad MAC', 'lease 10.0.0.1 {\n  hardware ethernet 00:11:22:33:44;\n}', 2, /expected an Ethernet MAC address/],
-    ['an active lease without starts', '\n\nlease 10.0.0.1 {\n  binding state active;\n}', 3, /expected a starts time in the active lease of 10\.0\.0\.1/],
+    ['an active lease without starts', '\n\nlease 10.0.0.1 {\n  binding state active;\n  ends never;\n}', 3, /expected a starts time in the active lease of 10\.0\.0\.1/],
+    ['an active lease without ends', 'lease 10.0.0.1 {\n  starts 4 2026/01/01 10:00:00;\n  binding state active;\n}', 1, /expected an ends time \(or "ends never"\) in the active lease of 10\.0\.0\.1/],
     ['an unterminated string', 'lease 10.0.0.1 {\n  client-hostname "abc;\n}\n', 2, /expected a closing " for the string/],
-    ['a stray closing brace', 'lease 10.0.0.1 {\n}\n}\n', 3, /expected a statement \(no block is open here\), found "\}"/],
+    ['a stray closing brace', 'lease 10.0.0.1 {\n  binding state free;\n}\n}\n', 4, /expected a statement \(no block is open here\), found "\}"/],
     ['an unknown top-level statement', 'lese 10.0.0.1 {\n}', 1, /expected lease ADDR .*found "lese 10\.0\.0\.1"/],
     ['an IPv4 address in iaaddr', 'ia-na "abcdefgh" {\n  iaaddr 10.0.0.1 { binding state active; }\n}', 2, /expected iaaddr IPV6-ADDRESS/],
     ['a bad max-life', 'ia-na "abcdefgh" {\n  cltt 4 2026/01/01 10:00:00;\n  iaaddr 2001:db8::1 {\n    max-life forever;\n  }\n}', 4, /expected a number of seconds after max-life/],

@@ -11,8 +11,11 @@
  *     same binding and replaces it (last entry wins), one with a new
  *     `starts` (a renewal) is a new record and ends the earlier one there;
  *   - a free / released / expired / reset / backup / abandoned entry ends
- *     the running holding of the address at its time (`ends`; for DHCPv6 a
- *     release at `cltt`, since dhcpd6 leaves `ends` as it was); a compacted
+ *     the running holding of the address at its time (`ends`; abandoned —
+ *     a DECLINE — at its `starts`, since its `ends` is starts plus the
+ *     abandon-lease-time; for DHCPv6 a release at `cltt`, since dhcpd6
+ *     leaves `ends` as it was); an active entry must say `ends` (or
+ *     `ends never`), a missing one is never read as "forever"; a compacted
  *     file may hold only such an entry, which with its MAC still says who
  *     held the address from `starts` until then;
  *   - the line is `option agent.circuit-id` (relay agent option 82, kept
@@ -204,6 +207,9 @@ function agentValue(s: Statement): string {
   return agentIdValue(t.value.split(':').map((b) => parseInt(b, 16)));
 }
 
+const HOLDING: ReadonlySet<State> = new Set(['active', 'bootp']);
+const WAS_HELD: ReadonlySet<State> = new Set(['free', 'released', 'expired']);
+
 interface Entry {
   ip: string;
   state: State;
@@ -240,7 +246,11 @@ function v4Lease(s: Statement): Entry {
     } else if (k === 'option' && v[1] === 'agent.circuit-id') circuit = agentValue(st);
   }
   if (state === null) state = 'active'; // dhcpd 2.x/3.0 wrote no binding state
-  return { ip, state, starts, ends, cltt, line: circuit ? { kind: 'circuit-id', value: circuit } : mac ? { kind: 'mac', value: mac } : null, endsAt: ends ?? null };
+  if (ends === undefined && HOLDING.has(state)) fail(s.line, `an ends time (or "ends never") in the active lease of ${ip}`);
+  // dhcpd abandons an address on a DECLINE (or a ping answered) with starts = that moment and
+  // ends = starts + abandon-lease-time: whoever held it, held it until starts.
+  const endsAt = state === 'abandoned' ? (starts ?? ends ?? null) : (ends ?? null);
+  return { ip, state, starts, ends, cltt, line: circuit ? { kind: 'circuit-id', value: circuit } : mac ? { kind: 'mac', value: mac } : null, endsAt };
 }
 
 /** The MAC in a DHCPv6 client's DUID, which follows the 4-byte IAID in the IA's id. */
@@ -285,8 +295,6 @@ function v6Entries(s: Statement): Entry[] {
 }
 
 const IGNORED = new Set(['server-duid', 'authoring-byte-order', 'failover', 'host', 'group', 'class', 'subclass', 'db-time-format', 'ia-pd']);
-const HOLDING: ReadonlySet<State> = new Set(['active', 'bootp']);
-const WAS_HELD: ReadonlySet<State> = new Set(['free', 'released', 'expired']);
 
 export function parse(text: string): LeaseRecord[] {
   const entries: { entry: Entry; line: number }[] = [];
