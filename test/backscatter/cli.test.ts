@@ -25,9 +25,24 @@ test('backstop batv sign | verify | strip', () => {
   const expired = run('batv', 'verify', tag, '--key-file', keys, '--at', new Date(Date.now() + 30 * 86_400_000).toISOString());
   assert.match(expired.stdout, /expired/);
   assert.equal(run('batv', 'strip', tag).stdout.trim(), 'alice@ours.example');
-  assert.equal(run('batv', 'sign', 'a@b').status, 2, 'no key file');
+  assert.equal(run('batv', 'sign', 'a@b', '--key-file', join(dir, 'absent')).status, 2, 'unreadable key file');
   assert.equal(run('batv', 'frobnicate', 'a@b').status, 2);
   assert.doesNotMatch(ok.stdout + signed.stdout, /operator secret/, 'secrets never printed');
+});
+
+test("backstop batv sign | verify without --key-file use the store's keys, across a rotation", () => {
+  const config = join(dir, 'backstop.yaml');
+  writeFileSync(config, `store: "pglite:${join(dir, 'db')}"\nnextHop: smtp://127.0.0.1:1\n`);
+  const signed = run('batv', 'sign', 'bob@ours.example', '--config', config);
+  assert.equal(signed.status, 0, signed.stderr);
+  const tag = signed.stdout.trim();
+  assert.match(tag, /^prvs=0\d{3}[0-9a-f]{6}=bob@ours\.example$/, 'the store starts at key 0');
+  assert.equal(run('batv', 'verify', tag, '--key-file', keys).status, 1, 'not valid under other keys');
+  assert.equal(run('batv', 'rotate', '--config', config).status, 0);
+  const after = run('batv', 'verify', tag, '--config', config);
+  assert.equal(after.status, 0, after.stdout + after.stderr);
+  assert.match(after.stdout, /valid key 0/, 'the retired key keeps verifying');
+  assert.match(run('batv', 'sign', 'bob@ours.example', '--config', config).stdout, /^prvs=1/, 'the new key signs');
 });
 
 test('backstop classify prints class, verdict and fields', () => {

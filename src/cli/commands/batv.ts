@@ -12,17 +12,44 @@
  * verified (verify) or was handled, 1 when one did not verify, 2 on errors.
  */
 import { readFileSync } from 'node:fs';
-import { BatvKeyError, parseKeyFile, signPrvs, stripPrvs, verifyPrvs } from '../../backscatter/batv.ts';
-import { rotateKeys } from '../../backscatter/keys.ts';
+import { BatvKeyError, parseKeyFile, signPrvs, stripPrvs, verifyPrvs, type BatvKeyring } from '../../backscatter/batv.ts';
+import { loadKeys, rotateKeys } from '../../backscatter/keys.ts';
 import { loadConfig } from '../../config/load.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { openStore } from '../../store/store.ts';
 import { parseCommandArgs } from '../args.ts';
 import { UsageError, type Command } from '../main.ts';
 
+function readKeyFile(path: string): BatvKeyring | null {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    console.error(`backstop batv: cannot read the key file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    return null;
+  }
+  try {
+    return parseKeyFile(text);
+  } catch (err) {
+    if (err instanceof BatvKeyError) throw new UsageError(`${path}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** The shield's own keyring (current key first, retired ones still valid at `at`). */
+async function storeKeyring(configPath: string | undefined, at: Date): Promise<BatvKeyring> {
+  const config = loadConfig(configPath ?? process.env.BACKSTOP_CONFIG);
+  const store = await openStore(config.store);
+  try {
+    return (await loadKeys(store.db, at)).ring;
+  } finally {
+    await store.close();
+  }
+}
+
 export const command: Command = {
   summary: 'Sign, verify or strip BATV (prvs) tags on envelope addresses.',
-  usage: 'backstop batv sign|verify|strip ADDRESS... [--key-file FILE] [--at ISO-DATE] | backstop batv rotate [--config FILE]',
+  usage: 'backstop batv sign|verify|strip ADDRESS... [--key-file FILE | --config FILE] [--at ISO-DATE] | backstop batv rotate [--config FILE]',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, { 'key-file': { type: 'string', short: 'k' }, at: { type: 'string' }, config: { type: 'string', short: 'c' } });
     const [action, ...addresses] = positionals;
@@ -43,23 +70,10 @@ export const command: Command = {
       for (const a of addresses) console.log(cleanText(stripPrvs(a), 300));
       return 0;
     }
-    if (!values['key-file']) throw new UsageError('--key-file is required for sign and verify');
     const at = values.at === undefined ? Date.now() : Date.parse(values.at);
     if (Number.isNaN(at)) throw new UsageError(`--at: not a date: "${cleanText(values.at ?? '', 40)}"`);
-    let text: string;
-    try {
-      text = readFileSync(values['key-file'], 'utf8');
-    } catch (err) {
-      console.error(`backstop batv: cannot read the key file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-      return 2;
-    }
-    let ring;
-    try {
-      ring = parseKeyFile(text);
-    } catch (err) {
-      if (err instanceof BatvKeyError) throw new UsageError(`${values['key-file']}: ${err.message}`);
-      throw err;
-    }
+    const ring = values['key-file'] ? readKeyFile(values['key-file']) : await storeKeyring(values.config, new Date(at));
+    if (!ring) return 2;
     let status = 0;
     for (const a of addresses) {
       if (action === 'sign') {
