@@ -28,7 +28,7 @@ import { claim, complete, enqueue, fail, type Job } from '../store/jobs.ts';
 import type { IncidentsTable } from '../store/schema.ts';
 import type { Db } from '../store/store.ts';
 import type { Selectable } from 'kysely';
-import { next, type Effect, type IncidentEvent, type IncidentState, type RestrictionLevel } from './lifecycle.ts';
+import { allowedEvents, DESK_EVENTS, next, type Effect, type IncidentEvent, type IncidentState, type LifecycleContext, type RestrictionLevel } from './lifecycle.ts';
 import { composeCustomerNotice, type NoticeReason } from './notice.ts';
 
 export type Incident = Selectable<IncidentsTable>;
@@ -84,10 +84,8 @@ async function inTransaction<T>(db: Db, fn: (tx: Db) => Promise<T>): Promise<T> 
   return db.transaction().execute((tx) => fn(tx));
 }
 
-/** The customer's contact as it was when the incident opened (customers table of migration 0300, when present). */
+/** The customer's contact as it is now: kept on the incident as it was when the incident opened. */
 export async function contactSnapshot(db: Db, customerId: string): Promise<Record<string, unknown>> {
-  const exists = await sql<{ t: string | null }>`select to_regclass('customers')::text as t`.execute(db);
-  if (!exists.rows[0]?.t) return {};
   const r = await sql<Record<string, unknown>>`select id::text as id, name, email, phone, language, time_zone from customers where id::text = ${customerId}`.execute(db);
   return r.rows[0] ?? {};
 }
@@ -156,9 +154,9 @@ export async function transition(db: Db, incidentId: string, event: IncidentEven
   });
 }
 
-async function applyEvent(tx: Db, incident: Incident, event: IncidentEvent, actor: string, now: Date, settings: IncidentSettings, detail: Record<string, unknown>): Promise<TransitionResult> {
-  const from = incident.state;
-  const out = next(from, event, {
+/** What `next` needs to know about a stored incident at `now`. */
+export function lifecycleContext(incident: Incident, settings: IncidentSettings, now: Date): LifecycleContext {
+  return {
     now,
     graceMs: settings.graceMs,
     probationMs: settings.probationMs,
@@ -167,7 +165,21 @@ async function applyEvent(tx: Db, incident: Incident, event: IncidentEvent, acto
     heldFrom: incident.held_from,
     graceUntil: incident.grace_until ? new Date(incident.grace_until) : null,
     probationUntil: incident.probation_until ? new Date(incident.probation_until) : null,
-  });
+  };
+}
+
+/**
+ * The desk events `next` would accept for this incident now (the console's
+ * buttons). Only a hint for what to offer: `transition` decides again under
+ * the row lock, so a button for a state that has moved on gets its refusal.
+ */
+export function deskEventsFor(incident: Incident, settings: IncidentSettings, now: Date): IncidentEvent[] {
+  return allowedEvents(incident.state, lifecycleContext(incident, settings, now), DESK_EVENTS);
+}
+
+async function applyEvent(tx: Db, incident: Incident, event: IncidentEvent, actor: string, now: Date, settings: IncidentSettings, detail: Record<string, unknown>): Promise<TransitionResult> {
+  const from = incident.state;
+  const out = next(from, event, lifecycleContext(incident, settings, now));
   if ('refused' in out) return { ok: false, refused: out.refused };
   if (out.state === from && out.effects.length === 0) {
     // Evidence joining the file: recorded in the history, no transition.
@@ -242,19 +254,37 @@ export async function restrictedCustomers(db: Db): Promise<{ customerId: string;
   return rows.map((r) => ({ customerId: r.customer_id, level: r.restriction_level!, incidentId: r.id }));
 }
 
-export async function listIncidents(db: Db, opts: { open?: boolean; limit?: number } = {}): Promise<Incident[]> {
+export async function listIncidents(db: Db, opts: { open?: boolean; state?: IncidentState; limit?: number } = {}): Promise<Incident[]> {
   let q = db.selectFrom('incidents').selectAll().orderBy('opened_at', 'desc').limit(opts.limit ?? 100);
   if (opts.open) q = q.where('state', '<>', 'closed');
+  if (opts.state) q = q.where('state', '=', opts.state);
   return q.execute();
 }
 
-export async function getIncident(db: Db, id: string) {
+/** How many incidents are in each state (states with none are absent). */
+export async function incidentCounts(db: Db): Promise<Partial<Record<IncidentState, number>>> {
+  const rows = await db.selectFrom('incidents').select(['state', (eb) => eb.fn.countAll<string>().as('n')]).groupBy('state').execute();
+  return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
+}
+
+/**
+ * One incident with its history and evidence (oldest first). `evidenceLimit`
+ * keeps only the newest pieces — a worm that mails for days leaves thousands,
+ * a page shows the latest — and `evidenceCount` says how many there are.
+ */
+export async function getIncident(db: Db, id: string, opts: { evidenceLimit?: number } = {}) {
   if (!/^[0-9a-f-]{36}$/i.test(id)) return null;
   const incident = await db.selectFrom('incidents').selectAll().where('id', '=', id).executeTakeFirst();
   if (!incident) return null;
   const events = await db.selectFrom('incident_events').selectAll().where('incident_id', '=', id).orderBy('id').execute();
-  const evidence = await db.selectFrom('incident_evidence').selectAll().where('incident_id', '=', id).orderBy('observed_at').execute();
-  return { incident, events, evidence };
+  let evidenceQuery = db.selectFrom('incident_evidence').selectAll().where('incident_id', '=', id).orderBy('observed_at', 'desc').orderBy('id', 'desc');
+  if (opts.evidenceLimit !== undefined) evidenceQuery = evidenceQuery.limit(opts.evidenceLimit);
+  const evidence = (await evidenceQuery.execute()).reverse();
+  const evidenceCount =
+    opts.evidenceLimit === undefined || evidence.length < opts.evidenceLimit
+      ? evidence.length
+      : Number((await db.selectFrom('incident_evidence').select((eb) => eb.fn.countAll<string>().as('n')).where('incident_id', '=', id).executeTakeFirstOrThrow()).n);
+  return { incident, events, evidence, evidenceCount };
 }
 
 export interface DeskHandlerDeps {

@@ -17,6 +17,7 @@
  * whatever the outcome, given after the same minimum time (answerFloorMs),
  * and nothing is mailed back to the reporter.
  */
+import { sql } from 'kysely';
 import type { Config } from '../config/schema.ts';
 import type { LocalRoute } from '../edge/gateway.ts';
 import type { NextHop, NextHopSession } from '../edge/next-hop.ts';
@@ -25,19 +26,11 @@ import { enqueue } from '../store/jobs.ts';
 import type { Db } from '../store/store.ts';
 import { parseAlias } from './aliases.ts';
 import { parseReport, type ParsedReport } from './report-parse.ts';
+import type { EvidenceInput } from './incidents.ts';
 
-/** What attribution answers (desk/attribute.ts). */
+/** What intake needs of attribute()'s answer (desk/attribute.ts gives more: how and since when). */
 export type Attribution = { kind: 'customer'; customerId: string } | { kind: 'unknown' } | { kind: 'ambiguous'; reason: string };
 
-export interface EvidenceInput {
-  customerId: string;
-  source: 'gateway' | 'alias' | 'form' | 'arf';
-  ip: string;
-  observedAt: Date;
-  summary: string;
-  headers?: string;
-  malware?: string[];
-}
 
 /**
  * The desk's neighbours, passed in so intake works with whatever store
@@ -153,6 +146,41 @@ export async function takeReport(db: Db, ports: DeskPorts, r: IncomingReport, no
     await enqueue(trx, { kind: FORWARD_JOB, payload: { reportId: row.id }, dedupeKey: `${FORWARD_JOB}:${row.id}` });
     return { id: row.id, state: 'attributed' as const, reason: null };
   });
+}
+
+/** One report in the desk's queue: nobody could be named for it, and why. */
+export interface QueuedReport {
+  id: string;
+  receivedAt: Date;
+  via: 'alias' | 'abuse' | 'form';
+  reporter: string;
+  ip: string | null;
+  port: number | null;
+  observedAt: Date | null;
+  zoneless: boolean;
+  kind: string;
+  summary: string;
+  malware: string[];
+  reason: string | null;
+}
+
+/** The desk's queue (unattributed reports), newest first, and how many there are in all. */
+export async function deskQueue(db: Db, limit = 50): Promise<{ total: number; reports: QueuedReport[] }> {
+  const rows = await db
+    .selectFrom('desk_reports')
+    .select(['id', 'received_at', 'via', 'reporter', sql<string | null>`host(ip)`.as('ip'), 'port', 'observed_at', 'zoneless', 'kind', 'summary', 'malware', 'reason'])
+    .where('state', '=', 'unattributed')
+    .orderBy('received_at', 'desc')
+    .limit(limit)
+    .execute();
+  const total = await db.selectFrom('desk_reports').select((eb) => eb.fn.countAll<string>().as('n')).where('state', '=', 'unattributed').executeTakeFirstOrThrow();
+  return {
+    total: Number(total.n),
+    reports: rows.map((r) => ({
+      id: r.id, receivedAt: new Date(r.received_at), via: r.via, reporter: r.reporter, ip: r.ip, port: r.port,
+      observedAt: r.observed_at ? new Date(r.observed_at) : null, zoneless: r.zoneless, kind: r.kind, summary: r.summary, malware: r.malware, reason: r.reason,
+    })),
+  };
 }
 
 /** What the sender hears for every report, whatever became of it. */

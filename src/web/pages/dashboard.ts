@@ -171,17 +171,13 @@ export const page: ConsolePage = {
           select action, count(*)::int as n from messages
           where received_at >= ${from} and action like ${BACKSCATTER_ACTION}
           group by 1 order by n desc limit 20`.execute(db),
-        // The shield's own record of each bounce it judged (store 0200), when this node's schema has it.
-        sql<{ class: string; action: string; n: number }>`select to_regclass('backscatter_events') is not null as present`
+        // The shield's own record of each bounce it judged (store 0200).
+        sql<{ class: string; action: string; n: number }>`
+          select class, action, count(*)::int as n from backscatter_events
+          where received_at >= ${from} and verdict = 'backscatter'
+          group by 1, 2 order by n desc limit 20`
           .execute(db)
-          .then(async (r) =>
-            (r.rows[0] as unknown as { present: boolean }).present
-              ? (await sql<{ class: string; action: string; n: number }>`
-                  select class, action, count(*)::int as n from backscatter_events
-                  where received_at >= ${from} and verdict = 'backscatter'
-                  group by 1, 2 order by n desc limit 20`.execute(db)).rows
-              : [],
-          ),
+          .then((r) => r.rows),
         sql<{ kind: string; sent: number; waiting: number; review: number; failed: number }>`
           select kind,
                  (count(*) filter (where state = 'done'))::int as sent,
