@@ -93,6 +93,27 @@ export function decide(q: { at: Date | null; port?: number; zoneless?: boolean; 
   return { kind: 'customer', customerId: h.customerId, via: h.via, validFrom: h.from, validTo: h.to };
 }
 
+const ISO = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?))?(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
+
+/**
+ * A time as the desk types it (CLI, console): ISO 8601 and whether it had a
+ * zone; null when it is not one. Without a zone it is read as UTC and flagged
+ * zoneless, which attribution answers with care (see decide()).
+ */
+export function parseTime(text: string): { at: Date; zoneless: boolean } | null {
+  const m = ISO.exec(text.trim());
+  if (!m) return null;
+  const [, date, time = '00:00', zone] = m;
+  let z = zone ?? 'Z';
+  if (/^[+-]\d{2}$/.test(z)) z += ':00';
+  else if (/^[+-]\d{4}$/.test(z)) z = `${z.slice(0, 3)}:${z.slice(3)}`;
+  const at = new Date(`${date}T${time}${z.toUpperCase()}`);
+  if (Number.isNaN(at.getTime())) return null;
+  // Date accepts 2026-02-30; insist the calendar date exists.
+  if (!zone && at.toISOString().slice(0, 10) !== date) return null;
+  return { at, zoneless: !zone };
+}
+
 /** An address as PostgreSQL's inet text (IPv4-mapped IPv6 as IPv4); throws on anything else. */
 export function canonicalIp(ip: string): string {
   const trimmed = ip.trim();

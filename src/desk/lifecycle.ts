@@ -124,6 +124,11 @@ export function next(state: IncidentState, event: IncidentEvent, ctx: LifecycleC
   }
 }
 
+/** The events of `events` that `next` accepts in this state and context (the desk's buttons; the portal's one). */
+export function allowedEvents(state: IncidentState, ctx: LifecycleContext, events: readonly IncidentEvent[] = EVENTS): IncidentEvent[] {
+  return events.filter((event) => !('refused' in next(state, event, ctx)));
+}
+
 /** Whether the portal offers the attestation button for this incident. */
 export function canSelfRelease(state: IncidentState, selfReleasesLeft: number): boolean {
   return state === 'restricted' && selfReleasesLeft > 0;

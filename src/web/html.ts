@@ -92,6 +92,24 @@ export function utc(date: Date | string | null | undefined): string {
   return Number.isNaN(d.getTime()) ? '' : d.toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, 'Z');
 }
 
+/** A span for people: "2 h 13 min", "3 d 4 h", "45 min", "under 1 min" (two units at most; a desk plans in hours, not seconds). */
+export function duration(ms: number): string {
+  const min = Math.floor(Math.abs(ms) / 60_000);
+  if (min < 1) return 'under 1 min';
+  const d = Math.floor(min / 1440);
+  const h = Math.floor((min % 1440) / 60);
+  const m = min % 60;
+  if (d > 0) return h ? `${d} d ${h} h` : `${d} d`;
+  if (h > 0) return m ? `${h} h ${m} min` : `${h} h`;
+  return `${m} min`;
+}
+
+/** When `at` is, seen from `now`: "in 2 h 13 min" or "2 h 13 min ago". */
+export function fromNow(at: Date | string, now: Date): string {
+  const ms = new Date(at).getTime() - now.getTime();
+  return ms >= 0 ? `in ${duration(ms)}` : `${duration(ms)} ago`;
+}
+
 /** 1536 → "1.5 kB". */
 export function bytes(n: number): string {
   if (n < 1024) return `${n} B`;

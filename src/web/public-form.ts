@@ -70,7 +70,8 @@ const ZONES: readonly string[] = (() => {
 
 const OFFSET = /^[+-](0\d|1[0-4]):?[0-5]\d$/;
 
-function validZone(zone: string): boolean {
+/** A zone the form and the console accept: an IANA name this runtime knows, or an offset ±HH:MM up to 14 h. */
+export function validZone(zone: string): boolean {
   if (OFFSET.test(zone)) return true;
   if (!ZONES.includes(zone)) return false;
   try {

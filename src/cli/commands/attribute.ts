@@ -9,28 +9,11 @@
  * or `unknown` (exit 1); or `ambiguous: <reason>` (exit 1).
  */
 import { loadConfig } from '../../config/load.ts';
-import { attribute, canonicalIp, getCustomer } from '../../desk/attribute.ts';
+import { attribute, canonicalIp, getCustomer, parseTime } from '../../desk/attribute.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { openStore } from '../../store/store.ts';
 import { parseCommandArgs } from '../args.ts';
 import { UsageError, type Command } from '../main.ts';
-
-const ISO = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?))?(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
-
-/** An ISO 8601 time and whether it had a zone; null when it is not one. */
-export function parseTime(text: string): { at: Date; zoneless: boolean } | null {
-  const m = ISO.exec(text.trim());
-  if (!m) return null;
-  const [, date, time = '00:00', zone] = m;
-  let z = zone ?? 'Z';
-  if (/^[+-]\d{2}$/.test(z)) z += ':00';
-  else if (/^[+-]\d{4}$/.test(z)) z = `${z.slice(0, 3)}:${z.slice(3)}`;
-  const at = new Date(`${date}T${time}${z.toUpperCase()}`);
-  if (Number.isNaN(at.getTime())) return null;
-  // Date accepts 2026-02-30; insist the calendar date exists.
-  if (!zone && at.toISOString().slice(0, 10) !== date) return null;
-  return { at, zoneless: !zone };
-}
 
 export const command: Command = {
   summary: 'Who held an IP address at a time (customer id, unknown, or ambiguous with the reason).',
