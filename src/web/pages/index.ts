@@ -11,7 +11,7 @@ export const PAGES: (() => Promise<{ page: ConsolePage }>)[] = [
   () => import('./trace.ts'),
   () => import('./quarantine.ts'),
   () => import('./outbox.ts'),
-  // desk:   () => import('../../desk/web.ts') — abuse-desk role
+  () => import('../../desk/web.ts'), // the abuse desk's page lives with the desk
   () => import('./audit.ts'),
   () => import('./settings.ts'),
 ];
