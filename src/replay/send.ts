@@ -63,7 +63,8 @@ function envelopeOf(entry: PlanEntry): { from: string; to: string[] } {
     case 'legit':
       return { from: entry.mailFrom, to: [entry.rcpt] };
     case 'backscatter':
-      return { from: '', to: [entry.rcpt] };
+      // '' (the null sender) for an MTA's bounce; a vendor's notice comes from its own address.
+      return { from: entry.mailFrom ?? '', to: [entry.rcpt] };
   }
 }
 

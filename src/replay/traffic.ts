@@ -11,7 +11,13 @@
  * - legitimate mail interleaved: plain, with an office document, with a
  *   harmless zip;
  * - backscatter aimed at our users: bounces and "virus found" notices from
- *   third-party MTAs for worm mail that forged our users as senders.
+ *   third-party MTAs for worm mail that forged our users as senders — the
+ *   MTAs' DSNs with the null sender (RFC 5321 4.5.5), the antivirus vendors'
+ *   notices from a real sender address, as those products sent them, quoting
+ *   the original's headers and the first line of its text;
+ * - our own ISP customers among the infected: sources in the ISP's static
+ *   space (127.40/16) sending the worm to the outside through Backstop as
+ *   their smarthost.
  *
  * Pure and deterministic: the same seed gives the same plan. Raw messages are
  * built on demand from a plan entry, so a 100,000-message plan stays small in
@@ -36,16 +42,21 @@ export function prng(seed: number): () => number {
 }
 
 export interface ReplaySizes {
+  /** External infected PCs (other networks), and the worm messages they send to our users. */
   wormSources: number;
   wormMessages: number;
+  /** Infected PCs of our own ISP customers, and the worm messages they send out through the smarthost. */
+  customerSources: number;
+  customerWormMessages: number;
   legitMessages: number;
   backscatterMessages: number;
   bouncingDomains: number;
 }
 
+// large: 100,000 messages from 1,000 infected sources (950 outside, 50 our customers).
 export const SIZES: Record<'small' | 'large', ReplaySizes> = {
-  small: { wormSources: 20, wormMessages: 300, legitMessages: 60, backscatterMessages: 60, bouncingDomains: 6 },
-  large: { wormSources: 1000, wormMessages: 80_000, legitMessages: 12_000, backscatterMessages: 8_000, bouncingDomains: 50 },
+  small: { wormSources: 20, wormMessages: 300, customerSources: 3, customerWormMessages: 24, legitMessages: 60, backscatterMessages: 60, bouncingDomains: 8 },
+  large: { wormSources: 950, wormMessages: 78_000, customerSources: 50, customerWormMessages: 2_000, legitMessages: 12_000, backscatterMessages: 8_000, bouncingDomains: 50 },
 };
 
 export type PayloadKind = 'eicar' | 'clamav-test-file';
@@ -63,6 +74,8 @@ export interface WormEntry {
   attachmentName: string;
   payload: PayloadKind;
   zipped: boolean;
+  /** Set when the source is one of our ISP customers: then rcpt is outside and the mail is relayed. */
+  customerId?: string;
 }
 
 export interface LegitEntry {
@@ -82,6 +95,8 @@ export interface BackscatterEntry {
   sourceIp: string;
   helo: string;
   bouncingDomain: string;
+  /** The envelope sender: the vendor's address for an antivirus notice; '' or absent for an MTA's bounce (the null sender). */
+  mailFrom?: string;
   rcpt: string;
   style: BackscatterStyle;
   /** The worm message the third party bounced or "notified" about (it forged our user). */
@@ -93,6 +108,60 @@ export type PlanEntry = WormEntry | LegitEntry | BackscatterEntry;
 export const BACKSCATTER_STYLES = ['postfix-dsn', 'exim-bounce', 'qmail-bounce', 'sendmail-dsn', 'exchange-ndr', 'norton-notice', 'mcafee-notice', 'trend-scanmail-notice', 'mailscanner-notice', 'messagelabs-notice'] as const;
 export type BackscatterStyle = (typeof BACKSCATTER_STYLES)[number];
 
+/**
+ * The antivirus products' notices: sent from a real address (not the null
+ * sender), so they reach end of DATA, where the shield classifies them and
+ * a complaint can quote their headers. The MTAs' bounces use the null sender
+ * and are refused at RCPT, before anything of them is received.
+ */
+export const NOTICE_STYLES: ReadonlySet<BackscatterStyle> = new Set(['norton-notice', 'mcafee-notice', 'trend-scanmail-notice', 'mailscanner-notice', 'messagelabs-notice']);
+
+/** The address each style sends from (the From: field; for notices also the envelope sender). */
+function backscatterSender(style: BackscatterStyle, domain: string): string {
+  const mta = `mx.${domain}`;
+  switch (style) {
+    case 'postfix-dsn':
+    case 'qmail-bounce':
+      return `MAILER-DAEMON@${mta}`;
+    case 'sendmail-dsn':
+      return `MAILER-DAEMON@${mta}`;
+    case 'exim-bounce':
+      return `Mailer-Daemon@${mta}`;
+    case 'exchange-ndr':
+    case 'mailscanner-notice':
+      return `postmaster@${domain}`;
+    case 'norton-notice':
+      return `nav@${domain}`;
+    case 'mcafee-notice':
+      return `groupshield@${domain}`;
+    case 'trend-scanmail-notice':
+      return `scanmail@${domain}`;
+    case 'messagelabs-notice':
+      return `anti-virus@${domain}`;
+  }
+}
+
+/** One of our ISP customers in the plan: the customer export's row, its static assignment, its infected PC. */
+export interface PlanCustomer {
+  id: string;
+  name: string;
+  email: string;
+  language: string;
+  timeZone: string;
+  /** The static assignment (CIDR); sourceIp lies inside it. */
+  network: string;
+  sourceIp: string;
+}
+
+/** A third-party MTA that bounces or "notifies": one address per domain, and where a complaint about it must go. */
+export interface PlanBouncer {
+  domain: string;
+  ip: string;
+  style: BackscatterStyle;
+  /** The address's abuse desk (an override: loopback has no registry), abuse@ the domain itself. */
+  contact: string;
+}
+
 export interface ReplayPlan {
   seed: number;
   ourDomain: string;
@@ -101,8 +170,14 @@ export interface ReplayPlan {
   wormSourceIps: string[];
   /** The abuse desks of the worm sources' networks, as Backstop's `abuse.overrides` will be configured. */
   abuseOverrides: { cidr: string; contact: string }[];
-  /** Ground truth per worm source: the desk its report must go to, or null when its network opted out. */
+  /** Ground truth per external worm source: the desk its report must go to, or null when its network opted out. */
   abuseContactOf: Record<string, string | null>;
+  /** Our ISP customers whose PCs are infected; their space is `customerSpace` (handed to the desk, never reported by mail). */
+  customers: PlanCustomer[];
+  customerSpace: string[];
+  bouncers: PlanBouncer[];
+  /** Bouncing domains that must get exactly one complaint: those whose notices reached end of DATA (antivirus notices). */
+  complaintDomains: string[];
 }
 
 /**
@@ -161,6 +236,7 @@ function loopbackIp(block: number, index: number): string {
 
 export function planReplay(sizes: ReplaySizes, seed = 2004, ourDomain = 'example.net'): ReplayPlan {
   const rand = prng(seed);
+  let customerTurn = 0;
   const ourUsers = FIRST_NAMES.slice(0, 10).map((n) => `${n}@${ourDomain}`);
   // The harvested address book: our users, other domains, and local parts that do not exist here.
   const addressBook = [
@@ -169,16 +245,21 @@ export function planReplay(sizes: ReplaySizes, seed = 2004, ourDomain = 'example
     ...['sales', 'info', 'nobody-here', 'jsmith', 'webmaster2'].map((n) => `${n}@${ourDomain}`),
   ];
   const wormSourceIps = Array.from({ length: sizes.wormSources }, (_, i) => loopbackIp(10, i));
-  const bouncing = Array.from({ length: sizes.bouncingDomains }, (_, i) => ({
+  const bouncing: PlanBouncer[] = Array.from({ length: sizes.bouncingDomains }, (_, i) => ({
     domain: `bouncer${i + 1}.example.com`,
     ip: loopbackIp(30, i),
     style: BACKSCATTER_STYLES[i % BACKSCATTER_STYLES.length]!,
+    contact: `abuse@bouncer${i + 1}.example.com`,
   }));
+  const customers = planCustomers(sizes.customerSources);
+  const outside = addressBook.filter((a) => !a.endsWith(`@${ourDomain}`));
 
-  const kinds: PlanEntry['kind'][] = [
-    ...Array<PlanEntry['kind']>(sizes.wormMessages).fill('worm'),
-    ...Array<PlanEntry['kind']>(sizes.legitMessages).fill('legit'),
-    ...Array<PlanEntry['kind']>(sizes.backscatterMessages).fill('backscatter'),
+  type Slot = PlanEntry['kind'] | 'customer-worm';
+  const kinds: Slot[] = [
+    ...Array<Slot>(sizes.wormMessages).fill('worm'),
+    ...Array<Slot>(sizes.customerWormMessages).fill('customer-worm'),
+    ...Array<Slot>(sizes.legitMessages).fill('legit'),
+    ...Array<Slot>(sizes.backscatterMessages).fill('backscatter'),
   ];
   // Interleave: a Fisher–Yates shuffle with the seeded generator.
   for (let i = kinds.length - 1; i > 0; i--) {
@@ -186,9 +267,12 @@ export function planReplay(sizes: ReplaySizes, seed = 2004, ourDomain = 'example
     [kinds[i], kinds[j]] = [kinds[j]!, kinds[i]!];
   }
 
-  const entries: PlanEntry[] = kinds.map((kind, seq) => {
+  const entries: PlanEntry[] = kinds.map((slot, seq) => {
+    const kind = slot === 'customer-worm' ? 'worm' : slot;
     if (kind === 'worm') {
-      const sourceIp = pick(rand, wormSourceIps);
+      // Each customer sends at least one (round-robin), so every planned customer is infected.
+      const customer = slot === 'customer-worm' ? customers[customerTurn++ % customers.length]! : null;
+      const sourceIp = customer ? customer.sourceIp : pick(rand, wormSourceIps);
       const base = pick(rand, WORM_BASENAMES);
       const ext = pick(rand, WORM_EXTENSIONS);
       const style = rand();
@@ -201,12 +285,13 @@ export function planReplay(sizes: ReplaySizes, seed = 2004, ourDomain = 'example
         helo: pick(rand, ['localhost', sourceIp, `pc${seq % 97}`, 'home-pc']),
         mailFrom: pick(rand, addressBook),
         headerFrom: pick(rand, addressBook),
-        rcpt: pick(rand, ourUsers),
+        rcpt: customer ? pick(rand, outside) : pick(rand, ourUsers),
         subject: pick(rand, WORM_SUBJECTS),
         body: pick(rand, WORM_BODIES),
         attachmentName,
         payload: rand() < 0.5 ? 'eicar' : 'clamav-test-file',
         zipped: rand() < 0.3,
+        ...(customer ? { customerId: customer.id } : {}),
       } satisfies WormEntry;
     }
     if (kind === 'legit') {
@@ -230,6 +315,7 @@ export function planReplay(sizes: ReplaySizes, seed = 2004, ourDomain = 'example
       sourceIp: b.ip,
       helo: `mx.${b.domain}`,
       bouncingDomain: b.domain,
+      mailFrom: NOTICE_STYLES.has(b.style) ? backscatterSender(b.style, b.domain) : '',
       rcpt: victim,
       style: b.style,
       quoted: {
@@ -242,7 +328,49 @@ export function planReplay(sizes: ReplaySizes, seed = 2004, ourDomain = 'example
     } satisfies BackscatterEntry;
   });
 
-  return { seed, ourDomain, ourUsers, entries, wormSourceIps, ...abuseNetworks(wormSourceIps) };
+  const networks = abuseNetworks(wormSourceIps);
+  const used = new Set(entries.flatMap((e) => (e.kind === 'backscatter' ? [e.bouncingDomain] : [])));
+  return {
+    seed,
+    ourDomain,
+    ourUsers,
+    entries,
+    wormSourceIps,
+    // The bouncers' addresses have their desks too (the complaint's "abuse contact of the address").
+    abuseOverrides: [...networks.abuseOverrides, ...bouncing.map((b) => ({ cidr: `${b.ip}/32`, contact: b.contact }))],
+    abuseContactOf: networks.abuseContactOf,
+    customers,
+    customerSpace: [CUSTOMER_SPACE],
+    bouncers: bouncing,
+    complaintDomains: bouncing.filter((b) => NOTICE_STYLES.has(b.style) && used.has(b.domain)).map((b) => b.domain),
+  };
+}
+
+/** The ISP's own customer space: static business lines, outside every worm network's /29. */
+const CUSTOMER_SPACE = '127.40.0.0/16';
+
+/**
+ * Our infected customers: even ones hold a /30 (the PC is its first host),
+ * odd ones a single address; a few write German and live in Berlin, so the
+ * notices and the portal run in both built-in languages.
+ */
+function planCustomers(count: number): PlanCustomer[] {
+  return Array.from({ length: count }, (_, i) => {
+    const base = `127.40.${Math.floor(i / 60)}.${(i % 60) * 4}`;
+    const last = Number(base.split('.')[3]);
+    const prefix = base.split('.').slice(0, 3).join('.');
+    const de = i % 3 === 1;
+    const n = String(i + 1).padStart(4, '0');
+    return {
+      id: `c-${n}`,
+      name: de ? `Kundin ${n}` : `Customer ${n}`,
+      email: `holder${n}@customers.example.org`,
+      language: de ? 'de' : 'en',
+      timeZone: de ? 'Europe/Berlin' : 'UTC',
+      network: i % 2 === 0 ? `${base}/30` : `${prefix}.${last + 2}/32`,
+      sourceIp: i % 2 === 0 ? `${prefix}.${last + 1}` : `${prefix}.${last + 2}`,
+    };
+  });
 }
 
 let clamavTestFile: Uint8Array | null = null;
@@ -250,6 +378,22 @@ function payloadBytes(kind: PayloadKind): Uint8Array {
   if (kind === 'eicar') return strToU8(EICAR);
   clamavTestFile ??= new Uint8Array(readFileSync(CLAMAV_TEST_FILE));
   return clamavTestFile;
+}
+
+/**
+ * Strings that only something of the worm could carry: the payloads (raw, and
+ * the first base64 line a MIME part of them starts with) and the worm's own
+ * text lines that notices quote. What the scoreboard looks for in complaints.
+ */
+export function wormFragments(): string[] {
+  const clam = payloadBytes('clamav-test-file');
+  return [
+    EICAR,
+    Buffer.from(EICAR).toString('base64').slice(0, 60),
+    Buffer.from(clam.subarray(0, 45)).toString('base64'),
+    Buffer.from(clam.subarray(0, 48)).toString('latin1'),
+    ...WORM_BODIES.slice(0, 3),
+  ];
 }
 
 const CRLF = '\r\n';
@@ -364,6 +508,11 @@ function quotedHeaders(e: BackscatterEntry): string {
   ].join(CRLF);
 }
 
+/** The first line of the worm's text that a notice quotes below the original's headers (never "test": too common to look for). */
+export function quotedWormText(e: Pick<BackscatterEntry, 'seq'>): string {
+  return WORM_BODIES[e.seq % 3]!;
+}
+
 function buildBackscatter(e: BackscatterEntry): string {
   const mta = `mx.${e.bouncingDomain}`;
   const common = [`Date: ${date(e.seq)}`, `Message-ID: <replay-${e.seq}@${mta}>`, `To: ${e.rcpt}`, 'X-Replay-Kind: backscatter'];
@@ -382,8 +531,9 @@ function buildBackscatter(e: BackscatterEntry): string {
       'report',
       '; report-type=delivery-status',
     );
+  // Notices and text bounces quote the original: its headers, then the start of its text — the worm's own words.
   const notice = (from: string, subject: string, text: string) =>
-    [`From: ${from}`, `Subject: ${subject}`, ...common, 'MIME-Version: 1.0', 'Content-Type: text/plain; charset=us-ascii', '', text, '', quotedHeaders(e)].join(CRLF);
+    [`From: ${from}`, `Subject: ${subject}`, ...common, 'MIME-Version: 1.0', 'Content-Type: text/plain; charset=us-ascii', '', text, '', quotedHeaders(e), quotedWormText(e), ''].join(CRLF);
   switch (e.style) {
     case 'postfix-dsn':
       return dsn(`MAILER-DAEMON@${mta} (Mail Delivery System)`, 'Undelivered Mail Returned to Sender', `This is the mail system at host ${mta}.\r\n\r\nI'm sorry to have to inform you that your message could not\r\nbe delivered to one or more recipients.`);

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { computeScoreboard, scoreLines } from '../../src/replay/scoreboard.ts';
+import MimeNode from 'nodemailer/lib/mime-node';
+import { composeComplaint } from '../../src/backscatter/complaint.ts';
+import { computeScoreboard, readComplaints, scoreLines, type CustomerSeen, type Delivered } from '../../src/replay/scoreboard.ts';
 import type { SinkedMessage } from '../../src/replay/processes.ts';
 import type { SendResult } from '../../src/replay/send.ts';
-import { buildRaw, planReplay, type ReplaySizes } from '../../src/replay/traffic.ts';
+import { buildRaw, EICAR, planReplay, quotedWormText, type BackscatterEntry, type ReplaySizes } from '../../src/replay/traffic.ts';
 
-const tiny: ReplaySizes = { wormSources: 3, wormMessages: 10, legitMessages: 5, backscatterMessages: 4, bouncingDomains: 2 };
+const tiny: ReplaySizes = { wormSources: 3, wormMessages: 10, customerSources: 2, customerWormMessages: 4, legitMessages: 5, backscatterMessages: 30, bouncingDomains: 10 };
 const plan = planReplay(tiny, 1);
 const ok = (seq: number): SendResult => ({ seq, code: 250, response: '250 ok', latencyMs: seq, retried: false });
 const refused = (seq: number): SendResult => ({ seq, code: 550, response: '550 no', latencyMs: 1, retried: false });
@@ -50,17 +52,92 @@ test('the plan knows the desk of each worm source: /29 networks, an opted-out on
   assert.ok(big.abuseOverrides.some((o) => o.cidr === '127.10.0.2/32'));
 });
 
-test('a perfect run holds every line', () => {
-  const { results, nextHop } = perfectRun();
-  const outgoing = rightReports();
-  const s = computeScoreboard(plan, results, { nextHop, outgoingRecipients: outgoing.flatMap((m) => m.rcptTo), outgoing }, 2, 'tiny');
+const COMPLAINT_FROM = 'backscatter@example.net';
+const DESK_FROM = 'abuse-desk@example.net';
+const sinkText = (raw: Buffer | string) => `X-Mail-Args: <x>\r\nReceived: from mx.example.net\r\n\tby smtp-sink (x)\r\n${raw.toString()}`;
+/** The first backscatter entry of a bouncing domain, and the header block the gateway received of it. */
+const bounceOf = (domain: string) => plan.entries.find((e): e is BackscatterEntry => e.kind === 'backscatter' && e.bouncingDomain === domain)!;
+const headerBlockOf = (e: BackscatterEntry) => {
+  const t = buildRaw(e).toString('latin1');
+  return t.slice(0, t.indexOf('\r\n\r\n') + 4);
+};
+
+/** A complaint as Backstop composes it (backscatter/complaint.ts), about the domain's bounce, to `to`. */
+async function complaint(domain: string, opts: { to?: string[]; headers?: string; extra?: (root: MimeNode) => void } = {}): Promise<SinkedMessage> {
+  const b = plan.bouncers.find((x) => x.domain === domain)!;
+  const facts = { organisation: `ip:${b.ip}`, basis: 'test', to: opts.to ?? [b.contact], clientIp: b.ip, reverseName: null, helo: `mx.${domain}`, reportingMta: null, virusName: 'W32/Mydoom@MM', count: 3, firstSeen: '2004-01-26T13:00:00Z', headers: opts.headers ?? headerBlockOf(bounceOf(domain)) };
+  let raw = await composeComplaint({ ...facts, from: COMPLAINT_FROM, hostname: 'mx.example.net', languages: ['en', 'de'], texts: {}, letterId: domain, now: new Date('2004-01-27T00:00:00Z') });
+  if (opts.extra) {
+    // A broken complaint: the same letter with something more in it.
+    const root = new MimeNode('multipart/mixed');
+    root.setHeader({ From: COMPLAINT_FROM, To: facts.to.join(', '), Subject: 'complaint' });
+    root.createChild('text/plain; charset=utf-8').setContent('Dear postmaster');
+    root.createChild('text/rfc822-headers').setContent(facts.headers);
+    opts.extra(root);
+    raw = await root.build();
+  }
+  return { mailFrom: COMPLAINT_FROM, rcptTo: facts.to, text: sinkText(raw) };
+}
+
+/** What a customer that went through every step looks like to the operator. */
+const wellSeen = (id: string): CustomerSeen => ({
+  id,
+  incidentState: 'probation',
+  duringGrace: { code: 250, text: '250 2.1.0 Ok' },
+  restricted: { code: 550, text: '550 5.7.1 Mail from this connection is restricted' },
+  listedWhileRestricted: true,
+  attestStatus: 200,
+  released: { code: 250, text: '250 2.1.0 Ok' },
+  listedAfterRelease: false,
+});
+const deskNotice = (email: string, n: number): SinkedMessage => ({ mailFrom: DESK_FROM, rcptTo: [email], text: sinkText(`From: Abuse desk <${DESK_FROM}>\r\nTo: ${email}\r\nSubject: notice ${n}\r\n\r\nhttp://127.0.0.1:1/portal/x\r\n`) });
+
+/** A run where everything went right: reports, complaints, customer notices, customers through every step. */
+async function perfectDelivered(over: { complaints?: SinkedMessage[]; customers?: CustomerSeen[]; outgoing?: SinkedMessage[] } = {}): Promise<Delivered> {
+  const { nextHop } = perfectRun();
+  const complaints = over.complaints ?? (await Promise.all(plan.complaintDomains.map((d) => complaint(d))));
+  const notices = plan.customers.flatMap((c) => [deskNotice(c.email, 1), deskNotice(c.email, 2)]);
+  const outgoing = over.outgoing ?? [...rightReports(), ...complaints, ...notices];
+  return {
+    nextHop,
+    outgoing,
+    outgoingRecipients: outgoing.flatMap((m) => m.rcptTo),
+    complaintFrom: COMPLAINT_FROM,
+    complaints: await readComplaints(complaints),
+    deskFrom: DESK_FROM,
+    customers: over.customers ?? plan.customers.map((c) => wellSeen(c.id)),
+  };
+}
+
+test('the plan: vendor notices come from a sender and are the domains to complain to; customers sit in our space with outside recipients', () => {
+  assert.ok(plan.complaintDomains.length >= 3, `${plan.complaintDomains.length} domains to complain to`);
+  for (const d of plan.complaintDomains) assert.ok(bounceOf(d).mailFrom, `${d} sends its notices from an address`);
+  const dsn = plan.entries.find((e) => e.kind === 'backscatter' && e.style === 'postfix-dsn') as BackscatterEntry;
+  assert.equal(dsn.mailFrom, '', 'an MTA bounce comes from the null sender');
+  assert.ok(!plan.complaintDomains.includes(dsn.bouncingDomain));
+  assert.equal(plan.customers.length, 2);
+  assert.deepEqual(plan.customers.map((c) => c.network), ['127.40.0.0/30', '127.40.0.6/32']);
+  for (const e of plan.entries) if (e.kind === 'worm' && e.customerId) assert.ok(!e.rcpt.endsWith(`@${plan.ourDomain}`), 'customers send out, not to our users');
+  assert.ok(plan.abuseOverrides.some((o) => o.cidr === `${plan.bouncers[0]!.ip}/32` && o.contact === 'abuse@bouncer1.example.com'));
+});
+
+test('a perfect run holds every line', async () => {
+  const { results } = perfectRun();
+  const s = computeScoreboard(plan, results, await perfectDelivered(), 2, 'tiny');
   assert.equal(s.abuseReports, s.abuseReportsExpected);
   assert.ok(s.abuseReports > 0);
   assert.equal(s.infectedDelivered, 0);
   assert.equal(s.legitDelivered, 5);
   assert.equal(s.legitLostOrDelayed, 0);
   assert.equal(s.messagesPerSecond, plan.entries.length / 2);
-  assert.ok(scoreLines(s).every((l) => l.holds));
+  assert.equal(s.complaints, plan.complaintDomains.length);
+  assert.equal(s.complaintsWithoutHeaders, 0);
+  assert.equal(s.complaintsCarryingWorm, 0);
+  assert.equal(s.customersInfected, 2);
+  assert.equal(s.customersReleased, 2);
+  assert.equal(s.customerNotices, 4);
+  assert.equal(s.noticesElsewhere, 0);
+  assert.deepEqual(scoreLines(s).filter((l) => !l.holds).map((l) => l.name), []);
 });
 
 test('one worm message at the next hop fails the infected line', () => {
@@ -92,7 +169,7 @@ test('backscatter above 1% fails its line', () => {
   const bs = plan.entries.find((e) => e.kind === 'backscatter')!;
   const s = computeScoreboard(plan, results, { nextHop: [...nextHop, buildRaw(bs).toString('latin1')], outgoingRecipients: [] }, 1, 'tiny');
   assert.equal(s.backscatterDeliveredToUsers, 1);
-  assert.equal(s.backscatterDeliveredPercent, 25);
+  assert.equal(s.backscatterDeliveredPercent, 100 / 30);
   assert.equal(scoreLines(s).find((l) => l.name.startsWith('backscatter'))!.holds, false);
 });
 
@@ -114,4 +191,93 @@ test('an abuse report to the wrong desk, a repeat, or a missing one fails the ab
   assert.equal(missing.s.abuseReportsMissing, 1);
   assert.equal(missing.holds, false);
   assert.equal(line([...right, arf('127.99.0.1', 'abuse@net1.example.com')]).s.abuseReportsWrongContact, 1, 'a report about a source that sent no worm');
+});
+
+test('an ARF report about one of our customers fails the abuse line (their space goes to the desk)', async () => {
+  const { results } = perfectRun();
+  const d = await perfectDelivered();
+  const extra = arf(plan.customers[0]!.sourceIp, 'abuse@net1.example.com');
+  const s = computeScoreboard(plan, results, { ...d, outgoing: [...d.outgoing!, extra], outgoingRecipients: [...d.outgoingRecipients, ...extra.rcptTo] }, 1, 'tiny');
+  assert.equal(s.abuseReportsAboutCustomers, 1);
+  assert.equal(scoreLines(s).find((l) => l.name.startsWith('abuse reports'))!.holds, false);
+});
+
+// Each broken complaint outcome, and the count that must show it.
+const domains = () => plan.complaintDomains;
+const complaintCases: { name: string; complaints: () => Promise<SinkedMessage[]>; field: 'complaintsDuplicate' | 'complaintsMissing' | 'complaintsWrongContact' | 'complaintsWithoutHeaders' | 'complaintsCarryingWorm' }[] = [
+  { name: 'two complaints to one bouncing domain', field: 'complaintsDuplicate', complaints: async () => [...(await Promise.all(domains().map((d) => complaint(d)))), await complaint(domains()[0]!)] },
+  { name: 'a bouncing domain never complained to', field: 'complaintsMissing', complaints: () => Promise.all(domains().slice(1).map((d) => complaint(d))) },
+  { name: 'a complaint to someone other than the bouncing organisation', field: 'complaintsWrongContact', complaints: async () => [await complaint(domains()[0]!, { to: ['abuse@net1.example.com'] }), ...(await Promise.all(domains().slice(1).map((d) => complaint(d))))] },
+  {
+    name: 'a complaint quoting only part of the bounce\'s headers',
+    field: 'complaintsWithoutHeaders',
+    complaints: async () => {
+      const cut = headerBlockOf(bounceOf(domains()[0]!)).split('\r\n').filter((l) => !l.startsWith('Subject:')).join('\r\n');
+      return [await complaint(domains()[0]!, { headers: cut }), ...(await Promise.all(domains().slice(1).map((d) => complaint(d))))];
+    },
+  },
+  {
+    name: 'a complaint with the worm attached (base64)',
+    field: 'complaintsCarryingWorm',
+    complaints: async () => [await complaint(domains()[0]!, { extra: (root) => root.createChild('application/octet-stream', { filename: 'document.pif' }).setContent(Buffer.from(EICAR)) }), ...(await Promise.all(domains().slice(1).map((d) => complaint(d))))],
+  },
+  {
+    name: 'a complaint quoting the worm\'s own text below the headers',
+    field: 'complaintsCarryingWorm',
+    complaints: async () => [await complaint(domains()[0]!, { extra: (root) => root.createChild('text/plain').setContent(quotedWormText({ seq: 0 })) }), ...(await Promise.all(domains().slice(1).map((d) => complaint(d))))],
+  },
+  {
+    name: 'a complaint carrying the ClamAV test file inside its header part',
+    field: 'complaintsCarryingWorm',
+    complaints: async () => {
+      const { readFileSync } = await import('node:fs');
+      const b64 = readFileSync('/usr/share/clamav-testfiles/clam.exe').toString('base64').slice(0, 76);
+      return [await complaint(domains()[0]!, { extra: (root) => root.createChild('text/rfc822-headers').setContent(`X-Leak: ${b64}\r\n`) }), ...(await Promise.all(domains().slice(1).map((d) => complaint(d))))];
+    },
+  },
+];
+
+for (const c of complaintCases) {
+  test(`complaints line fails: ${c.name}`, async () => {
+    const { results } = perfectRun();
+    const s = computeScoreboard(plan, results, await perfectDelivered({ complaints: await c.complaints() }), 1, 'tiny');
+    assert.ok(s[c.field] >= 1, `${c.field} = ${s[c.field]}`);
+    assert.equal(scoreLines(s).find((l) => l.name.startsWith('complaints'))!.holds, false);
+  });
+}
+
+// Each broken customer outcome fails the customers line.
+const customerCases: { name: string; seen: (c: CustomerSeen) => CustomerSeen; field: 'customersWithIncident' | 'customersRestricted' | 'customersReleased' }[] = [
+  { name: 'no incident', field: 'customersWithIncident', seen: (c) => ({ ...c, incidentState: null }) },
+  { name: 'restricted before the grace period ended', field: 'customersRestricted', seen: (c) => ({ ...c, duringGrace: { code: 550, text: '550 5.7.1 restricted' } }) },
+  { name: 'still sending after the grace period', field: 'customersRestricted', seen: (c) => ({ ...c, restricted: { code: 250, text: '250 ok' } }) },
+  { name: 'refused for another reason than the restriction', field: 'customersRestricted', seen: (c) => ({ ...c, restricted: { code: 550, text: '550 5.1.0 no' } }) },
+  { name: 'missing from the enforcement list while restricted', field: 'customersRestricted', seen: (c) => ({ ...c, listedWhileRestricted: false }) },
+  { name: 'the portal refused the attestation', field: 'customersReleased', seen: (c) => ({ ...c, attestStatus: 403 }) },
+  { name: 'still refused after attesting', field: 'customersReleased', seen: (c) => ({ ...c, released: { code: 550, text: '550 5.7.1 restricted' } }) },
+  { name: 'still listed after attesting', field: 'customersReleased', seen: (c) => ({ ...c, listedAfterRelease: true }) },
+  { name: 'the incident not in probation after attesting', field: 'customersReleased', seen: (c) => ({ ...c, incidentState: 'restricted' }) },
+];
+
+for (const c of customerCases) {
+  test(`customers line fails: ${c.name}`, async () => {
+    const { results } = perfectRun();
+    const customers = plan.customers.map((x, i) => (i === 0 ? c.seen(wellSeen(x.id)) : wellSeen(x.id)));
+    const s = computeScoreboard(plan, results, await perfectDelivered({ customers }), 1, 'tiny');
+    assert.equal(s[c.field], 1);
+    assert.equal(scoreLines(s).find((l) => l.name.startsWith('our infected customers'))!.holds, false);
+  });
+}
+
+test('customers line fails: a customer never notified, or never seen by the operator', async () => {
+  const { results } = perfectRun();
+  const d = await perfectDelivered();
+  const first = plan.customers[0]!.email;
+  const unnotified = d.outgoing!.filter((m) => m.rcptTo[0] !== first);
+  let s = computeScoreboard(plan, results, { ...d, outgoing: unnotified, outgoingRecipients: unnotified.flatMap((m) => m.rcptTo) }, 1, 'tiny');
+  assert.equal(s.customersNotified, 1);
+  assert.equal(scoreLines(s).find((l) => l.name.startsWith('our infected customers'))!.holds, false);
+  s = computeScoreboard(plan, results, { ...d, customers: d.customers!.slice(1) }, 1, 'tiny');
+  assert.equal(s.customersWithIncident, 1);
+  assert.equal(scoreLines(s).find((l) => l.name.startsWith('our infected customers'))!.holds, false);
 });

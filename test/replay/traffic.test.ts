@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import PostalMime from 'postal-mime';
 import { unzipSync } from 'fflate';
-import { buildRaw, EICAR, planReplay, SIZES, WORM_MARKER } from '../../src/replay/traffic.ts';
+import { buildRaw, EICAR, NOTICE_STYLES, planReplay, SIZES, WORM_MARKER } from '../../src/replay/traffic.ts';
 
 test('a plan is deterministic for a seed and differs across seeds', () => {
   const a = planReplay(SIZES.small, 7);
@@ -15,12 +15,15 @@ test('a plan is deterministic for a seed and differs across seeds', () => {
 test('a small plan has the sizes it promises, interleaved', () => {
   const plan = planReplay(SIZES.small);
   const count = (k: string) => plan.entries.filter((e) => e.kind === k).length;
-  assert.equal(count('worm'), SIZES.small.wormMessages);
+  assert.equal(count('worm'), SIZES.small.wormMessages + SIZES.small.customerWormMessages);
+  const fromCustomers = plan.entries.filter((e) => e.kind === 'worm' && e.customerId);
+  assert.equal(fromCustomers.length, SIZES.small.customerWormMessages);
+  assert.equal(new Set(fromCustomers.map((e) => e.sourceIp)).size, SIZES.small.customerSources, 'every customer sends');
   assert.equal(count('legit'), SIZES.small.legitMessages);
   assert.equal(count('backscatter'), SIZES.small.backscatterMessages);
   const firstHundred = new Set(plan.entries.slice(0, 100).map((e) => e.kind));
   assert.equal(firstHundred.size, 3, 'kinds are mixed, not in blocks');
-  const sources = new Set(plan.entries.filter((e) => e.kind === 'worm').map((e) => e.sourceIp));
+  const sources = new Set(plan.entries.filter((e) => e.kind === 'worm' && !e.customerId).map((e) => e.sourceIp));
   assert.ok(sources.size >= SIZES.small.wormSources * 0.9);
   for (const ip of sources) assert.match(ip, /^127\.\d+\.\d+\.\d+$/);
 });
@@ -58,6 +61,8 @@ test('legitimate mail has no executable attachment and backscatter quotes a mess
       assert.ok(plan.ourUsers.includes(entry.rcpt));
       assert.ok(buildRaw(entry).includes(`From: ${entry.quoted.mailFrom}`));
       assert.doesNotMatch(buildRaw(entry).toString(), /EICAR/);
+      // Vendors' notices come from their own address (they reach end of DATA); MTAs' bounces from the null sender.
+      assert.equal(Boolean(entry.mailFrom), NOTICE_STYLES.has(entry.style), entry.style);
     }
   }
 });
