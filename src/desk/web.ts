@@ -216,15 +216,9 @@ ${incidents.map((i) => html`<tr data-incident="${i.id}">
 <td class="num">${i.self_releases_left}</td>
 <td class="num">${i.recurrences}</td></tr>`)}
 </tbody></table>`}
-<section class="cols">
-<div class="panel">
+<section class="panel">
 <h2>Who held an address</h2>
 ${lookupForm({})}
-</div>
-<div class="panel">
-<h2>Lease imports</h2>
-${importsTable(imports, now)}
-</div>
 </section>
 <section class="panel">
 <h2>Reports nobody could be named for (${queue.total})</h2>
@@ -241,6 +235,10 @@ ${queue.reports.map((r) => html`<tr>
 <td>${clip(r.reason, 80)}</td>
 <td>${clip([r.malware.join(', '), r.summary].filter(Boolean).join(' — '), 80)}</td></tr>`)}
 </tbody></table>`}
+</section>
+<section class="panel">
+<h2>Lease imports</h2>
+${importsTable(imports, now)}
 </section>`;
       return ctx.render(request, reply, { title: 'Abuse desk', slot: 'desk', body });
     });

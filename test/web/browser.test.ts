@@ -7,9 +7,11 @@
  * the dashboard fill (its data endpoint and its DOM) while EICAR mail comes
  * in, trace a message, release one from the quarantine and see it arrive at
  * the next hop, approve a job waiting for review; then an analyst who is
- * refused the admin pages, and a visitor without a session. Nothing may
- * trip the Content-Security-Policy. Screenshots of each main page go to
- * test-artifacts/screenshots/.
+ * refused the admin pages, and a visitor without a session. Then the abuse
+ * desk: an admin puts a restricted line on evidence hold, lifts the hold and
+ * releases it, seeing each state on the page; an analyst reads the desk but
+ * gets no buttons. Nothing may trip the Content-Security-Policy or open a
+ * dialog. Screenshots of each main page go to test-artifacts/screenshots/.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -25,7 +27,9 @@ import { enqueue } from '../../src/store/jobs.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { buildWebApp } from '../../src/web/server.ts';
 import { EICAR, startTestGateway, swaks, waitFor, type TestGateway } from '../helpers/gateway.ts';
+import { getIncident } from '../../src/desk/incidents.ts';
 import { HOSTILE, PASSWORD, withUsers } from './helpers.ts';
+import { hostileCustomer, queuedReport, restrictedIncident, staticImport } from './desk-fixtures.ts';
 
 const SHOTS = 'test-artifacts/screenshots';
 const WAVE = 8;
@@ -181,6 +185,81 @@ test('a postmaster works an outbreak in the browser; an analyst and a visitor ar
     assert.equal(new URL(page.url()).pathname, '/login', path);
   }
 
+  const violations = consoleLines.filter((l) => /Content[- ]Security[- ]Policy|Refused to (load|execute|apply|connect|frame)|pageerror/i.test(l));
+  assert.deepEqual(violations, [], 'no CSP violations or script errors');
+});
+
+test('the abuse desk in the browser: an admin holds, unholds and releases a restricted line; an analyst only reads', async () => {
+  const dialogs: string[] = [];
+  page.on('dialog', (d) => {
+    dialogs.push(d.message());
+    void d.dismiss();
+  });
+  await hostileCustomer(store, 'c-browser');
+  const id = await restrictedIncident(store, 'c-browser');
+  await queuedReport(store);
+  await staticImport(store, 'c-browser');
+
+  await page.goto(`${base}/desk`);
+  assert.equal(new URL(page.url()).pathname, '/login', 'the desk needs a session');
+  await logIn('admin');
+  assert.equal(new URL(page.url()).pathname, '/desk');
+  assert.equal((await page.textContent('nav.tabs a[data-state=restricted]'))!.trim(), 'restricted (1)');
+  const row = page.locator(`tr[data-incident="${id}"]`);
+  assert.match((await row.textContent())!, /walled-garden/);
+  assert.match((await row.textContent())!, /restricted until the customer attests or the desk releases/);
+  assert.match((await page.textContent('table.queue'))!, /unknown: no customer held the address then/);
+  assert.match((await page.textContent('table.imports'))!, /static-csv/);
+  await shot('desk');
+
+  // The lookup from the desk page: the static network names the customer.
+  await page.fill('form.lookup input[name=ip]', '198.51.100.3');
+  await page.fill('form.lookup input[name=at]', '2026-03-01T10:05');
+  await page.fill('form.lookup input[name=zone]', 'Europe/Berlin');
+  await Promise.all([page.waitForNavigation(), page.click('form.lookup button[type=submit]')]);
+  assert.match((await page.textContent('[data-answer]'))!, /Customer c-browser/);
+  assert.match((await page.textContent('.lookup-answer'))!, /at 2026-03-01 09:05:00Z/);
+  await shot('desk-lookup');
+
+  await page.goto(`${base}/desk?state=restricted`);
+  await Promise.all([page.waitForNavigation(), page.locator(`tr[data-incident="${id}"] td:first-child a`).click()]);
+  assert.equal((await page.textContent('.head .state'))!.trim(), 'restricted');
+  assert.equal(await page.locator('ol.evidence > li').count(), 1);
+  await page.click('ol.evidence summary');
+  assert.match((await page.textContent('pre.headers'))!, /^Received: from pc \(\[192\.0\.2\.50\]\)\nSubject: <script>alert\("hdr"\)<\/script> \uFFFDgpj\.exe\n/, 'the header lines are text');
+  await shot('desk-incident');
+
+  const act = async (event: string, want: string, done: RegExp) => {
+    await Promise.all([page.waitForNavigation(), page.click(`button[data-event="${event}"]`)]);
+    assert.equal((await page.textContent('.head .state'))!.trim(), want, event);
+    assert.match((await page.textContent('[role=status]'))!, done);
+    assert.equal((await getIncident(store.db, id))!.incident.state, want);
+  };
+  await page.fill('input[name=note]', 'checking the ARF with the reporter');
+  await act('hold', 'evidence-hold', /Put on evidence hold \(it was restricted\)/);
+  assert.deepEqual(await page.locator('button[data-event]').evaluateAll((b) => b.map((x) => x.getAttribute('data-event'))), ['unhold', 'close']);
+  assert.match((await page.textContent('table.history'))!, /checking the ARF with the reporter/);
+  await act('unhold', 'restricted', /Hold lifted \(it was evidence-hold\)/);
+  await act('desk-release', 'probation', /Released by the desk \(it was restricted\)/);
+  assert.match((await page.textContent('table.kv'))!, /probation ends .* \(in (14 d|13 d 23 h)\)/);
+  await shot('desk-incident-released');
+  const audited = await store.db.selectFrom('audit').select(['actor', 'action']).where('target', '=', id).where('actor', '=', 'web:admin').orderBy('at').execute();
+  assert.deepEqual(audited.map((a) => a.action), ['incident.hold', 'incident.unhold', 'incident.desk-release']);
+
+  // An analyst sees the desk and the incident, and no button that changes a state.
+  await Promise.all([page.waitForNavigation(), page.click('button:has-text("Log out")')]);
+  await logIn('ana');
+  await page.goto(`${base}/desk`);
+  assert.equal(await page.locator('header nav a[href="/desk"]').count(), 1, 'the desk is in the analyst\'s navigation');
+  await page.goto(`${base}/desk/incidents/${id}`);
+  assert.equal((await page.textContent('.head .state'))!.trim(), 'probation');
+  assert.equal(await page.locator('button[data-event]').count(), 0);
+  assert.equal(await page.locator('form[action$="/transition"]').count(), 0);
+  assert.match((await page.textContent('main'))!, /State changes need the admin role/);
+  await shot('desk-incident-analyst');
+  await Promise.all([page.waitForNavigation(), page.click('button:has-text("Log out")')]);
+
+  assert.deepEqual(dialogs, [], 'nothing from the evidence ran');
   const violations = consoleLines.filter((l) => /Content[- ]Security[- ]Policy|Refused to (load|execute|apply|connect|frame)|pageerror/i.test(l));
   assert.deepEqual(violations, [], 'no CSP violations or script errors');
 });
