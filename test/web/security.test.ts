@@ -19,7 +19,7 @@ before(async () => {
 });
 after(() => store.close());
 
-const PAGES = () => ['/', '/?range=week', '/trace', '/outbox', '/outbox?state=review', `/trace/00000000-0000-4000-8000-000000000000`, '/quarantine', `/quarantine/${quarantineId}`, '/settings', '/audit'];
+const PAGES = () => ['/', '/?range=week', '/trace', '/outbox', '/outbox?state=review', `/trace/00000000-0000-4000-8000-000000000000`, '/quarantine', `/quarantine/${quarantineId}`, '/settings', '/audit', '/desk', '/desk?state=closed', '/desk/attribute?ip=192.0.2.7', '/desk/incidents/00000000-0000-4000-8000-000000000000'];
 
 test('every console page needs a session: pages redirect to /login, the API and POSTs answer 401', async () => {
   const web = app(store);
@@ -256,15 +256,15 @@ test('a console route without a schema for its query, params or body stops start
 
 test('a route that forgets to declare its role is admin-only', async () => {
   const forgetful: ConsolePage = {
-    slot: 'desk',
-    label: 'Desk',
-    path: '/desk',
+    slot: 'settings',
+    label: 'Forgetful',
+    path: '/forgetful',
     role: 'analyst',
     routes(scope, ctx) {
-      scope.get('/desk', { schema: { querystring: { type: 'object', properties: {} } } }, async (request, reply) => ctx.render(request, reply, { title: 'Desk', body: html`<p>desk</p>` }));
+      scope.get('/forgetful', { schema: { querystring: { type: 'object', properties: {} } } }, async (request, reply) => ctx.render(request, reply, { title: 'Forgetful', body: html`<p>forgetful</p>` }));
     },
   };
   const web = app(store, { pages: [forgetful] });
-  assert.equal((await (await loggedIn(web, 'ana')).get('/desk')).statusCode, 403);
-  assert.equal((await (await loggedIn(web, 'admin')).get('/desk')).statusCode, 200);
+  assert.equal((await (await loggedIn(web, 'ana')).get('/forgetful')).statusCode, 403);
+  assert.equal((await (await loggedIn(web, 'admin')).get('/forgetful')).statusCode, 200);
 });
