@@ -7,18 +7,31 @@
  * by sigtool from Debian's clamav-testfiles (plus EICAR), Postfix's smtp-sink
  * as the next hop (our users' mailboxes) and as the outgoing relay (where
  * every notice, report and complaint Backstop sends is captured), and a
- * Backstop node on a generated configuration. Then it sends the plan, waits
- * for the outbox to drain, and counts.
+ * Backstop node on a generated configuration over a fresh PostgreSQL
+ * database — PostgreSQL because the operator's `backstop` commands run
+ * beside the node on the same store, as they do at an ISP (PGlite is one
+ * process's). Then the operator imports the customers and their static
+ * assignments, the plan is sent, the outbox drains, the operator approves
+ * the complaints held for review, and each infected customer goes through
+ * the desk (replay/operator.ts). Then it counts.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createScratchDatabase, DEFAULT_ADMIN_URL, type ScratchDatabase } from '../store/scratch.ts';
+import { approveHeldComplaints, exerciseCustomers, importCustomers } from './operator.ts';
 import { freePort, startBackstop, startSmtpSink } from './processes.ts';
-import { computeScoreboard, scoreLines, type Scoreboard } from './scoreboard.ts';
+import { computeScoreboard, readComplaints, scoreLines, type Scoreboard } from './scoreboard.ts';
 import { sendPlan } from './send.ts';
 import { planReplay, SIZES } from './traffic.ts';
 
 const POSTMASTER = 'postmaster@example.net';
+/** Complaints to bouncing MTAs and the desk's notices to customers come from these (real mailboxes in life). */
+const COMPLAINT_FROM = 'backscatter@example.net';
+const DESK_FROM = 'abuse-desk@example.net';
+/** The desk's grace period; the operator's fake clock jumps past it. */
+const GRACE_HOURS = 72;
 /** Short digest windows so a replay of seconds sees its digests. */
 const DIGEST_MINUTES = 0.05;
 /** Reports wait this long after a source's first detection, counting what came meanwhile. */
@@ -32,6 +45,8 @@ export interface ReplayOptions {
   output?: string;
   keep?: boolean;
   log?: (line: string) => void;
+  /** A PostgreSQL URL on which the replay may create (and drop) its own database; default the local server. */
+  pgAdminUrl?: string;
 }
 
 export interface ReplayOutcome {
@@ -44,31 +59,59 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
   const log = opts.log ?? (() => {});
   const dir = mkdtempSync(join(tmpdir(), 'backstop-replay-'));
   const plan = planReplay(SIZES[opts.size], opts.seed);
-  const nextHop = await startSmtpSink(join(dir, 'mailboxes'));
-  const relay = await startSmtpSink(join(dir, 'relay'));
-  const smtpPort = await freePort();
-  const webPort = await freePort();
-  const backstop = await startBackstop(join(dir, 'node'), {
-    nodeName: 'replay-1',
-    dataDir: join(dir, 'node', 'data'),
-    smtp: { listen: `127.0.0.1:${smtpPort}`, hostname: 'mx.example.net', greetingDelayMs: 0, maxClients: 5000 },
-    domains: [plan.ourDomain],
-    nextHop: `smtp://127.0.0.1:${nextHop.port}`,
-    clamd: opts.clamdUrl,
-    store: `pglite:${join(dir, 'node', 'db')}`,
-    web: { listen: `127.0.0.1:${webPort}` },
-    actions: { infected: 'reject', banned: 'reject', unscannable: 'tempfail' },
-    notify: { relay: `smtp://127.0.0.1:${relay.port}`, from: 'backstop@example.net', postmaster: POSTMASTER, digestMinutes: DIGEST_MINUTES },
-    // The worm sources' desks are overrides (loopback has no registry); nothing may leave the machine.
-    abuse: {
-      reports: 'on', window: '24h', reportDelay: `${ABUSE_REPORT_DELAY_S}s`, hourlyCap: 100_000, overrides: plan.abuseOverrides,
-      rdap: { enabled: false }, dns: { zone: '' }, reverseFallback: false,
-    },
-    // The backscatter shield enforcing; complaints wait for review, so nothing of it is sent.
-    backscatter: { mode: 'enforce', complaints: { mode: 'review' } },
-    log: { level: 'warn' },
-  });
+  const pgAdmin = opts.pgAdminUrl ?? process.env.BACKSTOP_REPLAY_PG ?? DEFAULT_ADMIN_URL;
+  let database: ScratchDatabase;
   try {
+    database = await createScratchDatabase('bs_replay', pgAdmin);
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`the replay needs a PostgreSQL server it may create a database on (${pgAdmin.replace(/\/\/[^@/]*@/, '//…@')}; set BACKSTOP_REPLAY_PG): ${(err as Error).message}`);
+  }
+  // Whatever was started is stopped again, in reverse order, however the run ends.
+  const stops: (() => Promise<void>)[] = [];
+  try {
+    const nextHop = await startSmtpSink(join(dir, 'mailboxes'));
+    stops.push(() => nextHop.stop());
+    const relay = await startSmtpSink(join(dir, 'relay'));
+    stops.push(() => relay.stop());
+    const smtpPort = await freePort();
+    const webPort = await freePort();
+    const webUrl = `http://127.0.0.1:${webPort}`;
+    const listToken = randomBytes(24).toString('base64url');
+    const backstop = await startBackstop(join(dir, 'node'), {
+      nodeName: 'replay-1',
+      dataDir: join(dir, 'node', 'data'),
+      smtp: { listen: `127.0.0.1:${smtpPort}`, hostname: 'mx.example.net', greetingDelayMs: 0, maxClients: 5000 },
+      domains: [plan.ourDomain],
+      // Our customers' static lines may relay through us: the ISP's smarthost.
+      relayFrom: plan.customers.map((c) => c.network),
+      nextHop: `smtp://127.0.0.1:${nextHop.port}`,
+      clamd: opts.clamdUrl,
+      store: database.url,
+      web: { listen: `127.0.0.1:${webPort}` },
+      actions: { infected: 'reject', banned: 'reject', unscannable: 'tempfail' },
+      notify: { relay: `smtp://127.0.0.1:${relay.port}`, from: 'backstop@example.net', postmaster: POSTMASTER, digestMinutes: DIGEST_MINUTES },
+      // The worm sources' desks are overrides (loopback has no registry); nothing may leave the machine.
+      abuse: {
+        reports: 'on', window: '24h', reportDelay: `${ABUSE_REPORT_DELAY_S}s`, hourlyCap: 100_000, overrides: plan.abuseOverrides,
+        // Our own customers' space is the desk's, never an ARF report's.
+        customerSpace: plan.customerSpace,
+        rdap: { enabled: false }, dns: { zone: '' }, reverseFallback: false,
+      },
+      // The backscatter shield enforcing; complaints wait for review (the default), the operator approves them.
+      backscatter: { mode: 'enforce', complaints: { mode: 'review', from: COMPLAINT_FROM } },
+      desk: {
+        graceHours: GRACE_HOURS,
+        restriction: { level: 'walled-garden' },
+        portal: { baseUrl: webUrl },
+        enforcement: { listFile: join(dir, 'node', 'restricted.txt'), listToken },
+        notice: { from: DESK_FROM },
+      },
+      log: { level: 'warn' },
+    });
+    stops.push(() => backstop.stop());
+    const configFile = backstop.configFile;
+    await importCustomers(configFile, dir, plan.customers);
     log(`replaying ${plan.entries.length} messages (${opts.size}) from ${new Set(plan.entries.map((e) => e.sourceIp)).size} sources`);
     const started = process.hrtime.bigint();
     const results = await sendPlan(plan.entries, { host: '127.0.0.1', port: smtpPort, concurrency: opts.concurrency }, (done) => {
@@ -77,11 +120,34 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     // Let the outbox drain: the last digest window closes, then the worker's poll sends it.
     await new Promise((r) => setTimeout(r, Math.max(DIGEST_MINUTES * 60_000, ABUSE_REPORT_DELAY_S * 1000) + 3000));
+    log('operator: approving the complaints held for review');
+    await approveHeldComplaints(configFile, () => relay.envelopes().filter((m) => m.mailFrom.toLowerCase() === COMPLAINT_FROM).length, log);
+    log(`operator: ${plan.customers.length} infected customers through the desk`);
+    const customers = await exerciseCustomers(plan.customers, {
+      configFile,
+      smtp: { host: '127.0.0.1', port: smtpPort },
+      webUrl,
+      listToken,
+      graceHours: GRACE_HOURS,
+      relayed: () => relay.envelopes(),
+      deskFrom: DESK_FROM,
+      log,
+    });
     const outgoing = relay.envelopes();
+    const complaints = await readComplaints(outgoing.filter((m) => m.mailFrom.toLowerCase() === COMPLAINT_FROM));
     const scoreboard = computeScoreboard(
       plan,
       results,
-      { nextHop: nextHop.messages(), outgoingRecipients: outgoing.flatMap((m) => m.rcptTo), outgoing, postmaster: POSTMASTER },
+      {
+        nextHop: nextHop.messages(),
+        outgoingRecipients: outgoing.flatMap((m) => m.rcptTo),
+        outgoing,
+        postmaster: POSTMASTER,
+        complaintFrom: COMPLAINT_FROM,
+        complaints,
+        deskFrom: DESK_FROM,
+        customers,
+      },
       seconds,
       opts.size,
     );
@@ -90,9 +156,11 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
     if (opts.output) writeFileSync(opts.output, JSON.stringify({ ...scoreboard, lines, passed }, null, 2) + '\n');
     return { scoreboard, lines, passed };
   } finally {
-    await backstop.stop();
-    await nextHop.stop();
-    await relay.stop();
-    if (!opts.keep) rmSync(dir, { recursive: true, force: true });
+    for (const stop of stops.reverse()) await stop();
+    if (opts.keep) log(`kept ${dir} and the database ${database.url}`);
+    else {
+      rmSync(dir, { recursive: true, force: true });
+      await database.drop();
+    }
   }
 }

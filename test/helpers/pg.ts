@@ -2,28 +2,13 @@
  * test/helpers/pg — a fresh PostgreSQL database per test file, dropped after,
  * on the server every machine of this kind runs at 127.0.0.1:5432 (trust auth).
  */
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { openStore, type Store } from '../../src/store/store.ts';
+import { createScratchDatabase, DEFAULT_ADMIN_URL } from '../../src/store/scratch.ts';
 
-const ADMIN_URL = process.env.BACKSTOP_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const ADMIN_URL = process.env.BACKSTOP_TEST_PG ?? DEFAULT_ADMIN_URL;
 
 export async function createTestDatabase(prefix = 'bs_test'): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `${prefix}_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const url = ADMIN_URL.replace(/\/[^/]*$/, `/${name}`);
-  return {
-    url,
-    async drop() {
-      const c = new pg.Client({ connectionString: ADMIN_URL });
-      await c.connect();
-      await c.query(`drop database if exists ${name} with (force)`);
-      await c.end();
-    },
-  };
+  return createScratchDatabase(prefix, ADMIN_URL);
 }
 
 /** The two stores every store test runs against. */

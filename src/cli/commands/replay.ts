@@ -2,7 +2,9 @@
  * cli/commands/replay — `backstop replay`: a Mydoom-style outbreak replayed
  * against a real Backstop node, real clamd and a real next hop, ending in the
  * mission's scoreboard (printed, and written as JSON). Exit 0 only when every
- * line holds.
+ * line holds. Needs a PostgreSQL server it may create a database on
+ * (BACKSTOP_REPLAY_PG, default the local one): the operator's commands run
+ * beside the node on one store.
  */
 import { startClamd } from '../../replay/clamd.ts';
 import { runReplay } from '../../replay/run.ts';
@@ -26,6 +28,7 @@ export const command: Command = {
     if (!Number.isInteger(seed) || seed < 0) throw new UsageError('--seed must be a non-negative whole number');
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 500) throw new UsageError('--concurrency must be a whole number from 1 to 500');
 
+    const t0 = performance.now();
     const clamd = await startClamd();
     try {
       const outcome = await runReplay({
@@ -35,13 +38,13 @@ export const command: Command = {
         clamdUrl: clamd.url,
         output: values.output,
         keep: values.keep,
-        log: (line) => console.error(line),
+        log: (line) => console.error(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${line}`),
       });
       const width = Math.max(...outcome.lines.map((l) => l.name.length));
       console.log('\nBackstop outbreak replay — scoreboard');
       for (const line of outcome.lines) console.log(`  ${line.holds ? 'ok  ' : 'FAIL'}  ${line.name.padEnd(width)}  ${String(line.value).padStart(8)}  (${line.expectation})`);
       const s = outcome.scoreboard;
-      console.log(`\n  ${s.messages} messages (${s.infectedSent} worm, ${s.legitSent} legitimate, ${s.backscatterSent} backscatter) from ${s.sourceIps} infected sources`);
+      console.log(`\n  ${s.messages} messages (${s.infectedSent} worm, ${s.legitSent} legitimate, ${s.backscatterSent} backscatter) from ${s.sourceIps} infected sources outside and ${s.customersInfected} infected customers`);
       console.log(`  ${s.messagesPerSecond.toFixed(1)} messages/s, p50 ${s.p50Ms.toFixed(1)} ms, p99 ${s.p99Ms.toFixed(1)} ms end of DATA to reply`);
       console.log(JSON.stringify(s));
       if (values.output) console.error(`scoreboard written to ${values.output}`);
