@@ -79,7 +79,7 @@ export interface EvidenceInput {
 }
 
 /** Runs `fn` in the caller's transaction, or in a new one. */
-async function inTransaction<T>(db: Db, fn: (tx: Db) => Promise<T>): Promise<T> {
+export async function inTransaction<T>(db: Db, fn: (tx: Db) => Promise<T>): Promise<T> {
   if (db.isTransaction) return fn(db);
   return db.transaction().execute((tx) => fn(tx));
 }

@@ -10,7 +10,8 @@
  * (IP, time, port) to a customer, and in ONE store transaction write the
  * desk_reports row, the incident evidence and the forward job — or, when the
  * address is unknown or the attribution ambiguous, the row alone with the
- * reason (the desk's queue). The sender hears 250 only after that
+ * reason (the desk's queue; desk/queue files a report a person assigned
+ * through the same fileReport). The sender hears 250 only after that
  * transaction committed; any store error is 451 and the sender retries.
  *
  * The reporter never learns who the customer is: the SMTP answer is the same
@@ -129,23 +130,64 @@ export async function takeReport(db: Db, ports: DeskPorts, r: IncomingReport, no
       return { id: row.id, state: 'unattributed' as const, reason };
     }
 
-    const evidence = await ports.recordEvidence(trx, {
-      customerId: attribution.customerId,
-      source: r.via === 'form' ? 'form' : p && (p.kind === 'arf' || p.kind === 'x-arf') ? 'arf' : 'alias',
-      ip: ip!,
-      observedAt: observedAt!,
-      summary,
-      ...(headers ? { headers } : {}),
-      ...(malware.length ? { malware } : {}),
-    });
-    await trx
-      .updateTable('desk_reports')
-      .set({ state: 'attributed', customer_id: String(attribution.customerId), incident_id: String(evidence.incidentId) })
-      .where('id', '=', row.id)
-      .execute();
-    await enqueue(trx, { kind: FORWARD_JOB, payload: { reportId: row.id }, dedupeKey: `${FORWARD_JOB}:${row.id}` });
+    await fileReport(trx, ports.recordEvidence, { id: row.id, via: r.via, kind, ip: ip!, observedAt: observedAt!, summary, headers, malware }, attribution.customerId);
     return { id: row.id, state: 'attributed' as const, reason: null };
   });
+}
+
+/** A stored report with an address and a time: what filing it against a customer needs. */
+export interface FileableReport {
+  id: string;
+  via: IncomingReport['via'];
+  kind: string;
+  ip: string;
+  observedAt: Date;
+  summary: string;
+  headers: string | null;
+  malware: string[];
+}
+
+/** The incident evidence's source for a report: the form's, an ARF/X-ARF report's, or an alias's (free text, abuse@ included). */
+export function evidenceSource(via: IncomingReport['via'], kind: string): EvidenceInput['source'] {
+  if (via === 'form') return 'form';
+  return kind === 'arf' || kind === 'x-arf' ? 'arf' : 'alias';
+}
+
+/**
+ * Files a report against a customer, in the caller's transaction: the row
+ * becomes 'attributed' (only from 'unattributed': the update is the claim, so
+ * a report is filed once however often this is called), its evidence opens or
+ * joins the customer's incident, and the forward job is queued. The one path
+ * for a report attributed on arrival (takeReport) and one a person assigned
+ * from the queue (desk/queue assignReport, with `assigned` saying who and when).
+ * Throws when the report was not in the queue (the transaction rolls back).
+ */
+export async function fileReport(
+  trx: Db,
+  recordEvidence: DeskPorts['recordEvidence'],
+  report: FileableReport,
+  customerId: string,
+  assigned?: { by: string; at: Date },
+): Promise<{ incidentId: string; opened: boolean }> {
+  const claimed = await trx
+    .updateTable('desk_reports')
+    .set({ state: 'attributed', customer_id: String(customerId), ...(assigned ? { assigned_by: assigned.by, assigned_at: assigned.at } : {}) })
+    .where('id', '=', report.id)
+    .where('state', '=', 'unattributed')
+    .executeTakeFirst();
+  if (Number(claimed.numUpdatedRows) !== 1) throw new Error(`report ${report.id} is not in the desk's queue`);
+  const evidence = await recordEvidence(trx, {
+    customerId: String(customerId),
+    source: evidenceSource(report.via, report.kind),
+    ip: report.ip,
+    observedAt: report.observedAt,
+    summary: report.summary,
+    ...(report.headers ? { headers: report.headers } : {}),
+    ...(report.malware.length ? { malware: report.malware } : {}),
+  });
+  await trx.updateTable('desk_reports').set({ incident_id: String(evidence.incidentId) }).where('id', '=', report.id).execute();
+  await enqueue(trx, { kind: FORWARD_JOB, payload: { reportId: report.id }, dedupeKey: `${FORWARD_JOB}:${report.id}` });
+  return { incidentId: String(evidence.incidentId), opened: evidence.opened };
 }
 
 /** One report in the desk's queue: nobody could be named for it, and why. */

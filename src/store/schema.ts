@@ -197,7 +197,7 @@ export interface WebLoginThrottleTable {
   failures: number;
 }
 
-/** 0320: reports that reached the abuse desk (desk/intake.ts, web/public-form.ts). */
+/** 0320, 0321: reports that reached the abuse desk (desk/intake.ts, web/public-form.ts) and what the desk's queue did with them (desk/queue.ts). */
 export interface DeskReportsTable {
   id: Generated<string>;
   received_at: DefaultTimestamp;
@@ -213,10 +213,17 @@ export interface DeskReportsTable {
   summary: string;
   headers: string | null;
   malware: string[];
-  state: 'attributed' | 'unattributed' | 'forwarded';
+  state: 'attributed' | 'unattributed' | 'forwarded' | 'dismissed';
   reason: string | null;
   customer_id: string | null;
   incident_id: string | null;
+  /** 0321: a person assigned it from the queue (desk/queue.ts); customer_id is the assignee. */
+  assigned_by: ColumnType<string | null, string | null | undefined, string | null>;
+  assigned_at: NullableTimestamp;
+  /** 0321: a person dismissed it from the queue, and why. */
+  dismissed_by: ColumnType<string | null, string | null | undefined, string | null>;
+  dismissed_at: NullableTimestamp;
+  dismiss_reason: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export interface DeskFormThrottleTable {
