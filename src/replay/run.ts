@@ -16,7 +16,7 @@
  * the desk (replay/operator.ts). Then it counts.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createScratchDatabase, DEFAULT_ADMIN_URL, type ScratchDatabase } from '../store/scratch.ts';
@@ -151,6 +151,8 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
       seconds,
       opts.size,
     );
+    const peak = peakRssMb(backstop.child.pid);
+    if (peak !== null) scoreboard.nodePeakRssMb = peak;
     const lines = scoreLines(scoreboard);
     const passed = lines.every((l) => l.holds);
     if (opts.output) writeFileSync(opts.output, JSON.stringify({ ...scoreboard, lines, passed }, null, 2) + '\n');
@@ -162,5 +164,16 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
       rmSync(dir, { recursive: true, force: true });
       await database.drop();
     }
+  }
+}
+
+/** A process's peak resident set size in MB (Linux /proc VmHWM), or null where there is none. */
+function peakRssMb(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const kb = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb ? Math.round(Number(kb) / 1024) : null;
+  } catch {
+    return null;
   }
 }

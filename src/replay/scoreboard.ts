@@ -103,6 +103,8 @@ export interface Scoreboard {
   p50Ms: number;
   p99Ms: number;
   seconds: number;
+  /** The Backstop node's peak resident memory over the whole run (Linux VmHWM), when it could be read. */
+  nodePeakRssMb?: number;
 }
 
 export interface ScoreLine {
