@@ -63,7 +63,7 @@ export type QueueAction = { kind: 'assign'; customerId: string; customerKnown: b
 
 type Decidable = Pick<DeskReport, 'state' | 'ip' | 'observedAt' | 'customerId' | 'assignedBy' | 'assignedAt' | 'dismissedBy' | 'dismissedAt'>;
 
-const iso = (d: Date) => d.toISOString().replace(/\.000Z$/, 'Z');
+const iso = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 const refuse = (why: RefusalKind, refused: string): QueueRefusal => ({ ok: false, why, refused });
 
 /**

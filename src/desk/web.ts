@@ -2,21 +2,30 @@
  * desk/web — the abuse desk's page in the console (R8, R9): incidents by
  * state with their running timers, one incident's contact, evidence and
  * history with the desk's state changes, the attribution lookup, the queue
- * of reports nobody could be named for, and the lease imports' status.
+ * of reports nobody could be named for — each report on its own page, where
+ * the desk assigns it to a customer or dismisses it — and the lease imports'
+ * status.
  *
  * Reads and decides nothing of its own: incidents through desk/incidents
  * (listIncidents, getIncident, transition — the same functions as
  * `backstop incident`), the buttons from lifecycle's `next` (deskEventsFor),
  * attribution through desk/attribute (with the CLI's time parsing), the
- * queue through desk/intake, the imports through desk/leases.
+ * queue through desk/intake and desk/queue (getReport, assignReport,
+ * dismissReport — the same as `backstop desk-queue`), the imports through
+ * desk/leases. A report's page suggests a customer by asking attribute()
+ * again — with the report's address, time and port, or a time, zone or port
+ * the agent gives — and only pre-fills the form: the agent assigns.
  *
- * Roles: an analyst reads everything here; a state change is admin-only
- * (a desk release lifts a customer's restriction and a close ends the file —
- * as weighty as releasing quarantined mail, which is admin-only too). Each
- * change is a POST with the console's CSRF token, decided again by
- * `transition` under the incident's row lock and audited there, in the same
- * transaction, as `incident.EVENT` by web:USER with the request's address; a
- * refusal is a 409 with the lifecycle's reason and changes nothing.
+ * Roles: an analyst reads everything here; a state change, an assignment
+ * and a dismissal are admin-only (a desk release lifts a customer's
+ * restriction, a close ends the file, an assignment opens an incident and
+ * mails the customer — as weighty as releasing quarantined mail, which is
+ * admin-only too). Each change is a POST with the console's CSRF token,
+ * decided again under the row lock (`transition`, `assignReport`,
+ * `dismissReport`) and audited there, in the same transaction, by web:USER
+ * with the request's address; a refusal is a 409 (400 for the agent's own
+ * input: an unknown customer, a missing reason) with the reason in words and
+ * changes nothing.
  *
  * Trusts nothing it shows: evidence summaries, header lines, reporters and
  * customer names came from outside (a report, a worm, the ISP's CRM export).
@@ -33,6 +42,7 @@ import { cleanText } from '../obs/clean.ts';
 import { attribute, canonicalIp, getCustomer, parseTime, type Attribution } from './attribute.ts';
 import { deskEventsFor, getIncident, incidentCounts, incidentSettings, listIncidents, transition, type Incident } from './incidents.ts';
 import { deskQueue } from './intake.ts';
+import { assignReport, dismissReport, getReport, MAX_DISMISS_REASON, type DeskReport, type QueueRefusal } from './queue.ts';
 import { leaseImportStatus, type ImportStatus } from './leases.ts';
 import { DESK_EVENTS, STATES, type IncidentEvent, type IncidentState } from './lifecycle.ts';
 
@@ -76,6 +86,31 @@ const lookupQuery = {
   additionalProperties: false,
   properties: Object.fromEntries(['ip', 'at', 'zone', 'port'].map((k) => [k, { type: 'string', maxLength: 100 }])),
 } as const;
+// A report's page: the agent's own time, zone or port for the suggestion (the address is the report's), and what was just done.
+const reportQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { ...Object.fromEntries(['at', 'zone', 'port'].map((k) => [k, { type: 'string', maxLength: 100 }])), done: { type: 'string', enum: ['assign', 'dismiss'] } },
+} as const;
+const assignBody = {
+  ...csrfBody,
+  required: ['_csrf', 'customer'],
+  properties: { ...csrfBody.properties, customer: { type: 'string', maxLength: 200 } },
+} as const;
+// Longer than the limit on purpose: an over-long reason gets desk/queue's sentence, not a schema error.
+const dismissBody = {
+  ...csrfBody,
+  required: ['_csrf', 'reason'],
+  properties: { ...csrfBody.properties, reason: { type: 'string', maxLength: 4 * MAX_DISMISS_REASON } },
+} as const;
+
+/** How a report's state reads on its page: the queue's words, the console's colours. */
+const REPORT_STATE: Record<DeskReport['state'], { label: string; css: string }> = {
+  unattributed: { label: 'in the queue', css: 'queued' },
+  attributed: { label: 'attributed', css: 'running' },
+  forwarded: { label: 'forwarded', css: 'done' },
+  dismissed: { label: 'dismissed', css: 'cancelled' },
+};
 
 const lookupSchema = z
   .object({
@@ -226,8 +261,8 @@ ${queue.reports.length === 0
   ? html`<p class="empty">The queue is empty.</p>`
   : html`${queue.total > queue.reports.length ? html`<p class="meta">The newest ${queue.reports.length}.</p>` : ''}
 <table class="grid queue"><thead><tr><th>Received (UTC)</th><th>Via</th><th>Reporter</th><th>Address</th><th>Observed (UTC)</th><th>Reason</th><th>Summary</th></tr></thead><tbody>
-${queue.reports.map((r) => html`<tr>
-<td class="nowrap">${utc(r.receivedAt)}</td>
+${queue.reports.map((r) => html`<tr data-report="${r.id}">
+<td class="nowrap"><a href="/desk/reports/${r.id}" title="Open the report: assign or dismiss it">${utc(r.receivedAt)}</a></td>
 <td>${r.via} <span class="meta">${r.kind}</span></td>
 <td class="mono">${clip(r.reporter, 40)}</td>
 <td class="mono nowrap">${r.ip ? html`<a href="/desk/attribute${qs({ ip: r.ip, at: lookupTime(r.observedAt, r.zoneless), port: r.port })}" title="Look the address up">${r.ip}${r.port !== null ? ` port ${r.port}` : ''}</a>` : html`<span class="none">none</span>`}</td>
@@ -253,7 +288,7 @@ ${importsTable(imports, now)}
           status = 400;
           answer = html`<div class="problem" role="alert"><ul>${parsed.errors.map((e) => html`<li>${e}</li>`)}</ul></div>`;
         } else {
-          answer = await lookupAnswer(ctx, parsed.q);
+          answer = (await lookupAnswer(ctx, parsed.q)).body;
         }
       }
       const body = html`
@@ -267,7 +302,7 @@ ${answer ? html`<section class="panel lookup-answer">${answer}</section>` : ''}`
 
     const incidentPage = async (request: FastifyRequest, reply: FastifyReply, id: string, status: number, notice: SafeHtml | null) => {
       const found = await getIncident(db, id, { evidenceLimit: EVIDENCE_SHOWN });
-      if (!found) return notFound(ctx, request, reply);
+      if (!found) return notFound(ctx, request, reply, 'incident');
       const { incident: i, events, evidence, evidenceCount } = found;
       const now = new Date();
       const contact = i.contact_snapshot as Contact;
@@ -348,11 +383,130 @@ ${events.map((e) => html`<tr><td class="nowrap">${utc(e.at)}</td><td class="mono
       // transition() decides under the row lock and writes history and audit (actor, address, note) with the change.
       const r = await transition(db, id, event, ctx.actor(request), new Date(), settings(), { ip: request.ip, ...(cleanNote ? { note: cleanNote } : {}) });
       if (!r.ok) {
-        if (r.refused === 'no such incident') return notFound(ctx, request, reply);
+        if (r.refused === 'no such incident') return notFound(ctx, request, reply, 'incident');
         request.log.info({ incident: id, event, refused: r.refused }, 'desk: transition refused');
         return incidentPage(request, reply, id, 409, html`<p class="problem" role="alert">Refused: ${r.refused}. Nothing was changed.</p>`);
       }
       return reply.redirect(`/desk/incidents/${id}${qs({ done: event, from: r.from })}`, 303);
+    });
+
+    const reportPage = async (request: FastifyRequest, reply: FastifyReply, id: string, status: number, notice: SafeHtml | null, ask: Record<string, string | undefined> = {}, typed: { customer?: string; reason?: string } = {}) => {
+      const r = await getReport(db, id);
+      if (!r) return notFound(ctx, request, reply, 'report');
+      const admin = ctx.can(request, 'admin');
+      const queued = r.state === 'unattributed';
+      const fileable = r.ip !== null && r.observedAt !== null;
+
+      // The suggestion: attribute() asked again (leases imported since, or the agent's own time, zone or port).
+      let suggestion: SafeHtml | '' = '';
+      let suggested: string | null = null;
+      if (queued && r.ip) {
+        const own = Object.values(ask).some((v) => v);
+        const parsed = parseLookup({ ip: r.ip, at: ask.at || (ask.zone ? wallClock(r.observedAt) : lookupTime(r.observedAt, r.zoneless)), zone: ask.zone, port: ask.port || (r.port === null ? undefined : String(r.port)) });
+        if (!parsed.ok) {
+          if (status === 200) status = 400;
+          suggestion = html`<div class="problem" role="alert"><ul>${parsed.errors.map((e) => html`<li>${e}</li>`)}</ul></div>`;
+        } else {
+          const answer = await lookupAnswer(ctx, parsed.q);
+          suggested = answer.customerId;
+          suggestion = html`<p class="meta">${own ? 'Asked with your time, zone or port.' : 'Asked again with what the report says.'}</p>${answer.body}`;
+        }
+        suggestion = html`${suggestion}<form class="filters lookup" method="get" action="/desk/reports/${r.id}">
+  <label>Time (ISO 8601) <input name="at" maxlength="40" value="${ask.at ?? ''}" placeholder="${lookupTime(r.observedAt, r.zoneless) ?? '2026-03-01T10:05:00+01:00'}"></label>
+  <label>Zone, if the time has none <input name="zone" maxlength="64" value="${ask.zone ?? ''}" placeholder="Europe/Berlin or +01:00"></label>
+  <label>Source port (CGNAT) <input name="port" maxlength="5" inputmode="numeric" value="${ask.port ?? ''}" placeholder="${r.port ?? ''}"></label>
+  <button type="submit">Ask again</button>
+</form>
+<p class="meta">Empty fields take the report's own values; a zone alone reads the report's time as wall-clock time in that zone.</p>`;
+      }
+
+      const actions: SafeHtml = !queued
+        ? html``
+        : !admin
+          ? html`<p class="meta">Assigning and dismissing need the admin role.</p>`
+          : html`<section class="cols">
+${fileable
+  ? html`<form class="panel desk-actions" method="post" action="/desk/reports/${r.id}/assign">
+  ${ctx.csrfField(request, reply)}
+  <h2>Assign to a customer</h2>
+  <label>Customer id <input name="customer" required maxlength="200" size="30" value="${typed.customer ?? suggested ?? ''}"></label>
+  ${suggested && typed.customer === undefined ? html`<p class="meta">Pre-filled from the attribution answer; check it against the report.</p>` : ''}
+  <div class="actions"><button type="submit" data-action="assign">Assign and forward</button></div>
+  <p class="meta">Files the report as evidence on the customer's incident (opens one if none is open) and forwards it to the customer, without the reporter.</p>
+</form>`
+  : html`<div class="panel"><h2>Assign to a customer</h2><p class="meta">The report gives ${r.ip ? 'no time' : 'no address'}: there is nothing to file against a customer.</p></div>`}
+<form class="panel desk-actions" method="post" action="/desk/reports/${r.id}/dismiss">
+  ${ctx.csrfField(request, reply)}
+  <h2>Dismiss</h2>
+  <label>Reason (required, at most ${MAX_DISMISS_REASON} characters) <textarea name="reason" required maxlength="${MAX_DISMISS_REASON}" rows="3" cols="50">${typed.reason ?? ''}</textarea></label>
+  <div class="actions"><button type="submit" data-action="dismiss" class="danger">Dismiss</button></div>
+  <p class="meta">Takes the report out of the queue; nobody is told.</p>
+</form>
+</section>`;
+
+      const state = REPORT_STATE[r.state];
+      const body = html`
+<div class="head"><h1>Report</h1><span class="state s-${state.css}">${state.label}</span><a href="/desk">Abuse desk</a></div>
+${notice ?? ''}
+<section class="cols">
+<div class="panel">
+<h2>Report</h2>
+<table class="kv report">
+<tr><th>Id</th><td class="mono">${r.id}</td></tr>
+<tr><th>Received</th><td>${utc(r.receivedAt)}</td></tr>
+<tr><th>Via</th><td>${r.via} <span class="meta">${r.kind}${r.feedbackType ? ` (${r.feedbackType})` : ''}</span></td></tr>
+<tr><th>Reporter</th><td class="mono wrap">${clip(r.reporter, 320)}</td></tr>
+<tr><th>Address</th><td class="mono">${r.ip ?? html`<span class="none">none</span>`}${r.port !== null ? ` port ${r.port}` : ''}</td></tr>
+<tr><th>Observed</th><td>${r.observedAt ? html`${utc(r.observedAt)}${r.zoneless ? html` <span class="meta">no zone given: read as UTC</span>` : ''} <span class="meta">(${r.timeSource})</span>` : html`<span class="none">none</span>`}</td></tr>
+<tr><th>Why nobody was named</th><td class="wrap">${clip(r.reason, 400)}</td></tr>
+<tr><th>Malware</th><td class="mono wrap malware">${clip(r.malware.join(', '), 400)}</td></tr>
+${r.assignedAt ? html`<tr><th>Assigned</th><td>to <span class="mono">${clip(r.customerId, 200)}</span> by <span class="mono">${clip(r.assignedBy, 80)}</span> at ${utc(r.assignedAt)}</td></tr>` : ''}
+${!r.assignedAt && r.customerId ? html`<tr><th>Attributed</th><td>to <span class="mono">${clip(r.customerId, 200)}</span> when it arrived</td></tr>` : ''}
+${r.incidentId ? html`<tr><th>Incident</th><td><a href="/desk/incidents/${r.incidentId}" class="mono">${r.incidentId}</a></td></tr>` : ''}
+${r.dismissedAt ? html`<tr><th>Dismissed</th><td>by <span class="mono">${clip(r.dismissedBy, 80)}</span> at ${utc(r.dismissedAt)}</td></tr><tr><th>Reason</th><td class="wrap dismiss-reason">${r.dismissReason ?? ''}</td></tr>` : ''}
+</table>
+</div>
+${queued ? html`<div class="panel lookup-answer"><h2>Who held the address</h2>${r.ip ? suggestion : html`<p class="empty">The report names no address.</p>`}</div>` : ''}
+</section>
+${actions}
+<section class="panel">
+<h2>What was reported</h2>
+<p class="wrap summary">${clip(r.summary, 2000)}</p>
+${r.headers ? html`<details open><summary>Header lines</summary><pre class="headers">${preText(r.headers.length > MAX_HEADERS_SHOWN ? `${r.headers.slice(0, MAX_HEADERS_SHOWN)}\n[… ${r.headers.length - MAX_HEADERS_SHOWN} more characters not shown]` : r.headers)}</pre></details>` : html`<p class="meta">No header lines came with it.</p>`}
+</section>`;
+      return ctx.render(request, reply, { title: 'Report', slot: 'desk', status, body });
+    };
+
+    app.get('/desk/reports/:id', { config: { role: 'analyst' }, schema: { params: idParams, querystring: reportQuery } }, async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const { done, ...ask } = request.query as { done?: 'assign' | 'dismiss'; at?: string; zone?: string; port?: string };
+      const notice = done === 'assign' ? html`<p class="done" role="status">Assigned: the report is on the customer's incident and its forward is queued.</p>` : done === 'dismiss' ? html`<p class="done" role="status">Dismissed.</p>` : null;
+      return reportPage(request, reply, id, 200, notice, ask);
+    });
+
+    /** A refusal from desk/queue as the report's page: 404 for an unknown report, 400 for the agent's input, else 409; nothing changed. */
+    const refused = (request: FastifyRequest, reply: FastifyReply, id: string, action: string, r: QueueRefusal, typed: { customer?: string; reason?: string }) => {
+      if (r.why === 'unknown-report') return notFound(ctx, request, reply, 'report');
+      request.log.info({ report: id, action, refused: r.refused }, 'desk: queue action refused');
+      const status = r.why === 'unknown-customer' || r.why === 'bad-reason' ? 400 : 409;
+      return reportPage(request, reply, id, status, html`<p class="problem" role="alert">Refused: ${r.refused}. Nothing was changed.</p>`, {}, typed);
+    };
+
+    app.post('/desk/reports/:id/assign', { config: { role: 'admin' }, schema: { params: idParams, querystring: noQuery, body: assignBody } }, async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const { customer } = request.body as { customer: string };
+      // assignReport decides under the report's row lock and files, forwards and audits (actor, address) in one transaction.
+      const r = await assignReport(db, id, customer, ctx.actor(request), new Date(), { settings: settings(), detail: { ip: request.ip } });
+      if (!r.ok) return refused(request, reply, id, 'assign', r, { customer });
+      return reply.redirect(`/desk/reports/${id}${qs({ done: 'assign' })}`, 303);
+    });
+
+    app.post('/desk/reports/:id/dismiss', { config: { role: 'admin' }, schema: { params: idParams, querystring: noQuery, body: dismissBody } }, async (request, reply) => {
+      const { id } = request.params as { id: string };
+      const { reason } = request.body as { reason: string };
+      const r = await dismissReport(db, id, reason, ctx.actor(request), new Date(), { ip: request.ip });
+      if (!r.ok) return refused(request, reply, id, 'dismiss', r, { reason });
+      return reply.redirect(`/desk/reports/${id}${qs({ done: 'dismiss' })}`, 303);
     });
   },
 };
@@ -362,6 +516,11 @@ function lookupTime(at: Date | null, zoneless: boolean): string | undefined {
   if (!at) return undefined;
   const iso = at.toISOString().replace(/\.000Z$/, 'Z');
   return zoneless ? iso.replace(/Z$/, '') : iso;
+}
+
+/** A report's time without its zone, for an agent who names the zone the reporter's clock was in. */
+function wallClock(at: Date | null): string | undefined {
+  return at ? at.toISOString().replace(/(\.000)?Z$/, '') : undefined;
 }
 
 function lookupForm(v: Record<string, string | undefined>): SafeHtml {
@@ -375,16 +534,17 @@ function lookupForm(v: Record<string, string | undefined>): SafeHtml {
 <p class="meta">No time: only a static address has an answer. A time without a zone is read as UTC, and near a change of holder the answer is ambiguous.</p>`;
 }
 
-async function lookupAnswer(ctx: ConsoleContext, q: Lookup): Promise<SafeHtml> {
+/** attribute()'s answer as the console shows it, and the customer it names (the report page pre-fills its assign form with it). */
+async function lookupAnswer(ctx: ConsoleContext, q: Lookup): Promise<{ body: SafeHtml; customerId: string | null }> {
   const asked = html`<p class="meta">Asked: <span class="mono">${q.ip}</span>${q.port !== undefined ? ` port ${q.port}` : ''} at ${q.at ? utc(q.at) : 'now'}${q.zoneless ? ' (no zone given: read as UTC)' : ''}.</p>`;
   const a: Attribution = await attribute(ctx.db, { ip: q.ip, at: q.at, ...(q.port !== undefined ? { port: q.port } : {}), zoneless: q.zoneless });
-  if (a.kind === 'unknown') return html`<h2 data-answer="unknown">Unknown</h2><p>No customer we know held the address then.</p>${asked}`;
-  if (a.kind === 'ambiguous') return html`<h2 data-answer="ambiguous">Ambiguous</h2><p>${a.reason}</p>${asked}`;
+  if (a.kind === 'unknown') return { body: html`<h2 data-answer="unknown">Unknown</h2><p>No customer we know held the address then.</p>${asked}`, customerId: null };
+  if (a.kind === 'ambiguous') return { body: html`<h2 data-answer="ambiguous">Ambiguous</h2><p>${a.reason}</p>${asked}`, customerId: null };
   const [customer, open] = await Promise.all([
     getCustomer(ctx.db, a.customerId),
     ctx.db.selectFrom('incidents').select(['id', 'state']).where('customer_id', '=', a.customerId).where('state', '<>', 'closed').executeTakeFirst(),
   ]);
-  return html`<h2 data-answer="customer">Customer <span class="mono">${clip(a.customerId, 80)}</span></h2>
+  const body = html`<h2 data-answer="customer">Customer <span class="mono">${clip(a.customerId, 80)}</span></h2>
 <table class="kv">
 <tr><th>Name</th><td class="wrap">${customer ? clip(customer.name, 200) : html`<span class="none">not in the customer list</span>`}</td></tr>
 ${customer ? html`<tr><th>Email</th><td class="mono wrap">${clip(customer.email, 200)}</td></tr><tr><th>Language, zone</th><td>${clip(customer.language, 20)}, ${clip(customer.timeZone, 60)}</td></tr>` : ''}
@@ -393,6 +553,7 @@ ${customer ? html`<tr><th>Email</th><td class="mono wrap">${clip(customer.email,
 <tr><th>Open incident</th><td>${open ? html`<a href="/desk/incidents/${open.id}">${open.state}</a>` : html`<span class="none">none</span>`}</td></tr>
 </table>
 ${asked}`;
+  return { body, customerId: a.customerId };
 }
 
 function importsTable(rows: ImportStatus[], now: Date): SafeHtml {
@@ -411,6 +572,6 @@ ${rows.map((r) => html`<tr>
 </tbody></table>`;
 }
 
-function notFound(ctx: ConsoleContext, request: FastifyRequest, reply: FastifyReply) {
-  return ctx.render(request, reply, { title: 'Not found', slot: 'desk', status: 404, body: html`<p class="empty">No incident with that id. <a href="/desk">Back to the abuse desk</a></p>` });
+function notFound(ctx: ConsoleContext, request: FastifyRequest, reply: FastifyReply, what: 'incident' | 'report') {
+  return ctx.render(request, reply, { title: 'Not found', slot: 'desk', status: 404, body: html`<p class="empty">No ${what} with that id. <a href="/desk">Back to the abuse desk</a></p>` });
 }

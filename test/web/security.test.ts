@@ -19,7 +19,7 @@ before(async () => {
 });
 after(() => store.close());
 
-const PAGES = () => ['/', '/?range=week', '/trace', '/outbox', '/outbox?state=review', `/trace/00000000-0000-4000-8000-000000000000`, '/quarantine', `/quarantine/${quarantineId}`, '/settings', '/audit', '/desk', '/desk?state=closed', '/desk/attribute?ip=192.0.2.7', '/desk/incidents/00000000-0000-4000-8000-000000000000'];
+const PAGES = () => ['/', '/?range=week', '/trace', '/outbox', '/outbox?state=review', `/trace/00000000-0000-4000-8000-000000000000`, '/quarantine', `/quarantine/${quarantineId}`, '/settings', '/audit', '/desk', '/desk?state=closed', '/desk/attribute?ip=192.0.2.7', '/desk/incidents/00000000-0000-4000-8000-000000000000', '/desk/reports/00000000-0000-4000-8000-000000000000'];
 
 test('every console page needs a session: pages redirect to /login, the API and POSTs answer 401', async () => {
   const web = app(store);
