@@ -8,4 +8,4 @@ bash scripts/ensure-deps.sh
 echo "typecheck: tsc --noEmit" >&2
 npx tsc --noEmit -p .
 if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(find test -name '*.test.ts' | sort); fi
-exec node --import tsx --test --test-concurrency=2 --test-timeout=300000 "${files[@]}"
+exec node --import tsx --test --test-concurrency=2 --test-timeout=600000 "${files[@]}"
