@@ -27,3 +27,8 @@ export function parseLimit(value: string | undefined): number {
   if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new UsageError('--limit must be a whole number from 1 to 10000');
   return limit;
 }
+
+/** Who runs this command, for the audit log: `cli:USER` (the sudo user behind root when there is one). */
+export function operator(): string {
+  return `cli:${process.env.SUDO_USER || process.env.USER || 'unknown'}`;
+}

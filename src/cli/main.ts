@@ -31,6 +31,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   leases: () => import('./commands/leases.ts'),
   attribute: () => import('./commands/attribute.ts'),
   incident: () => import('./commands/incident.ts'),
+  'desk-queue': () => import('./commands/desk-queue.ts'),
 };
 
 export class UsageError extends Error {}
