@@ -7,11 +7,16 @@
  * dismissal with its cleaned reason.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { forwardHandlers } from '../../src/desk/forward.ts';
 import { getIncident } from '../../src/desk/incidents.ts';
 import { deskQueue, FORWARD_JOB, takeReport } from '../../src/desk/intake.ts';
 import { assignReport, decideQueueAction, dismissReason, dismissReport, getReport, type QueueAction } from '../../src/desk/queue.ts';
-import { deskPorts } from '../../src/desk/wiring.ts';
+import { deskPorts, forwardPorts } from '../../src/desk/wiring.ts';
+import { startSmtpSink, type SmtpSink } from '../../src/replay/processes.ts';
 import type { Store } from '../../src/store/store.ts';
 import { openTestStore, STORE_KINDS } from '../helpers/pg.ts';
 import { DESK_HOSTILE, hostileCustomer, queuedReport, staticImport } from '../web/desk-fixtures.ts';
@@ -138,6 +143,27 @@ for (const kind of STORE_KINDS) {
       assert.equal(history.evidence.length, 2);
       assert.deepEqual(history.events.map((ev) => ev.kind), ['opened', 'evidence']);
       assert.equal((await forwards(second)).length, 1);
+    });
+
+    test('the assigned report goes out like one attributed on arrival: the forward job mails the customer through a real relay, never the reporter', async () => {
+      const db = store.db;
+      const id = await queuedReport(store, '203.0.113.25');
+      const r = await assignReport(db, id, 'c-1', 'web:admin');
+      assert.ok(r.ok);
+      const relay: SmtpSink = await startSmtpSink(join(mkdtempSync(join(tmpdir(), 'bs-desk-queue-')), 'relay'));
+      try {
+        const handlers = forwardHandlers(db, { notify: { relay: `smtp://127.0.0.1:${relay.port}` } as never }, { abuseDomain: 'abuse.isp.example' }, 'mx.isp.example', forwardPorts);
+        const [job] = await db.selectFrom('jobs').selectAll().where('kind', '=', FORWARD_JOB).where('dedupe_key', '=', `${FORWARD_JOB}:${id}`).execute();
+        await handlers[FORWARD_JOB]!(job!.payload, job! as never);
+        const sent = relay.envelopes();
+        assert.equal(sent.length, 1);
+        assert.deepEqual(sent[0]!.rcptTo, ['erika@customer.example']);
+        assert.match(sent[0]!.text, /Missbrauchsmeldung zu Ihrem Anschluss \(203\.0\.113\.25\)/);
+        assert.doesNotMatch(sent[0]!.text, /alert\('reporter'\)|evil\.example/, "the reporter's identity stays with the desk");
+        assert.equal((await getReport(db, id))!.state, 'forwarded');
+      } finally {
+        await relay.stop();
+      }
     });
 
     test('a twice-submitted assign files the report once; two at the same moment, too', async () => {
