@@ -121,3 +121,32 @@ test('outbox list, show, cancel and retry over the job queue; a job in the wrong
   assert.match((await backstop(['outbox', 'list', '--state', 'queued', '--config', configFile])).stdout, new RegExp(id));
   assert.equal((await backstop(['outbox', 'list', '--state', 'bogus', '--config', configFile])).code, 2);
 });
+
+test('outbox approve takes several ids in one process: each on its own line, exit 1 when any failed, the others still approved', async () => {
+  const { parse } = await import('yaml');
+  const { readFileSync } = await import('node:fs');
+  const { enqueue } = await import('../../src/store/jobs.ts');
+  const s = await openStore(parse(readFileSync(configFile, 'utf8')).store);
+  const held = [];
+  for (let i = 0; i < 3; i++) held.push((await enqueue(s.db, { kind: 'backscatter-complaint', payload: { n: i }, state: 'review' }))!);
+  const queued = (await enqueue(s.db, { kind: 'postmaster-notice', payload: { n: 'q' } }))!;
+  await s.close();
+
+  const all = await backstop(['outbox', 'approve', held[0]!, held[1]!, '--config', configFile]);
+  assert.equal(all.code, 0, all.stderr);
+  assert.deepEqual(all.stdout.trim().split('\n'), [`approve ${held[0]}`, `approve ${held[1]}`]);
+
+  // One approved already, one never held, one unknown, one still held: only the last is done, and the exit says some failed.
+  const unknown = randomUUID();
+  const mixed = await backstop(['outbox', 'approve', held[0]!, queued, unknown, held[2]!, '--config', configFile]);
+  assert.equal(mixed.code, 1);
+  assert.deepEqual(mixed.stdout.trim().split('\n'), [`approve ${held[2]}`]);
+  assert.deepEqual(mixed.stderr.trim().split('\n'), [`cannot approve ${held[0]}: it is queued`, `cannot approve ${queued}: it is queued`, `no job with id ${unknown}`]);
+  const review = await backstop(['outbox', 'list', '--state', 'review', '--config', configFile]);
+  for (const id of held) assert.doesNotMatch(review.stdout, new RegExp(id));
+
+  // cancel takes several too; show still takes exactly one; approve without an id is a usage error.
+  assert.equal((await backstop(['outbox', 'cancel', held[0]!, held[1]!, '--config', configFile])).code, 0);
+  assert.equal((await backstop(['outbox', 'show', held[0]!, held[1]!, '--config', configFile])).code, 2);
+  assert.equal((await backstop(['outbox', 'approve', '--config', configFile])).code, 2);
+});

@@ -1,15 +1,20 @@
 /*
- * cli/commands/outbox — `backstop outbox list|show ID|retry ID|cancel ID|approve ID`:
+ * cli/commands/outbox — `backstop outbox list|show ID|retry ID…|cancel ID…|approve ID…`:
  * everything Backstop will send or has tried to send (notices, reports,
  * complaints) is a job in the store; this shows and steers them.
- * Exit 0 done, 1 not found or not in a state that allows it, 2 error.
+ * retry, cancel and approve take several ids in one process (an operator
+ * approving a morning's held complaints should not start a process for each):
+ * each id is done on its own and reported on its own line, and one failing
+ * does not stop the rest.
+ * Exit 0 done (every id), 1 some id not found or not in a state that allows
+ * it, 2 error.
  */
 import { loadConfig } from '../../config/load.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { audit } from '../../store/audit.ts';
 import { setState } from '../../store/jobs.ts';
 import { isUuid } from '../../store/quarantine.ts';
-import { openStore } from '../../store/store.ts';
+import { openStore, type Db } from '../../store/store.ts';
 import { parseCommandArgs, parseLimit, subcommandWithId } from '../args.ts';
 import { UsageError, type Command } from '../main.ts';
 
@@ -17,7 +22,7 @@ const STATES = ['queued', 'running', 'done', 'failed', 'cancelled', 'review'];
 
 export const command: Command = {
   summary: 'Show and steer the outbox: notices, abuse reports and complaints waiting, sent or failed.',
-  usage: 'backstop outbox list [--state S] [--kind K] [--limit N] | show ID | retry ID | cancel ID | approve ID  [--config FILE]',
+  usage: 'backstop outbox list [--state S] [--kind K] [--limit N] | show ID | retry ID… | cancel ID… | approve ID…  [--config FILE]',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, {
       config: { type: 'string', short: 'c' },
@@ -25,7 +30,7 @@ export const command: Command = {
       kind: { type: 'string' },
       limit: { type: 'string' },
     });
-    const { sub, id } = subcommandWithId(positionals, ['list', 'show', 'retry', 'cancel', 'approve'], 'job');
+    const { sub, ids } = outboxSubcommand(positionals);
     if (values.state && !STATES.includes(values.state)) throw new UsageError(`--state must be one of ${STATES.join(', ')}`);
     const limit = parseLimit(values.limit);
     const config = loadConfig(values.config);
@@ -40,27 +45,55 @@ export const command: Command = {
         }
         return 0;
       }
-      const job = isUuid(id!) ? await store.db.selectFrom('jobs').selectAll().where('id', '=', id!).executeTakeFirst() : undefined;
-      if (!job) {
-        console.error(`no job with id ${cleanText(id!, 80)}`);
-        return 1;
-      }
       if (sub === 'show') {
+        const job = await findJob(store.db, ids[0]!);
+        if (!job) return 1;
         for (const [k, v] of Object.entries({ ...job, payload: JSON.stringify(job.payload) })) {
           console.log(`${k.padEnd(13)}${cleanText(v instanceof Date ? v.toISOString() : String(v ?? ''), 2000)}`);
         }
         return 0;
       }
       const action = sub as 'retry' | 'cancel' | 'approve';
-      if (!(await setState(store.db, job.id, action))) {
-        console.error(`cannot ${action} a job that is ${job.state}`);
-        return 1;
+      let failed = 0;
+      // One id after another: each is its own state change and audit record, so a failure leaves the others done.
+      for (const id of ids) {
+        const job = await findJob(store.db, id);
+        if (!job) {
+          failed += 1;
+          continue;
+        }
+        if (!(await setState(store.db, job.id, action))) {
+          console.error(`cannot ${action} ${job.id}: it is ${job.state}`);
+          failed += 1;
+          continue;
+        }
+        await audit(store.db, `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`, `outbox.${action}`, job.id, { kind: job.kind });
+        console.log(`${action} ${job.id}`);
       }
-      await audit(store.db, `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`, `outbox.${action}`, job.id, { kind: job.kind });
-      console.log(`${action} ${job.id}`);
-      return 0;
+      return failed === 0 ? 0 : 1;
     } finally {
       await store.close();
     }
   },
 };
+
+const MULTI = ['retry', 'cancel', 'approve'];
+
+/** `list`, `show ID`, or `retry|cancel|approve ID [ID…]` (at most 10,000 ids, as many as one listing shows). */
+function outboxSubcommand(positionals: string[]): { sub: string; ids: string[] } {
+  const [sub, ...ids] = positionals;
+  if (!sub || !MULTI.includes(sub)) {
+    const one = subcommandWithId(positionals, ['list', 'show', ...MULTI], 'job');
+    return { sub: one.sub, ids: one.id === undefined ? [] : [one.id] };
+  }
+  if (ids.length === 0) throw new UsageError(`${sub} needs at least one job id`);
+  if (ids.length > 10_000) throw new UsageError(`${sub} takes at most 10000 job ids at once`);
+  return { sub, ids };
+}
+
+/** The job with this id; when there is none, says so on stderr (the id cleaned: it is the operator's input). */
+async function findJob(db: Db, id: string) {
+  const job = isUuid(id) ? await db.selectFrom('jobs').selectAll().where('id', '=', id).executeTakeFirst() : undefined;
+  if (!job) console.error(`no job with id ${cleanText(id, 80)}`);
+  return job;
+}
