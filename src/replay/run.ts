@@ -11,7 +11,9 @@
  * database — PostgreSQL because the operator's `backstop` commands run
  * beside the node on the same store, as they do at an ISP (PGlite is one
  * process's). Then the operator imports the customers and their static
- * assignments, the plan is sent, the outbox drains, the operator approves
+ * assignments; our users' mail goes out first (so the remote MTAs' real
+ * bounces of it can quote what the node really sent: the signed sender and
+ * the stamp), then the wave with those bounces interleaved; the outbox drains, the operator approves
  * the complaints held for review, and each infected customer goes through
  * the desk (replay/operator.ts). Then it counts.
  */
@@ -24,7 +26,7 @@ import { approveHeldComplaints, exerciseCustomers, importCustomers } from './ope
 import { freePort, startBackstop, startSmtpSink } from './processes.ts';
 import { computeScoreboard, readComplaints, scoreLines, type Scoreboard } from './scoreboard.ts';
 import { sendPlan } from './send.ts';
-import { planReplay, SIZES } from './traffic.ts';
+import { bindOriginals, planReplay, SIZES, type PlanEntry } from './traffic.ts';
 
 const POSTMASTER = 'postmaster@example.net';
 /** Complaints to bouncing MTAs and the desk's notices to customers come from these (real mailboxes in life). */
@@ -83,8 +85,8 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
       dataDir: join(dir, 'node', 'data'),
       smtp: { listen: `127.0.0.1:${smtpPort}`, hostname: 'mx.example.net', greetingDelayMs: 0, maxClients: 5000 },
       domains: [plan.ourDomain],
-      // Our customers' static lines may relay through us: the ISP's smarthost.
-      relayFrom: plan.customers.map((c) => c.network),
+      // Our customers' static lines and our users' office may relay through us: the ISP's smarthost.
+      relayFrom: [...plan.customers.map((c) => c.network), plan.officeNetwork],
       nextHop: `smtp://127.0.0.1:${nextHop.port}`,
       clamd: opts.clamdUrl,
       store: database.url,
@@ -113,11 +115,25 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
     const configFile = backstop.configFile;
     await importCustomers(configFile, dir, plan.customers);
     log(`replaying ${plan.entries.length} messages (${opts.size}) from ${new Set(plan.entries.map((e) => e.sourceIp)).size} sources`);
-    const started = process.hrtime.bigint();
-    const results = await sendPlan(plan.entries, { host: '127.0.0.1', port: smtpPort, concurrency: opts.concurrency }, (done) => {
-      if (done % 1000 === 0) log(`  ${done} sent`);
-    });
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const smtp = { host: '127.0.0.1', port: smtpPort, concurrency: opts.concurrency };
+    let sent = 0;
+    const progress = () => {
+      if (++sent % 1000 === 0) log(`  ${sent} sent`);
+    };
+    const timed = async (entries: PlanEntry[]) => {
+      const started = process.hrtime.bigint();
+      const results = await sendPlan(entries, smtp, progress);
+      return { results, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+    };
+    // 1. Our users' mail out, until the next hop has what was accepted (or 30 s): the originals the remote MTAs bounce.
+    const outbound = await timed(plan.entries.filter((e) => e.kind === 'outbound'));
+    const accepted = outbound.results.filter((r) => r.code === 250).length;
+    const capturedOut = () => nextHop.envelopes().filter((m) => /^X-Replay-Kind: outbound/m.test(m.text));
+    for (let waited = 0; capturedOut().length < accepted && waited < 30_000; waited += 200) await new Promise((r) => setTimeout(r, 200));
+    // 2. The wave, with the real bounces of that mail (built from what the next hop captured) interleaved.
+    const wave = await timed(bindOriginals(plan.entries, capturedOut()).filter((e) => e.kind !== 'outbound'));
+    const results = [...outbound.results, ...wave.results].sort((a, b) => a.seq - b.seq);
+    const seconds = outbound.seconds + wave.seconds;
     // Let the outbox drain: the last digest window closes, then the worker's poll sends it.
     await new Promise((r) => setTimeout(r, Math.max(DIGEST_MINUTES * 60_000, ABUSE_REPORT_DELAY_S * 1000) + 3000));
     log('operator: approving the complaints held for review');

@@ -2,18 +2,23 @@
  * replay/scoreboard — the mission's scoreboard, computed from the plan (ground
  * truth), what each client saw, what actually arrived at the next hop and at
  * the outgoing relay, and what the replay's operator and customers saw of the
- * abuse desk (replay/operator.ts). Pure: every line is a count over those
+ * abuse desk (replay/operator.ts). Legitimate mail is three kinds: inbound
+ * to our users, our users' own mail out (it must leave with a BATV-signed
+ * sender and the Message-ID stamp), and the remote MTAs' real bounces of it
+ * (they must reach the user's own mailbox, the tag removed). Pure: every line is a count over those
  * inputs, and each line says whether it holds. readComplaints only parses
  * (MIME) what the relay captured; nothing here does I/O.
  */
 import PostalMime from 'postal-mime';
+import { parsePrvs } from '../backscatter/batv.ts';
+import { STAMP_HEADER } from '../backscatter/verdict.ts';
 import { noticeKey } from '../notify/notice.ts';
-import type { SinkedMessage } from './processes.ts';
+import { parseSinkDump, type SinkedMessage } from './processes.ts';
 import type { SendResult } from './send.ts';
 import { buildRaw, wormFragments, type PlanEntry, type ReplayPlan } from './traffic.ts';
 
 export interface Delivered {
-  /** Text of every message the next hop (our users' mailboxes) received. */
+  /** Text of every message the next hop (our users' mailboxes, and onward for mail out) received: smtp-sink's dump, envelope lines first. */
   nextHop: string[];
   /** Envelope recipients of every message Backstop itself sent (notices, reports, complaints). */
   outgoingRecipients: string[];
@@ -65,7 +70,16 @@ export interface Scoreboard {
   infectedDelivered: number;
   legitSent: number;
   legitDelivered: number;
+  /** Legitimate mail of all three kinds (inbound, ours out, real bounces) without a 250 after one retry or not where it belongs. */
   legitLostOrDelayed: number;
+  /** Our users' mail out: sent, and at the next hop with the sender BATV-signed (prvs=…=the user) and the stamp. */
+  outboundSent: number;
+  outboundDelivered: number;
+  /** The remote MTAs' bounces of it: sent (null sender, to the signed address), and at the next hop to the user's own address. */
+  realBouncesSent: number;
+  realBouncesDelivered: number;
+  /** Real bounces the gateway refused (5xx): a bounce of mail we sent taken for backscatter. */
+  realBouncesRefused: number;
   sentToWormSenders: number;
   backscatterSent: number;
   backscatterDeliveredToUsers: number;
@@ -223,9 +237,33 @@ function customerSteps(c: CustomerSeen | undefined, notices: number) {
   };
 }
 
+/**
+ * Where a legitimate message arrived as it should: ours out with the user's
+ * signed sender and the stamp; a real bounce from the null sender to the
+ * user's own address (tag removed) and nowhere else; inbound mail anyhow.
+ */
+function arrivedRight(entry: PlanEntry, dump: SinkedMessage): boolean {
+  if (entry.kind === 'outbound') {
+    const tag = parsePrvs(dump.mailFrom);
+    return tag !== null && tag.original.toLowerCase() === entry.mailFrom.toLowerCase() && new RegExp(`^${STAMP_HEADER}: bs1\\.[0-9a-f]+\\s*$`, 'im').test(dump.text);
+  }
+  if (entry.kind === 'real-bounce') return dump.mailFrom === '' && dump.rcptTo.length === 1 && dump.rcptTo[0]!.toLowerCase() === entry.rcpt.toLowerCase();
+  return true;
+}
+
 export function computeScoreboard(plan: ReplayPlan, results: SendResult[], delivered: Delivered, seconds: number, size: string): Scoreboard {
   const bySeq = new Map<number, PlanEntry>(plan.entries.map((e) => [e.seq, e]));
   const arrived = deliveredSeqs(delivered.nextHop);
+  // Legitimate mail counts where it arrived as it should (arrivedRight); by seq, once.
+  const arrivedWell = new Set<number>();
+  for (const text of delivered.nextHop) {
+    const seq = Number(/^Message-ID: <replay-(\d+)@/im.exec(text)?.[1] ?? NaN);
+    const entry = bySeq.get(seq);
+    if (entry && arrivedRight(entry, parseSinkDump(text))) arrivedWell.add(seq);
+  }
+  const wellOf = (kind: PlanEntry['kind']) => [...arrivedWell].filter((s) => bySeq.get(s)?.kind === kind).length;
+  const acceptedOf = (kind: PlanEntry['kind']) => results.filter((r) => r.code === 250 && bySeq.get(r.seq)?.kind === kind).length;
+  const lostOf = (kind: PlanEntry['kind']) => kindCount(kind) - Math.min(acceptedOf(kind), wellOf(kind));
   const kindCount = (kind: PlanEntry['kind']) => plan.entries.filter((e) => e.kind === kind).length;
   const arrivedOf = (kind: PlanEntry['kind']) => [...arrived].filter((s) => bySeq.get(s)?.kind === kind).length;
 
@@ -238,8 +276,6 @@ export function computeScoreboard(plan: ReplayPlan, results: SendResult[], deliv
   }
   const sentToWormSenders = delivered.outgoingRecipients.filter((r) => wormSenders.has(r.toLowerCase())).length;
 
-  const legit = results.filter((r) => bySeq.get(r.seq)?.kind === 'legit');
-  const legitAccepted = legit.filter((r) => r.code === 250).length;
   const latencies = results.filter((r) => r.code > 0).map((r) => r.latencyMs).sort((a, b) => a - b);
   const backscatterSent = kindCount('backscatter');
   // Names the gateway reported in its 5xx replies: what the postmaster must hear about, once each.
@@ -285,8 +321,13 @@ export function computeScoreboard(plan: ReplayPlan, results: SendResult[], deliv
     infectedSent: kindCount('worm'),
     infectedDelivered: arrivedOf('worm'),
     legitSent: kindCount('legit'),
-    legitDelivered: arrivedOf('legit'),
-    legitLostOrDelayed: kindCount('legit') - Math.min(legitAccepted, arrivedOf('legit')),
+    legitDelivered: wellOf('legit'),
+    legitLostOrDelayed: lostOf('legit') + lostOf('outbound') + lostOf('real-bounce'),
+    outboundSent: kindCount('outbound'),
+    outboundDelivered: wellOf('outbound'),
+    realBouncesSent: kindCount('real-bounce'),
+    realBouncesDelivered: wellOf('real-bounce'),
+    realBouncesRefused: results.filter((r) => r.code >= 500 && bySeq.get(r.seq)?.kind === 'real-bounce').length,
     sentToWormSenders,
     backscatterSent,
     backscatterDeliveredToUsers: backscatterDelivered,
@@ -329,7 +370,17 @@ export function computeScoreboard(plan: ReplayPlan, results: SendResult[], deliv
 export function scoreLines(s: Scoreboard): ScoreLine[] {
   return [
     { name: 'infected or banned messages delivered to a mailbox', value: s.infectedDelivered, expectation: '= 0', holds: s.infectedDelivered === 0 },
-    { name: 'legitimate messages lost or delayed beyond one retry', value: s.legitLostOrDelayed, expectation: '= 0', holds: s.legitLostOrDelayed === 0 && s.legitDelivered === s.legitSent },
+    {
+      name: 'legitimate messages lost or delayed beyond one retry (inbound, ours out signed, real bounces of ours)',
+      value: s.legitLostOrDelayed,
+      expectation: `= 0 (${s.legitDelivered}/${s.legitSent} inbound, ${s.outboundDelivered}/${s.outboundSent} out, ${s.realBouncesDelivered}/${s.realBouncesSent} real bounces, ${s.realBouncesRefused} refused)`,
+      holds:
+        s.legitLostOrDelayed === 0 &&
+        s.legitDelivered === s.legitSent &&
+        s.outboundDelivered === s.outboundSent &&
+        s.realBouncesDelivered === s.realBouncesSent &&
+        s.realBouncesRefused === 0,
+    },
     { name: 'messages sent to any envelope or header sender of a worm message', value: s.sentToWormSenders, expectation: '= 0', holds: s.sentToWormSenders === 0 },
     {
       name: 'postmaster notices: one per new malware name (plus digests), to no one else',

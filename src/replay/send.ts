@@ -65,6 +65,11 @@ function envelopeOf(entry: PlanEntry): { from: string; to: string[] } {
     case 'backscatter':
       // '' (the null sender) for an MTA's bounce; a vendor's notice comes from its own address.
       return { from: entry.mailFrom ?? '', to: [entry.rcpt] };
+    case 'outbound':
+      return { from: entry.mailFrom, to: [entry.rcpt] };
+    case 'real-bounce':
+      // The null sender, to the address the original left with (BATV-signed by the node).
+      return { from: '', to: [entry.original?.envelopeFrom ?? entry.rcpt] };
   }
 }
 

@@ -17,7 +17,14 @@
  *   the original's headers and the first line of its text;
  * - our own ISP customers among the infected: sources in the ISP's static
  *   space (127.40/16) sending the worm to the outside through Backstop as
- *   their smarthost.
+ *   their smarthost;
+ * - our own users' real mail out through Backstop as their smarthost (from
+ *   the office network, 127.50.0/24, in relayFrom), and real bounces of some
+ *   of it from the remote MTAs: a DSN from the null sender to the BATV-signed
+ *   address the mail left with, quoting the headers it left with (its
+ *   Message-ID and the stamp). Those can only be built from what the node
+ *   really sent (the tag and stamp are keyed in its store), so a real-bounce
+ *   entry is bound to its captured original at run time (bindOriginals).
  *
  * Pure and deterministic: the same seed gives the same plan. Raw messages are
  * built on demand from a plan entry, so a 100,000-message plan stays small in
@@ -51,12 +58,15 @@ export interface ReplaySizes {
   legitMessages: number;
   backscatterMessages: number;
   bouncingDomains: number;
+  /** Our users' mail out through the smarthost, and how many of those the remote MTAs bounce back (really). */
+  outboundMessages: number;
+  realBounces: number;
 }
 
 // large: 100,000 messages from 1,000 infected sources (950 outside, 50 our customers).
 export const SIZES: Record<'small' | 'large', ReplaySizes> = {
-  small: { wormSources: 20, wormMessages: 300, customerSources: 3, customerWormMessages: 24, legitMessages: 60, backscatterMessages: 60, bouncingDomains: 8 },
-  large: { wormSources: 950, wormMessages: 78_000, customerSources: 50, customerWormMessages: 2_000, legitMessages: 12_000, backscatterMessages: 8_000, bouncingDomains: 50 },
+  small: { wormSources: 20, wormMessages: 300, customerSources: 3, customerWormMessages: 24, legitMessages: 60, backscatterMessages: 60, bouncingDomains: 8, outboundMessages: 8, realBounces: 4 },
+  large: { wormSources: 950, wormMessages: 78_000, customerSources: 50, customerWormMessages: 2_000, legitMessages: 12_000, backscatterMessages: 8_000, bouncingDomains: 50, outboundMessages: 1_000, realBounces: 500 },
 };
 
 export type PayloadKind = 'eicar' | 'clamav-test-file';
@@ -103,7 +113,42 @@ export interface BackscatterEntry {
   quoted: { mailFrom: string; rcpt: string; subject: string; messageId: string; fromIp: string };
 }
 
-export type PlanEntry = WormEntry | LegitEntry | BackscatterEntry;
+/** Our user's own mail, out through the smarthost to a remote domain: the node signs the sender and stamps the Message-ID. */
+export interface OutboundEntry {
+  kind: 'outbound';
+  seq: number;
+  sourceIp: string;
+  helo: string;
+  /** Our user, unsigned (the node signs it). */
+  mailFrom: string;
+  rcpt: string;
+  subject: string;
+}
+
+/** The original as it left the node (captured at the next hop): the envelope sender it left with, and its header block. */
+export interface CapturedOriginal {
+  envelopeFrom: string;
+  headers: string;
+}
+
+/** A remote MTA's real bounce of an outbound entry: a DSN from the null sender to the address the original left with. */
+export interface RealBounceEntry {
+  kind: 'real-bounce';
+  seq: number;
+  sourceIp: string;
+  helo: string;
+  remoteDomain: string;
+  /** The seq of the outbound entry bounced. */
+  bounces: number;
+  /** Our user, unsigned: the mailbox the bounce must reach (the tag removed before the next hop). */
+  rcpt: string;
+  /** The recipient that failed at the remote end. */
+  failedRcpt: string;
+  /** Bound at run time from what the next hop captured; absent: the original never left, nothing to bounce. */
+  original?: CapturedOriginal;
+}
+
+export type PlanEntry = WormEntry | LegitEntry | BackscatterEntry | OutboundEntry | RealBounceEntry;
 
 export const BACKSCATTER_STYLES = ['postfix-dsn', 'exim-bounce', 'qmail-bounce', 'sendmail-dsn', 'exchange-ndr', 'norton-notice', 'mcafee-notice', 'trend-scanmail-notice', 'mailscanner-notice', 'messagelabs-notice'] as const;
 export type BackscatterStyle = (typeof BACKSCATTER_STYLES)[number];
@@ -175,6 +220,8 @@ export interface ReplayPlan {
   /** Our ISP customers whose PCs are infected; their space is `customerSpace` (handed to the desk, never reported by mail). */
   customers: PlanCustomer[];
   customerSpace: string[];
+  /** Our users' office network: in relayFrom, so their mail out is signed and stamped. */
+  officeNetwork: string;
   bouncers: PlanBouncer[];
   /** Bouncing domains that must get exactly one complaint: those whose notices reached end of DATA (antivirus notices). */
   complaintDomains: string[];
@@ -329,18 +376,20 @@ export function planReplay(sizes: ReplaySizes, seed = 2004, ourDomain = 'example
   });
 
   const networks = abuseNetworks(wormSourceIps);
+  const all = withOurMailOut(entries, sizes, seed, ourUsers);
   const used = new Set(entries.flatMap((e) => (e.kind === 'backscatter' ? [e.bouncingDomain] : [])));
   return {
     seed,
     ourDomain,
     ourUsers,
-    entries,
+    entries: all,
     wormSourceIps,
     // The bouncers' addresses have their desks too (the complaint's "abuse contact of the address").
     abuseOverrides: [...networks.abuseOverrides, ...bouncing.map((b) => ({ cidr: `${b.ip}/32`, contact: b.contact }))],
     abuseContactOf: networks.abuseContactOf,
     customers,
     customerSpace: [CUSTOMER_SPACE],
+    officeNetwork: OFFICE_NETWORK,
     bouncers: bouncing,
     complaintDomains: bouncing.filter((b) => NOTICE_STYLES.has(b.style) && used.has(b.domain)).map((b) => b.domain),
   };
@@ -348,6 +397,63 @@ export function planReplay(sizes: ReplaySizes, seed = 2004, ourDomain = 'example
 
 /** The ISP's own customer space: static business lines, outside every worm network's /29. */
 const CUSTOMER_SPACE = '127.40.0.0/16';
+/** Our users' office network (relayFrom): apart from the customers' space, so the desk never sees it. */
+const OFFICE_NETWORK = '127.50.0.0/24';
+const REMOTE_DOMAINS = 4;
+
+/**
+ * Our users' mail out and the remote MTAs' real bounces of some of it,
+ * spliced into the wave at seeded places. A generator of its own, so the
+ * wave itself (which sources, bouncers and styles) is the one a seed always
+ * gave; the seqs are renumbered in plan order.
+ */
+function withOurMailOut(wave: PlanEntry[], sizes: ReplaySizes, seed: number, ourUsers: readonly string[]): PlanEntry[] {
+  const rand = prng(seed ^ 0x0b0b);
+  const out: OutboundEntry[] = Array.from({ length: sizes.outboundMessages }, (_, i) => {
+    const pc = i % 10;
+    return {
+      kind: 'outbound',
+      seq: 0,
+      sourceIp: `127.50.0.${pc + 1}`,
+      helo: `pc${pc}.office.example.net`,
+      mailFrom: pick(rand, ourUsers),
+      rcpt: `${pick(rand, FIRST_NAMES)}@far${1 + Math.floor(rand() * REMOTE_DOMAINS)}.example.org`,
+      subject: `Your quote #${i + 1}`,
+    };
+  });
+  const bounces: RealBounceEntry[] = out.slice(0, Math.min(sizes.realBounces, out.length)).map((o) => {
+    const domain = o.rcpt.slice(o.rcpt.indexOf('@') + 1);
+    const n = Number(/^far(\d+)/.exec(domain)![1]);
+    return { kind: 'real-bounce', seq: 0, sourceIp: loopbackIp(31, n - 1), helo: `mx.${domain}`, remoteDomain: domain, bounces: -1, rcpt: o.mailFrom, failedRcpt: o.rcpt };
+  });
+  const all: PlanEntry[] = [...wave];
+  for (const e of [...out, ...bounces]) all.splice(Math.floor(rand() * (all.length + 1)), 0, e);
+  // Renumber in plan order (the Message-IDs and dates follow seq), then point each bounce at its original's new seq.
+  const renumbered = all.map((e, seq) => ({ ...e, seq }));
+  const seqOf = new Map(out.map((o) => [o, renumbered[all.indexOf(o)]!.seq]));
+  return renumbered.map((e, i) => (e.kind === 'real-bounce' ? { ...e, bounces: seqOf.get(out[bounces.indexOf(all[i] as RealBounceEntry)]!)! } : e));
+}
+
+/**
+ * The outbound originals as the next hop captured them (each names its entry
+ * in its Message-ID, which the node keeps), bound to the real bounces of
+ * them. Pure: `captured` is what the sink wrote (envelope sender, dump text).
+ */
+export function bindOriginals(entries: readonly PlanEntry[], captured: readonly { mailFrom: string; text: string }[]): PlanEntry[] {
+  const outbound = new Set(entries.filter((e) => e.kind === 'outbound').map((e) => e.seq));
+  const originals = new Map<number, CapturedOriginal>();
+  for (const m of captured) {
+    const seq = Number(/^Message-ID: <replay-(\d+)@/im.exec(m.text)?.[1] ?? NaN);
+    if (!outbound.has(seq)) continue;
+    // The message as it left: from the sink's own Received line (a remote MTA adds one too) to the end of the header block.
+    const start = Math.max(0, m.text.search(/^Received: /m));
+    const rest = m.text.slice(start);
+    const end = rest.search(/\r?\n\r?\n/);
+    const block = end === -1 ? rest : rest.slice(0, end);
+    originals.set(seq, { envelopeFrom: m.mailFrom, headers: block.replace(/\r?\n/g, '\r\n') + '\r\n' });
+  }
+  return entries.map((e) => (e.kind === 'real-bounce' && originals.has(e.bounces) ? { ...e, original: originals.get(e.bounces)! } : e));
+}
 
 /**
  * Our infected customers: even ones hold a /30 (the PC is its first host),
@@ -492,7 +598,62 @@ export function buildRaw(entry: PlanEntry): Buffer {
     }
     case 'backscatter':
       return Buffer.from(buildBackscatter(entry));
+    case 'outbound': {
+      const domain = entry.mailFrom.slice(entry.mailFrom.indexOf('@') + 1);
+      const text = `Dear customer,${CRLF}${CRLF}thank you for your enquiry; our quote is attached below.${CRLF}${'Item: 12 units at 40.00 each. '.repeat(10)}${CRLF}`;
+      return Buffer.from(
+        [
+          `From: ${entry.mailFrom}`,
+          `To: ${entry.rcpt}`,
+          `Subject: ${entry.subject}`,
+          `Date: ${date(entry.seq)}`,
+          `Message-ID: <replay-${entry.seq}@${domain}>`,
+          'X-Replay-Kind: outbound',
+          'MIME-Version: 1.0',
+          'Content-Type: text/plain; charset=utf-8',
+          '',
+          text,
+        ].join(CRLF),
+      );
+    }
+    case 'real-bounce':
+      return Buffer.from(buildRealBounce(entry));
   }
+}
+
+/**
+ * A remote MTA's DSN (RFC 3464, as Postfix writes it) for our user's mail it
+ * could not deliver: to the envelope sender the original came with (the
+ * signed one), quoting the header block it received (the stamp with it).
+ */
+function buildRealBounce(e: RealBounceEntry): string {
+  if (!e.original) throw new Error(`real bounce ${e.seq}: its original (${e.bounces}) was never captured`);
+  const mta = `mx.${e.remoteDomain}`;
+  return multipart(
+    [
+      `From: MAILER-DAEMON@${mta} (Mail Delivery System)`,
+      'Subject: Undelivered Mail Returned to Sender',
+      `To: ${e.original.envelopeFrom}`,
+      `Date: ${date(e.seq)}`,
+      `Message-ID: <replay-${e.seq}@${mta}>`,
+      'Auto-Submitted: auto-replied',
+      'X-Replay-Kind: real-bounce',
+    ],
+    `real-dsn-${e.seq}`,
+    [
+      {
+        headers: ['Content-Type: text/plain; charset=us-ascii'],
+        body: `This is the mail system at host ${mta}.${CRLF}${CRLF}I'm sorry to have to inform you that your message could not${CRLF}be delivered to one or more recipients.${CRLF}${CRLF}<${e.failedRcpt}>: mailbox full${CRLF}`,
+      },
+      {
+        headers: ['Content-Type: message/delivery-status'],
+        body: [`Reporting-MTA: dns; ${mta}`, '', `Final-Recipient: rfc822; ${e.failedRcpt}`, 'Action: failed', 'Status: 5.2.2', 'Diagnostic-Code: smtp; 552 5.2.2 mailbox full', ''].join(CRLF),
+      },
+      { headers: ['Content-Type: text/rfc822-headers'], body: e.original.headers },
+    ],
+    'report',
+    '; report-type=delivery-status',
+  );
 }
 
 function quotedHeaders(e: BackscatterEntry): string {

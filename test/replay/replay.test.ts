@@ -21,6 +21,12 @@ test('replay (small): every line of the scoreboard holds', async () => {
   assert.equal(s.legitSent, 60);
   assert.equal(s.legitDelivered, 60);
   assert.equal(s.legitLostOrDelayed, 0);
+  // Our users' mail out (signed, stamped) and the remote MTAs' real bounces of it, at the user's own mailbox.
+  assert.equal(s.outboundSent, 8);
+  assert.equal(s.outboundDelivered, 8);
+  assert.equal(s.realBouncesSent, 4);
+  assert.equal(s.realBouncesDelivered, 4);
+  assert.equal(s.realBouncesRefused, 0);
   assert.equal(s.sentToWormSenders, 0);
   assert.equal(s.backscatterSent, 60);
   assert.equal(s.backscatterDeliveredToUsers, 0);

@@ -5,17 +5,37 @@ import { composeComplaint } from '../../src/backscatter/complaint.ts';
 import { computeScoreboard, readComplaints, scoreLines, type CustomerSeen, type Delivered } from '../../src/replay/scoreboard.ts';
 import type { SinkedMessage } from '../../src/replay/processes.ts';
 import type { SendResult } from '../../src/replay/send.ts';
-import { buildRaw, EICAR, planReplay, quotedWormText, type BackscatterEntry, type ReplaySizes } from '../../src/replay/traffic.ts';
+import { makeKeyring, signPrvs } from '../../src/backscatter/batv.ts';
+import { messageIdStamp } from '../../src/backscatter/verdict.ts';
+import { bindOriginals, buildRaw, EICAR, planReplay, quotedWormText, type BackscatterEntry, type OutboundEntry, type PlanEntry, type RealBounceEntry, type ReplaySizes } from '../../src/replay/traffic.ts';
 
-const tiny: ReplaySizes = { wormSources: 3, wormMessages: 10, customerSources: 2, customerWormMessages: 4, legitMessages: 5, backscatterMessages: 30, bouncingDomains: 10 };
+const tiny: ReplaySizes = { wormSources: 3, wormMessages: 10, customerSources: 2, customerWormMessages: 4, legitMessages: 5, backscatterMessages: 30, bouncingDomains: 10, outboundMessages: 4, realBounces: 2 };
 const plan = planReplay(tiny, 1);
 const ok = (seq: number): SendResult => ({ seq, code: 250, response: '250 ok', latencyMs: seq, retried: false });
 const refused = (seq: number): SendResult => ({ seq, code: 550, response: '550 no', latencyMs: 1, retried: false });
+const LEGIT_KINDS = new Set<PlanEntry['kind']>(['legit', 'outbound', 'real-bounce']);
+
+/** A next-hop dump as smtp-sink writes it: envelope lines, its Received line, then the message. */
+const sinkDump = (mailFrom: string, rcpt: string, message: string) => `X-Mail-Args: <${mailFrom}>\r\nX-Rcpt-Args: <${rcpt}>\r\nReceived: from mx.example.net\r\n\tby smtp-sink (x)\r\n${message}`;
+const ring = makeKeyring({ num: 0, secret: 'k'.repeat(32) });
+const stampKey = Buffer.from('s'.repeat(32));
+/** Our user's mail as the node relays it: the sender signed, the stamp on top. `over` breaks one of them. */
+const leftSigned = (e: OutboundEntry, over: { unsigned?: boolean; unstamped?: boolean } = {}) =>
+  sinkDump(over.unsigned ? e.mailFrom : signPrvs(e.mailFrom, ring, Date.now()), e.rcpt, `${over.unstamped ? '' : `X-Backstop-Stamp: ${messageIdStamp(`<replay-${e.seq}@example.net>`, stampKey)}\r\n`}${buildRaw(e).toString('latin1')}`);
+/** A real bounce as the node hands it on: null sender, to the user's own address (`to` breaks that). */
+const bounceArrived = (e: RealBounceEntry, to = e.rcpt) => sinkDump('', to, buildRaw(e).toString('latin1'));
 
 function perfectRun() {
-  const results = plan.entries.map((e) => (e.kind === 'legit' ? ok(e.seq) : refused(e.seq)));
-  const nextHop = plan.entries.filter((e) => e.kind === 'legit').map((e) => buildRaw(e).toString('latin1'));
-  return { results, nextHop };
+  const outbound = plan.entries.filter((e): e is OutboundEntry => e.kind === 'outbound');
+  const captured = outbound.map((e) => leftSigned(e)).map((text) => ({ mailFrom: /^X-Mail-Args: <([^>]*)>/m.exec(text)![1]!, text }));
+  const bound = bindOriginals(plan.entries, captured).filter((e): e is RealBounceEntry => e.kind === 'real-bounce');
+  const results = plan.entries.map((e) => (LEGIT_KINDS.has(e.kind) ? ok(e.seq) : refused(e.seq)));
+  const nextHop = [
+    ...plan.entries.filter((e) => e.kind === 'legit').map((e) => buildRaw(e).toString('latin1')),
+    ...captured.map((m) => m.text),
+    ...bound.map((e) => bounceArrived(e)),
+  ];
+  return { results, nextHop, bound, outbound };
 }
 
 /** An ARF report as the relay captured it, about `source`, to `desk`. */
@@ -128,6 +148,9 @@ test('a perfect run holds every line', async () => {
   assert.ok(s.abuseReports > 0);
   assert.equal(s.infectedDelivered, 0);
   assert.equal(s.legitDelivered, 5);
+  assert.equal(s.outboundDelivered, 4);
+  assert.equal(s.realBouncesDelivered, 2);
+  assert.equal(s.realBouncesRefused, 0);
   assert.equal(s.legitLostOrDelayed, 0);
   assert.equal(s.messagesPerSecond, plan.entries.length / 2);
   assert.equal(s.complaints, plan.complaintDomains.length);
@@ -139,6 +162,68 @@ test('a perfect run holds every line', async () => {
   assert.equal(s.noticesElsewhere, 0);
   assert.deepEqual(scoreLines(s).filter((l) => !l.holds).map((l) => l.name), []);
 });
+
+test('the plan: our users write out from the office network; each real bounce answers one of those, bound to what left', () => {
+  const { outbound, bound } = perfectRun();
+  assert.equal(outbound.length, 4);
+  assert.equal(bound.length, 2);
+  assert.equal(plan.officeNetwork, '127.50.0.0/24');
+  for (const e of outbound) assert.ok(e.sourceIp.startsWith('127.50.0.') && plan.ourUsers.includes(e.mailFrom) && !e.rcpt.endsWith(`@${plan.ourDomain}`));
+  for (const b of bound) {
+    const original = outbound.find((o) => o.seq === b.bounces)!;
+    assert.equal(b.rcpt, original.mailFrom);
+    assert.equal(b.failedRcpt, original.rcpt);
+    assert.match(b.original!.envelopeFrom, new RegExp(`^prvs=0\\d{3}[0-9a-f]{6}=${original.mailFrom}$`));
+    const raw = buildRaw(b).toString('latin1');
+    // The DSN quotes the headers the original left with: its Message-ID and the node's stamp.
+    assert.match(raw, new RegExp(`^Message-ID: <replay-${original.seq}@example\\.net>\r$`, 'm'));
+    assert.match(raw, /^X-Backstop-Stamp: bs1\.[0-9a-f]{20}\r$/m);
+    assert.match(raw, /^Content-Type: multipart\/report; boundary="[^"]+"; report-type=delivery-status/m);
+  }
+  const unbound = plan.entries.find((e) => e.kind === 'real-bounce')!;
+  assert.throws(() => buildRaw(unbound), /never captured/, 'no original, nothing to bounce');
+});
+
+// Each way legitimate mail of ours can go wrong fails the legit line.
+const legitCases: { name: string; run: (r: ReturnType<typeof perfectRun>) => { results: SendResult[]; nextHop: string[] }; field: 'realBouncesRefused' | 'realBouncesDelivered' | 'outboundDelivered'; want: number }[] = [
+  {
+    name: 'a real bounce refused by the shield',
+    field: 'realBouncesRefused',
+    want: 1,
+    run: (r) => ({ results: r.results.map((x) => (x.seq === r.bound[0]!.seq ? refused(x.seq) : x)), nextHop: r.nextHop.filter((t) => !t.includes(`<replay-${r.bound[0]!.seq}@mx.`)) }),
+  },
+  { name: 'a real bounce that never reached the mailbox', field: 'realBouncesDelivered', want: 1, run: (r) => ({ results: r.results, nextHop: r.nextHop.filter((t) => !t.includes(`<replay-${r.bound[0]!.seq}@mx.`)) }) },
+  {
+    name: 'a real bounce handed on to the tagged address (the tag not removed)',
+    field: 'realBouncesDelivered',
+    want: 1,
+    run: (r) => ({ results: r.results, nextHop: [...r.nextHop.filter((t) => !t.includes(`<replay-${r.bound[0]!.seq}@mx.`)), bounceArrived(r.bound[0]!, r.bound[0]!.original!.envelopeFrom)] }),
+  },
+  {
+    name: 'our mail out left with its sender unsigned',
+    field: 'outboundDelivered',
+    want: 3,
+    run: (r) => ({ results: r.results, nextHop: [...r.nextHop.filter((t) => !t.includes('X-Replay-Kind: outbound') || !t.includes(`<replay-${r.outbound[0]!.seq}@example.net>`) || t.includes('report-type')), leftSigned(r.outbound[0]!, { unsigned: true })] }),
+  },
+  {
+    name: 'our mail out left without the stamp',
+    field: 'outboundDelivered',
+    want: 3,
+    run: (r) => ({ results: r.results, nextHop: [...r.nextHop.filter((t) => !t.includes('X-Replay-Kind: outbound') || !t.includes(`<replay-${r.outbound[0]!.seq}@example.net>`) || t.includes('report-type')), leftSigned(r.outbound[0]!, { unstamped: true })] }),
+  },
+];
+
+for (const c of legitCases) {
+  test(`legit line fails: ${c.name}`, () => {
+    const r = perfectRun();
+    const { results, nextHop } = c.run(r);
+    const s = computeScoreboard(plan, results, { nextHop, outgoingRecipients: [] }, 1, 'tiny');
+    assert.equal(s[c.field], c.want);
+    assert.ok(s.legitLostOrDelayed >= 1);
+    const line = scoreLines(s).find((l) => l.name.startsWith('legitimate'))!;
+    assert.equal(line.holds, false);
+  });
+}
 
 test('one worm message at the next hop fails the infected line', () => {
   const { results, nextHop } = perfectRun();

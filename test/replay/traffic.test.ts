@@ -21,8 +21,13 @@ test('a small plan has the sizes it promises, interleaved', () => {
   assert.equal(new Set(fromCustomers.map((e) => e.sourceIp)).size, SIZES.small.customerSources, 'every customer sends');
   assert.equal(count('legit'), SIZES.small.legitMessages);
   assert.equal(count('backscatter'), SIZES.small.backscatterMessages);
+  assert.equal(count('outbound'), SIZES.small.outboundMessages);
+  assert.equal(count('real-bounce'), SIZES.small.realBounces);
+  assert.deepEqual(plan.entries.map((e) => e.seq), plan.entries.map((_, i) => i), 'seqs in plan order');
   const firstHundred = new Set(plan.entries.slice(0, 100).map((e) => e.kind));
-  assert.equal(firstHundred.size, 3, 'kinds are mixed, not in blocks');
+  assert.ok(['worm', 'legit', 'backscatter'].every((k) => firstHundred.has(k as never)), 'kinds are mixed, not in blocks');
+  const spread = plan.entries.flatMap((e, i) => (e.kind === 'real-bounce' ? [i] : []));
+  assert.ok(spread.at(-1)! - spread[0]! > plan.entries.length / 4, `real bounces interleaved through the wave: at ${spread.join(', ')}`);
   const sources = new Set(plan.entries.filter((e) => e.kind === 'worm' && !e.customerId).map((e) => e.sourceIp));
   assert.ok(sources.size >= SIZES.small.wormSources * 0.9);
   for (const ip of sources) assert.match(ip, /^127\.\d+\.\d+\.\d+$/);

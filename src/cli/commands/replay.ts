@@ -44,7 +44,7 @@ export const command: Command = {
       console.log('\nBackstop outbreak replay — scoreboard');
       for (const line of outcome.lines) console.log(`  ${line.holds ? 'ok  ' : 'FAIL'}  ${line.name.padEnd(width)}  ${String(line.value).padStart(8)}  (${line.expectation})`);
       const s = outcome.scoreboard;
-      console.log(`\n  ${s.messages} messages (${s.infectedSent} worm, ${s.legitSent} legitimate, ${s.backscatterSent} backscatter) from ${s.sourceIps} infected sources outside and ${s.customersInfected} infected customers`);
+      console.log(`\n  ${s.messages} messages (${s.infectedSent} worm, ${s.legitSent} legitimate in, ${s.outboundSent} of our users' out, ${s.realBouncesSent} real bounces of those, ${s.backscatterSent} backscatter) from ${s.sourceIps} infected sources outside and ${s.customersInfected} infected customers`);
       console.log(`  ${s.messagesPerSecond.toFixed(1)} messages/s, p50 ${s.p50Ms.toFixed(1)} ms, p99 ${s.p99Ms.toFixed(1)} ms end of DATA to reply${s.nodePeakRssMb !== undefined ? `; node peak RSS ${s.nodePeakRssMb} MB` : ''}`);
       console.log(JSON.stringify(s));
       if (values.output) console.error(`scoreboard written to ${values.output}`);
