@@ -13,10 +13,9 @@ import { importCustomers, listCustomers } from '../../desk/customers.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { audit } from '../../store/audit.ts';
 import { openStore } from '../../store/store.ts';
-import { parseCommandArgs, parseLimit } from '../args.ts';
+import { operator, parseCommandArgs, parseLimit } from '../args.ts';
 import { UsageError, type Command } from '../main.ts';
 
-const actor = () => `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`;
 
 export const command: Command = {
   summary: 'Import the customers and their line identifiers from CSV, or list them.',
@@ -44,7 +43,7 @@ export const command: Command = {
     try {
       if (sub === 'import') {
         const r = await importCustomers(store.db, text);
-        await audit(store.db, actor(), 'customers.import', file!, { ...r });
+        await audit(store.db, operator(), 'customers.import', file!, { ...r });
         console.log(`${r.read} read, ${r.added} added, ${r.updated} updated, ${r.unchanged} unchanged; lines ${r.linesAdded} set, ${r.linesRemoved} removed`);
         return 0;
       }

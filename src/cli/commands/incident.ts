@@ -17,7 +17,7 @@ import { getIncident, incidentSettings, listIncidents, tick, transition } from '
 import { EVENTS, type IncidentEvent } from '../../desk/lifecycle.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { openStore } from '../../store/store.ts';
-import { parseCommandArgs, parseLimit } from '../args.ts';
+import { operator, parseCommandArgs, parseLimit } from '../args.ts';
 import { UsageError, type Command } from '../main.ts';
 
 const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : '-');
@@ -79,7 +79,7 @@ export const command: Command = {
         for (const e of found.evidence) console.log(`  ${iso(e.observed_at)}\t${e.source}\t${e.ip}\t${cleanText((e.malware ?? []).join(', ') || e.summary, 200)}`);
         return 0;
       }
-      const actor = `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`;
+      const actor = operator();
       const r = await transition(db, found.incident.id, event as IncidentEvent, actor, new Date(), incidentSettings(config.desk));
       if (!r.ok) {
         console.error(`refused: ${r.refused}`);

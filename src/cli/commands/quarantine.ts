@@ -14,10 +14,9 @@ import { cleanText } from '../../obs/clean.ts';
 import { audit } from '../../store/audit.ts';
 import { getQuarantined, listQuarantine, markDeleted } from '../../store/quarantine.ts';
 import { openStore } from '../../store/store.ts';
-import { parseCommandArgs, parseLimit, subcommandWithId } from '../args.ts';
+import { operator, parseCommandArgs, parseLimit, subcommandWithId } from '../args.ts';
 import type { Command } from '../main.ts';
 
-const actor = () => `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`;
 
 export const command: Command = {
   summary: 'List, show, release or delete quarantined messages.',
@@ -64,11 +63,11 @@ export const command: Command = {
           console.error('already deleted');
           return 1;
         }
-        await audit(store.db, actor(), 'quarantine.delete', row.id, {});
+        await audit(store.db, operator(), 'quarantine.delete', row.id, {});
         console.log(`deleted ${row.id}`);
         return 0;
       }
-      const result = await releaseQuarantined(store.db, config, row.id, actor());
+      const result = await releaseQuarantined(store.db, config, row.id, operator());
       console.log(`${result.ok ? 'released' : 'not released'} ${row.id}: ${result.reply}`);
       return result.ok ? 0 : 1;
     } finally {

@@ -18,10 +18,9 @@ import { audit } from '../../store/audit.ts';
 import { openStore } from '../../store/store.ts';
 import { addUser, listUsers, removeUser, setDisabled, setPassword, UserError, type Role } from '../../web/auth/users.ts';
 import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../web/auth/passwords.ts';
-import { parseCommandArgs } from '../args.ts';
+import { operator, parseCommandArgs } from '../args.ts';
 import { UsageError, type Command } from '../main.ts';
 
-const actor = () => `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`;
 const SUBS = ['add', 'passwd', 'disable', 'enable', 'remove', 'list'] as const;
 
 function firstLine(text: string): string {
@@ -131,7 +130,7 @@ export const command: Command = {
             }
             throw err;
           }
-          await audit(store.db, actor(), 'user.add', name!.toLowerCase(), { role });
+          await audit(store.db, operator(), 'user.add', name!.toLowerCase(), { role });
           console.log(`added ${role} ${name!.toLowerCase()}`);
           return 0;
         case 'passwd':
@@ -146,7 +145,7 @@ export const command: Command = {
             console.error(`no user ${name!.toLowerCase()}`);
             return 1;
           }
-          await audit(store.db, actor(), `user.${sub}`, name!.toLowerCase());
+          await audit(store.db, operator(), `user.${sub}`, name!.toLowerCase());
           console.log(`${sub === 'passwd' ? 'password changed for' : `${sub}d`} ${name!.toLowerCase()}`);
           return 0;
         }
