@@ -97,12 +97,18 @@ async function until(check: () => Promise<boolean>, timeoutMs: number, pollMs = 
  * Returns how many it approved.
  */
 export async function approveHeldComplaints(configFile: string, sent: () => number, log: (line: string) => void, timeoutMs = 120_000): Promise<number> {
-  const pending = (rows: OutboxRow[], kind: string) => rows.filter((r) => r.kind === kind && (r.state === 'queued' || r.state === 'running')).length;
-  // By kind: a large run's outbox holds more jobs than one listing shows.
-  if (!(await until(async () => pending(await outbox(configFile, ['--kind', 'backscatter-bouncer']), 'backscatter-bouncer') === 0, timeoutMs, 2000))) {
+  const pending = (rows: OutboxRow[]) => rows.filter((r) => r.kind === 'backscatter-bouncer' && (r.state === 'queued' || r.state === 'running')).length;
+  // By kind (a large run's outbox holds more jobs than one listing shows), both kinds in one listing (one process):
+  // once no bouncer job is pending, the same listing shows every complaint held.
+  let rows: OutboxRow[] = [];
+  const settled = async () => {
+    rows = await outbox(configFile, ['--kind', 'backscatter-bouncer', '--kind', 'backscatter-complaint']);
+    return pending(rows) === 0;
+  };
+  if (!(await until(settled, timeoutMs, 2000))) {
     log('  complaints: bouncer jobs still pending at the deadline');
   }
-  const held = (await outbox(configFile, ['--kind', 'backscatter-complaint', '--state', 'review'])).map((r) => r.id);
+  const held = rows.filter((r) => r.kind === 'backscatter-complaint' && r.state === 'review').map((r) => r.id);
   log(`  complaints: ${held.length} held for review, approving them with one backstop outbox approve`);
   // Counted before the first approval: the worker may send one before the last is approved.
   const before = sent();

@@ -144,6 +144,11 @@ test('outbox approve takes several ids in one process: each on its own line, exi
   assert.deepEqual(mixed.stderr.trim().split('\n'), [`cannot approve ${held[0]}: it is queued`, `cannot approve ${queued}: it is queued`, `no job with id ${unknown}`]);
   const review = await backstop(['outbox', 'list', '--state', 'review', '--config', configFile]);
   for (const id of held) assert.doesNotMatch(review.stdout, new RegExp(id));
+  // One listing of several kinds, and of those kinds only.
+  const kinds = await backstop(['outbox', 'list', '--kind', 'backscatter-complaint', '--kind', 'postmaster-notice', '--config', configFile]);
+  for (const id of [...held, queued]) assert.match(kinds.stdout, new RegExp(`^${id}\\t`, 'm'));
+  assert.deepEqual(new Set(kinds.stdout.trim().split('\n').map((l) => l.split('\t')[1])), new Set(['backscatter-complaint', 'postmaster-notice']));
+  assert.doesNotMatch((await backstop(['outbox', 'list', '--kind', 'postmaster-notice', '--config', configFile])).stdout, /backscatter-complaint/);
 
   // cancel takes several too; show still takes exactly one; approve without an id is a usage error.
   assert.equal((await backstop(['outbox', 'cancel', held[0]!, held[1]!, '--config', configFile])).code, 0);

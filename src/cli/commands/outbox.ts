@@ -22,12 +22,13 @@ const STATES = ['queued', 'running', 'done', 'failed', 'cancelled', 'review'];
 
 export const command: Command = {
   summary: 'Show and steer the outbox: notices, abuse reports and complaints waiting, sent or failed.',
-  usage: 'backstop outbox list [--state S] [--kind K] [--limit N] | show ID | retry ID… | cancel ID… | approve ID…  [--config FILE]',
+  usage: 'backstop outbox list [--state S] [--kind K]… [--limit N] | show ID | retry ID… | cancel ID… | approve ID…  [--config FILE]',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, {
       config: { type: 'string', short: 'c' },
       state: { type: 'string' },
-      kind: { type: 'string' },
+      // Repeatable: one listing of several kinds is one process, not one each.
+      kind: { type: 'string', multiple: true },
       limit: { type: 'string' },
     });
     const { sub, ids } = outboxSubcommand(positionals);
@@ -39,7 +40,7 @@ export const command: Command = {
       if (sub === 'list') {
         let q = store.db.selectFrom('jobs').select(['id', 'kind', 'state', 'attempts', 'run_at', 'last_error']).orderBy('created_at', 'desc').limit(limit);
         if (values.state) q = q.where('state', '=', values.state);
-        if (values.kind) q = q.where('kind', '=', values.kind);
+        if (values.kind?.length) q = q.where('kind', 'in', values.kind);
         for (const j of await q.execute()) {
           console.log([j.id, j.kind, j.state, String(j.attempts), j.run_at.toISOString(), j.last_error ?? ''].map((v) => cleanText(v, 200)).join('\t'));
         }
