@@ -79,8 +79,10 @@ export const command: Command = {
 };
 
 const MULTI = ['retry', 'cancel', 'approve'];
+/** Ids one call takes: as many as one listing shows (--limit's maximum). */
+const MAX_IDS = 10_000;
 
-/** `list`, `show ID`, or `retry|cancel|approve ID [ID…]` (at most 10,000 ids, as many as one listing shows). */
+/** `list`, `show ID`, or `retry|cancel|approve ID [ID…]`. */
 function outboxSubcommand(positionals: string[]): { sub: string; ids: string[] } {
   const [sub, ...ids] = positionals;
   if (!sub || !MULTI.includes(sub)) {
@@ -88,7 +90,7 @@ function outboxSubcommand(positionals: string[]): { sub: string; ids: string[] }
     return { sub: one.sub, ids: one.id === undefined ? [] : [one.id] };
   }
   if (ids.length === 0) throw new UsageError(`${sub} needs at least one job id`);
-  if (ids.length > 10_000) throw new UsageError(`${sub} takes at most 10000 job ids at once`);
+  if (ids.length > MAX_IDS) throw new UsageError(`${sub} takes at most ${MAX_IDS} job ids at once`);
   return { sub, ids };
 }
 
