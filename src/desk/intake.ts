@@ -203,6 +203,7 @@ export interface QueuedReport {
   kind: string;
   summary: string;
   malware: string[];
+  /** Why nobody could be named when it arrived. */
   reason: string | null;
 }
 

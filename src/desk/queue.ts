@@ -23,30 +23,17 @@ import { cleanText } from '../obs/clean.ts';
 import { audit } from '../store/audit.ts';
 import type { Db } from '../store/store.ts';
 import { DEFAULT_SETTINGS, inTransaction, recordEvidence, type IncidentSettings } from './incidents.ts';
-import { fileReport } from './intake.ts';
+import { fileReport, type QueuedReport } from './intake.ts';
 
 /** The longest dismissal reason (the column's check says the same). */
 export const MAX_DISMISS_REASON = 500;
 
-/** One report at the desk, as the queue's pages and the CLI show it. */
-export interface DeskReport {
-  id: string;
-  receivedAt: Date;
-  via: 'alias' | 'abuse' | 'form';
-  reporter: string;
-  ip: string | null;
-  port: number | null;
-  observedAt: Date | null;
+/** One report at the desk, as the queue's pages and the CLI show it: the queue's row and the rest of its story. */
+export interface DeskReport extends QueuedReport {
   timeSource: string;
-  zoneless: boolean;
-  kind: string;
   feedbackType: string | null;
-  summary: string;
   headers: string | null;
-  malware: string[];
   state: 'attributed' | 'unattributed' | 'forwarded' | 'dismissed';
-  /** Why nobody could be named when it arrived. */
-  reason: string | null;
   customerId: string | null;
   incidentId: string | null;
   assignedBy: string | null;
