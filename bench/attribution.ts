@@ -13,17 +13,23 @@
  *     pg (what the desk does per report) for random (address, instant) pairs,
  *     with a zone and without (the ±14 h window query); p50/p99/max;
  *   - import throughput: importLeaseRecords() of fresh records for existing
- *     addresses (each closes the address's running lease), in batches as a
- *     cron run of a lease log would, then the same batches again (re-read:
- *     all unchanged). Rows per second over the whole call, parse excluded.
+ *     addresses, starting after the latest stored start (so a reused --db
+ *     gets fresh ones too; each closes the address's running lease), in
+ *     batches as a cron run of a lease log would, then the same batches again
+ *     (re-read: all unchanged). Rows per second over the whole call, parse
+ *     excluded.
+ * The machine's load average is printed beside each phase: on a shared
+ * machine the latencies' tail is mostly the wait for a CPU.
  * PGlite (in memory): the same at a smaller size (--pglite-rows, default
  * 200,000; --quick 50,000).
  *
  * Options: --rows N, --pglite-rows N, --lookups N, --import-rows N,
  * --db URL (reuse a database that already holds the rows: skips generation),
- * --keep (print the database's URL and leave it), --skip-pglite.
+ * --keep (print the database's URL and leave it), --skip-pglite,
+ * --skip-lookups, --skip-import.
  * Targets (issue 5): attribution p99 < 2 ms, import ≥ 50,000 rows/s.
  */
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import { attribute } from '../src/desk/attribute.ts';
@@ -41,6 +47,8 @@ const { values } = parseArgs({
     db: { type: 'string' },
     keep: { type: 'boolean' },
     'skip-pglite': { type: 'boolean' },
+    'skip-lookups': { type: 'boolean' },
+    'skip-import': { type: 'boolean' },
   },
 });
 const quick = values.quick === true;
@@ -54,6 +62,7 @@ const BASE = Date.parse('2026-01-01T00:00:00Z');
 const HOUR = 3600_000;
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en');
+const load = () => `load ${loadavg().map((l) => l.toFixed(1)).join(' ')}`;
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
 /** Makes `rows` leases inside the server: rows/20 addresses, 20 back-to-back 12 h leases each, the last open. */
@@ -99,9 +108,9 @@ async function lookups(store: Store, ips: number, count: number, zoneless: boole
   return { p50: pct(times, 50), p99: pct(times, 99), max: times.at(-1)!, found };
 }
 
-/** Fresh records for existing addresses, starting after their last lease: each closes a running lease. */
-function freshRecords(ips: number, count: number, round: number): LeaseRecord[] {
-  const start = BASE + (LEASES_PER_IP + round) * LEASE_HOURS * HOUR;
+/** Fresh records for existing addresses, starting `round` lease periods after `after`: each closes a running lease. */
+function freshRecords(ips: number, count: number, round: number, after: number): LeaseRecord[] {
+  const start = after + (1 + round) * LEASE_HOURS * HOUR;
   const out: LeaseRecord[] = [];
   for (let i = 0; i < count; i++) {
     const ip = i % ips;
@@ -113,14 +122,17 @@ function freshRecords(ips: number, count: number, round: number): LeaseRecord[] 
 
 async function importBench(store: Store, ips: number, total: number): Promise<{ first: number; again: number; counts: string }> {
   const batch = Math.min(100_000, total);
+  const latest = (await sql<{ t: Date }>`select max(lower(valid)) as t from leases`.execute(store.db)).rows[0]!.t;
+  const after = new Date(latest).getTime();
   let firstMs = 0;
   let againMs = 0;
   const sum = { read: 0, added: 0, unchanged: 0, closed: 0 };
   const batches: LeaseRecord[][] = [];
-  // Each batch takes a disjoint slice of addresses, so batches stand for successive cron runs over new lease-log lines.
+  // Each batch is the next lease period of the same addresses (the first `batch` of them): successive cron
+  // runs over new lease-log lines, each closing the leases the one before added.
   for (let done = 0, round = 0; done < total; done += batch, round++) {
     const n = Math.min(batch, total - done);
-    batches.push(freshRecords(Math.min(ips, n), n, round * Math.ceil(n / Math.min(ips, n))));
+    batches.push(freshRecords(Math.min(ips, n), n, round * Math.ceil(n / Math.min(ips, n)), after));
   }
   for (const recs of batches) {
     const t0 = performance.now();
@@ -149,18 +161,25 @@ async function run(label: string, store: Store, rows: number, generated: boolean
     await generate(store, rows);
     console.log(`  generation ${((performance.now() - t0) / 1000).toFixed(1)} s (exclusion constraint's GiST index maintained throughout)`);
   }
-  const ips = Math.ceil(rows / LEASES_PER_IP);
-  const plan = await sql<{ 'QUERY PLAN': string }>`explain select 1 from leases where ip = '10.0.0.7'::inet and valid @> ${new Date(BASE + HOUR)}::timestamptz`.execute(store.db);
-  console.log(`  plan: ${plan.rows.map((r) => r['QUERY PLAN'].trim()).filter((l) => /Scan/.test(l)).join(' / ')}`);
-  for (const zoneless of [false, true]) {
+  // The addresses in use (a reused database has more rows than 20 per address after imports).
+  const ips = Number((await sql<{ n: number }>`select (max(ip) - '10.0.0.0'::inet + 1)::int as n from leases`.execute(store.db)).rows[0]!.n);
+  const sizes = await sql<{ name: string; size: string }>`
+    select c.relname as name, pg_size_pretty(pg_relation_size(c.oid)) as size from pg_class c
+      where c.relname = 'leases' or c.oid in (select indexrelid from pg_index where indrelid = 'leases'::regclass) order by c.relname`.execute(store.db);
+  const buffers = (await sql<{ b: string }>`select current_setting('shared_buffers') as b`.execute(store.db)).rows[0]!.b;
+  console.log(`  sizes: ${sizes.rows.map((r) => `${r.name} ${r.size}`).join(', ')}; shared_buffers ${buffers}`);
+  for (const zoneless of values['skip-lookups'] ? [] : [false, true]) {
+    const before = load();
     const r = await lookups(store, ips, LOOKUPS, zoneless);
     console.log(
-      `  attribute ${zoneless ? 'zoneless (±14 h)' : 'with zone       '}: ${fmt(LOOKUPS)} lookups  p50 ${r.p50.toFixed(3)} ms  p99 ${r.p99.toFixed(3)} ms  max ${r.max.toFixed(1)} ms  (${fmt(r.found)} customers)  target p99 < 2 ms`,
+      `  attribute ${zoneless ? 'zoneless (±14 h)' : 'with zone       '}: ${fmt(LOOKUPS)} lookups  p50 ${r.p50.toFixed(3)} ms  p99 ${r.p99.toFixed(3)} ms  max ${r.max.toFixed(1)} ms  (${fmt(r.found)} customers)  target p99 < 2 ms  [${before} → ${load()}]`,
     );
   }
+  if (values['skip-import']) return;
   const importRows = label === 'PGlite' ? Math.min(IMPORT_ROWS, Math.max(10_000, Math.floor(rows / 4))) : IMPORT_ROWS;
+  const before = load();
   const imp = await importBench(store, ips, importRows);
-  console.log(`  importLeaseRecords: ${fmt(importRows)} records  ${fmt(imp.first)} rows/s (each closing a running lease)  re-read ${fmt(imp.again)} rows/s  target ≥ 50,000 rows/s`);
+  console.log(`  importLeaseRecords: ${fmt(importRows)} records  ${fmt(imp.first)} rows/s (each closing a running lease)  re-read ${fmt(imp.again)} rows/s  target ≥ 50,000 rows/s  [${before} → ${load()}]`);
   console.log(`  ${imp.counts}`);
 }
 

@@ -114,8 +114,13 @@ export function parseTime(text: string): { at: Date; zoneless: boolean } | null 
   return { at, zoneless: !zone };
 }
 
+const CANONICAL_V4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
 /** An address as PostgreSQL's inet text (IPv4-mapped IPv6 as IPv4); throws on anything else. */
 export function canonicalIp(ip: string): string {
+  // Already canonical IPv4 (no leading zeros, each part ≤ 255) is by far the common case — every
+  // record of a lease import passes here — and is its own answer.
+  if (CANONICAL_V4.test(ip)) return ip;
   const trimmed = ip.trim();
   if (!ipaddr.isValid(trimmed) || trimmed.includes('/')) throw new TypeError(`not an IP address: ${JSON.stringify(ip.slice(0, 60))}`);
   let addr = ipaddr.parse(trimmed);
@@ -134,29 +139,15 @@ interface Row {
   phi: number | null;
 }
 
-/** The records of one address around a time, for decide(). */
+/** The records of one address around a time, for decide() (the SQL function desk_holdings, migration 0303). */
 export async function findHoldings(db: Db, q: AttributionQuery, now: Date): Promise<Holding[]> {
   const ip = canonicalIp(q.ip);
   const t = q.at ?? now;
   const slack = q.at !== null && q.zoneless ? MAX_UTC_OFFSET_MS : 0;
   const lo = new Date(t.getTime() - slack);
   const hi = new Date(t.getTime() + slack);
-  // '[]' so a zero-width window (an instant) still overlaps the range holding it.
-  const leaseWindow = q.at === null ? sql`true` : sql`l.valid && tstzrange(${lo}::timestamptz, ${hi}::timestamptz, '[]')`;
   const { rows } = await sql<Row>`
-    select 'static' as via, s.customer_id, lower(s.valid) as lo, upper(s.valid) as hi, null::int as plo, null::int as phi
-      from static_assignments s
-      where s.network >>= ${ip}::inet and s.valid && tstzrange(${lo}::timestamptz, ${hi}::timestamptz, '[]')
-    union all
-    select 'cgnat', c.customer_id, lower(c.valid), upper(c.valid), lower(c.ports), upper(c.ports) - 1
-      from cgnat_blocks c
-      where c.public_ip = ${ip}::inet and c.valid && tstzrange(${lo}::timestamptz, ${hi}::timestamptz, '[]')
-    union all
-    select * from (
-      select 'lease', coalesce(l.customer_id, cl.customer_id), lower(l.valid), upper(l.valid), null::int, null::int
-        from leases l left join customer_lines cl on l.customer_id is null and cl.kind = l.line_kind and cl.value = l.line_value
-        where l.ip = ${ip}::inet and ${leaseWindow}
-        limit 200) l`.execute(db);
+    select via, customer_id, lo, hi, plo, phi from desk_holdings(${ip}::inet, ${lo}::timestamptz, ${hi}::timestamptz, ${q.at === null})`.execute(db);
   return rows.map((r) => ({
     via: r.via,
     customerId: r.customer_id,

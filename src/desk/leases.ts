@@ -24,11 +24,13 @@
  * and attribution resolves it through customer_lines later.
  *
  * Speed: the records go in with one `unnest` statement per 10,000 rows into
- * a temporary table and are merged with a handful of set-based statements,
- * all in one transaction, each a nested loop of GiST probes (hash joins are
- * switched off for the transaction: they would scan the whole lease table).
- * What bounds it is the GiST index itself — every added or closed lease is
- * an index insertion under the exclusion constraint (bench/attribution.ts).
+ * a temporary table; one statement then classifies every record at once
+ * (unchanged, replaces, closes a running lease, added) from two probes of
+ * the btree leases_ip_start per record, and at most three statements write
+ * what changes — a re-read writes nothing. One import runs at a time (an
+ * advisory lock). What bounds it is the exclusion constraint: every closed
+ * or added lease is a GiST insertion plus a GiST search for overlaps, about
+ * two thirds of the server's time per closing record (bench/README.md).
  *
  * Static assignments and CGNAT blocks (CSV, desk/formats/static-csv.ts and
  * cgnat-csv.ts) are few and change rarely; they are merged row by row with
@@ -66,6 +68,8 @@ export interface ImportSource {
 export class LeaseImportError extends Error {}
 
 const CHUNK = 10_000;
+/** pg_advisory_xact_lock key that serialises lease imports (migrations use 727274). */
+const IMPORT_LOCK = 727301;
 
 /** Runs `work` under a lease_imports row that records the counts, or the error. */
 async function recorded(db: Db, source: ImportSource, read: number, work: () => Promise<ImportCounts>): Promise<ImportCounts> {
@@ -103,7 +107,9 @@ interface Staged {
 
 /** Checks and normalises the records, last record wins for the same address and start, and closes each open record at the next start of its address. */
 export function shapeLeaseRecords(records: LeaseRecord[]): Staged[] {
-  const byKey = new Map<string, Staged>();
+  // Grouped by address (a Map keeps first-seen order): only an address's own records need sorting,
+  // and a lease log rarely has more than a few per address in one batch.
+  const byIp = new Map<string, Staged[]>();
   records.forEach((r, i) => {
     let ip: string;
     try {
@@ -120,17 +126,23 @@ export function shapeLeaseRecords(records: LeaseRecord[]): Staged[] {
       line = normaliseLine(r.line.kind, r.line.value);
       if (!line) throw new LeaseImportError(`record ${i + 1} (${ip}): bad line identifier ${JSON.stringify(`${r.line.kind}:${r.line.value}`.slice(0, 80))}`);
     }
-    byKey.set(`${ip} ${lo}`, { ip, lo: lo!, hi, kind: line?.kind ?? null, value: line?.value ?? null, customerId: r.customerId ?? null });
+    const staged: Staged = { ip, lo: lo!, hi, kind: line?.kind ?? null, value: line?.value ?? null, customerId: r.customerId ?? null };
+    const group = byIp.get(ip);
+    if (group) group.push(staged);
+    else byIp.set(ip, [staged]);
   });
-  const rows = [...byKey.values()].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : a.lo - b.lo));
   const out: Staged[] = [];
-  for (let i = 0; i < rows.length; i++) {
-    const r = rows[i]!;
-    const next = rows[i + 1];
-    if (next && next.ip === r.ip && (r.hi === null || r.hi > next.lo)) r.hi = next.lo;
-    // A lease that ended when (or before) it began held nothing.
-    if (r.hi !== null && r.hi <= r.lo) continue;
-    out.push(r);
+  for (const group of byIp.values()) {
+    // Stable sort: of records with the same start the last one read is the last of its run, and wins.
+    const rows = group.length === 1 ? group : group.sort((a, b) => a.lo - b.lo).filter((r, i, all) => all[i + 1]?.lo !== r.lo);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      const next = rows[i + 1];
+      if (next && (r.hi === null || r.hi > next.lo)) r.hi = next.lo;
+      // A lease that ended when (or before) it began held nothing.
+      if (r.hi !== null && r.hi <= r.lo) continue;
+      out.push(r);
+    }
   }
   return out;
 }
@@ -140,65 +152,99 @@ export async function importLeaseRecords(db: Db, records: LeaseRecord[], source:
   const shaped = shapeLeaseRecords(records);
   return recorded(db, source, records.length, () =>
     db.transaction().execute(async (tx) => {
+      // One import at a time: the plan below names stored rows by id, found before they are written.
+      await sql`select pg_advisory_xact_lock(${IMPORT_LOCK})`.execute(tx);
+      // Every statement pairs a batch with a lease table of millions: hashing or merging would read
+      // the whole table, probing its btree per staged row is what scales. The sorts fit in memory.
+      await sql`set local enable_hashjoin = off`.execute(tx);
+      await sql`set local enable_mergejoin = off`.execute(tx);
+      await sql`set local work_mem = '64MB'`.execute(tx);
       await sql`create temp table lease_stage (ip inet not null, lo timestamptz not null, hi timestamptz, line_kind text, line_value text, customer_id text) on commit drop`.execute(tx);
       for (let i = 0; i < shaped.length; i += CHUNK) {
         const part = shaped.slice(i, i + CHUNK);
-        await sql`insert into lease_stage select * from unnest(
-          ${part.map((r) => r.ip)}::inet[], ${part.map((r) => new Date(r.lo).toISOString())}::timestamptz[],
-          ${part.map((r) => (r.hi === null ? null : new Date(r.hi).toISOString()))}::timestamptz[],
-          ${part.map((r) => r.kind)}::text[], ${part.map((r) => r.value)}::text[], ${part.map((r) => r.customerId)}::text[])`.execute(tx);
+        // The customer a known line names now; unknown lines stay null and are resolved at attribution.
+        await sql`insert into lease_stage
+          select u.ip, to_timestamp(u.lo / 1000), to_timestamp(u.hi / 1000), u.kind, u.value, coalesce(u.customer_id, cl.customer_id) from unnest(
+            ${part.map((r) => r.ip)}::inet[], ${part.map((r) => r.lo)}::float8[], ${part.map((r) => r.hi)}::float8[],
+            ${part.map((r) => r.kind)}::text[], ${part.map((r) => r.value)}::text[], ${part.map((r) => r.customerId)}::text[]
+          ) u (ip, lo, hi, kind, value, customer_id)
+          left join customer_lines cl on u.customer_id is null and cl.kind = u.kind and cl.value = u.value`.execute(tx);
       }
-      await sql`analyze lease_stage`.execute(tx);
-      // Every statement below pairs a few thousand staged rows with a lease table of millions: the
-      // planner would hash the whole table; probing the GiST index per staged row is what scales.
-      await sql`set local enable_hashjoin = off`.execute(tx);
-      await sql`set local enable_mergejoin = off`.execute(tx);
-      // The customer a known line names now; unknown lines stay null and are resolved at attribution.
-      await sql`update lease_stage s set customer_id = cl.customer_id from customer_lines cl
-        where s.customer_id is null and cl.kind = s.line_kind and cl.value = s.line_value`.execute(tx);
-      // A new record stops where a later stored lease of its address begins.
-      await sql`update lease_stage s set hi = n.next_lo from (
-          select s2.ctid as sid, min(lower(l.valid)) as next_lo from lease_stage s2 join leases l
-            on l.ip = s2.ip and l.valid && tstzrange(s2.lo, s2.hi) and lower(l.valid) > s2.lo
-          group by s2.ctid) n
-        where s.ctid = n.sid`.execute(tx);
-      // Identical to what is stored: unchanged (a newly known customer is filled in on the way).
-      await sql`update leases l set customer_id = s.customer_id from lease_stage s
-        where l.ip = s.ip and lower(l.valid) = s.lo and l.valid = tstzrange(s.lo, s.hi)
-          and l.line_kind is not distinct from s.line_kind and l.line_value is not distinct from s.line_value
-          and l.customer_id is null and s.customer_id is not null`.execute(tx);
-      const unchanged = await sql`delete from lease_stage s using leases l
-        where l.ip = s.ip and lower(l.valid) = s.lo and l.valid = tstzrange(s.lo, s.hi)
-          and l.line_kind is not distinct from s.line_kind and l.line_value is not distinct from s.line_value`.execute(tx);
-      // Stored leases still running at a new record's start end there.
-      const closedEarlier = await sql`update leases l set valid = tstzrange(lower(l.valid), c.cut) from (
-          select l2.id, min(s.lo) as cut from lease_stage s join leases l2
-            on l2.ip = s.ip and l2.valid && tstzrange(s.lo, s.lo, '[]') and lower(l2.valid) < s.lo
-          group by l2.id) c
-        where l.id = c.id`.execute(tx);
-      // Records now identical to the lease just closed were counted as closed.
-      await sql`delete from lease_stage s using leases l
-        where l.ip = s.ip and lower(l.valid) = s.lo and l.valid = tstzrange(s.lo, s.hi)
-          and l.line_kind is not distinct from s.line_kind and l.line_value is not distinct from s.line_value`.execute(tx);
-      // Same address and start: the record's end and line replace the stored ones.
-      const replaced = await sql<{ was_open: boolean }>`
-        with m as (
-          select l0.id, upper_inf(l0.valid) as open_before, s.lo, s.hi, s.line_kind, s.line_value, s.customer_id
-            from lease_stage s join leases l0 on l0.ip = s.ip and lower(l0.valid) = s.lo)
-        update leases l set valid = tstzrange(m.lo, m.hi), line_kind = m.line_kind, line_value = m.line_value,
-            customer_id = coalesce(m.customer_id, l.customer_id), source = ${source.format}
-          from m where l.id = m.id
-        returning (m.open_before and m.hi is not null) as was_open`.execute(tx);
-      await sql`delete from lease_stage s using leases l where l.ip = s.ip and lower(l.valid) = s.lo`.execute(tx);
-      const added = await sql`insert into leases (ip, customer_id, line_kind, line_value, valid, source)
-        select ip, customer_id, line_kind, line_value, tstzrange(lo, hi), ${source.format} from lease_stage`.execute(tx);
-      const closedByReplace = replaced.rows.filter((r) => r.was_open).length;
-      return {
-        read: records.length,
-        added: Number(added.numAffectedRows ?? 0) + (replaced.rows.length - closedByReplace),
-        unchanged: Number(unchanged.numAffectedRows ?? 0),
-        closed: Number(closedEarlier.numAffectedRows ?? 0) + closedByReplace,
-      };
+      // The plan, one row per staged record, from two btree probes (leases_ip_start) per record:
+      //   prev — the stored lease of the address with the latest start at or before the record's;
+      //          storage is overlap-free, so it is the only one that can hold the record's start;
+      //   next — the first stored start after the record's, where a new record must stop (hi).
+      // cls: U identical to prev (unchanged), R same start as prev (replaces its end and line),
+      //      C prev still running at the record's start (prev ends there; the record is added),
+      //      I nothing stored holds the start (added).
+      // Records of one address are sorted and non-overlapping (shapeLeaseRecords), so the records that
+      // touch one stored lease are neighbours: lag/lead tell the first record to close it (`closes`,
+      // unless an R record of the same lease comes first and sets its end itself) and whether an R
+      // record's lease is also closed by the record after it (`closed_next`).
+      await sql`create temp table lease_plan on commit drop as
+        with x as (
+          select s.ip, s.lo, s.line_kind, s.line_value, s.customer_id,
+              case when n.next_lo is not null and (s.hi is null or s.hi > n.next_lo) then n.next_lo else s.hi end as hi,
+              p.id as prev_id, lower(p.valid) as prev_lo, upper(p.valid) as prev_hi,
+              p.line_kind as prev_kind, p.line_value as prev_value, p.customer_id as prev_customer
+            from (select * from lease_stage order by ip, lo) s
+            left join lateral (select l.id, l.valid, l.line_kind, l.line_value, l.customer_id from leases l
+                where l.ip = s.ip and lower(l.valid) <= s.lo order by lower(l.valid) desc limit 1) p on true
+            -- No stored lease starts after an open prev, nor before the end of a prev that ends
+            -- after the record: then there is nothing to probe for (a re-read, a lease log's renewals).
+            left join lateral (select lower(l.valid) as next_lo from leases l
+                where (p.id is null or (upper(p.valid) is not null and (s.hi is null or s.hi > upper(p.valid))))
+                  and l.ip = s.ip and lower(l.valid) > s.lo order by lower(l.valid) limit 1) n on true),
+        y as (
+          select x.*, case
+              when prev_lo = lo then
+                case when prev_hi is not distinct from hi and prev_kind is not distinct from line_kind and prev_value is not distinct from line_value
+                  then 'U' else 'R' end
+              when prev_lo < lo and (prev_hi is null or prev_hi > lo) then 'C'
+              else 'I' end as cls
+            from x)
+        select y.*,
+            cls = 'C' and lag(prev_id) over w is distinct from prev_id as closes,
+            cls = 'C' and (lag(prev_id) over w is distinct from prev_id or lag(cls) over w is not distinct from 'R') as counts_closed,
+            cls = 'R' and lead(cls) over w is not distinct from 'C' and lead(prev_id) over w is not distinct from prev_id as closed_next,
+            lead(lo) over w as next_lo
+          from y window w as (partition by ip order by lo)`.execute(tx);
+      const { rows } = await sql<{ unchanged: number; fill: number; replace: number; close: number; insert: number; added: number; closed: number }>`
+        select count(*) filter (where cls = 'U')::int as unchanged,
+          count(*) filter (where cls = 'U' and prev_customer is null and customer_id is not null)::int as fill,
+          count(*) filter (where cls = 'R')::int as replace,
+          count(*) filter (where closes)::int as close,
+          count(*) filter (where cls in ('C', 'I'))::int as insert,
+          -- As if applied one after the other: closes first, then replacements, then additions. A
+          -- replacement is "closed" when it gives an open lease an end, else "added"; one that only
+          -- repeats what closing its lease already did counts nothing.
+          (count(*) filter (where cls in ('C', 'I'))
+            + count(*) filter (where cls = 'R' and not closed_next and not (prev_hi is null and hi is not null))
+            + count(*) filter (where cls = 'R' and closed_next and not (hi is not distinct from next_lo
+                and prev_kind is not distinct from line_kind and prev_value is not distinct from line_value)))::int as added,
+          (count(*) filter (where counts_closed)
+            + count(*) filter (where cls = 'R' and not closed_next and prev_hi is null and hi is not null))::int as closed
+        from lease_plan`.execute(tx);
+      const plan = rows[0]!;
+      // Stored leases still running at a new record's start end there (it shrinks: no overlap can arise).
+      if (plan.close > 0) {
+        await sql`update leases l set valid = tstzrange(p.prev_lo, p.lo) from lease_plan p
+          where p.closes and l.id = p.prev_id`.execute(tx);
+      }
+      // Same start: the record's end and line replace the stored ones (its end is cut at the next
+      // stored start, so it overlaps nothing); an unchanged lease gets a newly known customer.
+      if (plan.replace + plan.fill > 0) {
+        await sql`update leases l set valid = tstzrange(p.lo, p.hi), line_kind = p.line_kind, line_value = p.line_value,
+            customer_id = coalesce(p.customer_id, l.customer_id), source = case when p.cls = 'R' then ${source.format} else l.source end
+          from lease_plan p
+          where (p.cls = 'R' or (p.cls = 'U' and p.prev_customer is null and p.customer_id is not null)) and l.id = p.prev_id`.execute(tx);
+      }
+      if (plan.insert > 0) {
+        await sql`insert into leases (ip, customer_id, line_kind, line_value, valid, source)
+          select ip, customer_id, line_kind, line_value, tstzrange(lo, hi), ${source.format} from lease_plan
+          where cls in ('C', 'I') order by ip, lo`.execute(tx);
+      }
+      return { read: records.length, added: plan.added, unchanged: plan.unchanged, closed: plan.closed };
     }),
   );
 }

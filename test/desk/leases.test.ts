@@ -118,6 +118,60 @@ for (const kind of STORE_KINDS) {
       assert.ok((await leases()).includes('192.0.2.3 11-01T10:00..11-01T18:00 c-c carol'));
     });
 
+    test('random batches: the same stored leases and counts as the merge rules applied one after the other', async () => {
+      // A model of the header's rules as the statements used to run them, in order: cut at the next
+      // stored start; identical → unchanged; close running leases at the first later start; records now
+      // identical to a just-closed lease count nothing; same start → replaced ("closed" if it gives an
+      // open lease an end); the rest added. Small grid (3 addresses, 12 hours, 3 lines) so batches
+      // collide: replacements and closings of one lease in one batch, records before stored leases.
+      type M = { lo: number; hi: number | null; v: string | null };
+      const stored = new Map<string, M[]>();
+      let seed = 7;
+      const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+      const H = 3600_000;
+      const base = Date.parse('2027-03-01T00:00:00Z');
+      const same = (a: M, lo: number, hi: number | null, v: string | null) => a.lo === lo && a.hi === hi && a.v === v;
+      for (let round = 0; round < 60; round++) {
+        const recs: LeaseRecord[] = [];
+        for (let i = 0, n = 1 + rnd(5); i < n; i++) {
+          const lo = base + rnd(12) * H;
+          const end = rnd(3) === 0 ? null : new Date(lo + (1 + rnd(4)) * H);
+          recs.push({ ip: `198.18.0.${1 + rnd(3)}`, start: new Date(lo), end, line: rnd(4) === 0 ? null : { kind: 'radius-user', value: `m${rnd(3)}` } });
+        }
+        const staged = shapeLeaseRecords(recs).map((s) => ({ ip: s.ip, lo: s.lo, hi: s.hi, v: s.value }));
+        const c = { read: recs.length, added: 0, unchanged: 0, closed: 0 };
+        const of = (ip: string) => stored.get(ip) ?? (stored.set(ip, []), stored.get(ip)!);
+        for (const s of staged) {
+          const next = of(s.ip).filter((l) => l.lo > s.lo && (s.hi === null || l.lo < s.hi)).map((l) => l.lo);
+          if (next.length) s.hi = Math.min(...next);
+        }
+        let rest = staged.filter((s) => !of(s.ip).some((l) => same(l, s.lo, s.hi, s.v)) || (c.unchanged++, false));
+        for (const [ip, ls] of stored) {
+          for (const l of ls) {
+            const cuts = rest.filter((s) => s.ip === ip && l.lo < s.lo && (l.hi === null || s.lo < l.hi)).map((s) => s.lo);
+            if (cuts.length) (l.hi = Math.min(...cuts)), c.closed++;
+          }
+        }
+        rest = rest.filter((s) => !of(s.ip).some((l) => same(l, s.lo, s.hi, s.v)));
+        for (const s of rest) {
+          const l = of(s.ip).find((x) => x.lo === s.lo);
+          if (l) {
+            if (l.hi === null && s.hi !== null) c.closed++;
+            else c.added++;
+            Object.assign(l, { hi: s.hi, v: s.v });
+          } else {
+            of(s.ip).push({ lo: s.lo, hi: s.hi, v: s.v });
+            c.added++;
+          }
+        }
+        assert.deepEqual(await importLeaseRecords(store.db, recs, SRC), c, `round ${round}`);
+        const want = [...stored].flatMap(([ip, ls]) => ls.map((l) => `${ip} ${l.lo} ${l.hi} ${l.v}`)).sort();
+        const got = (await sql<{ r: string }>`select host(ip) || ' ' || (extract(epoch from lower(valid)) * 1000)::bigint || ' ' || coalesce(((extract(epoch from upper(valid)) * 1000)::bigint)::text, 'null') || ' ' || coalesce(line_value, 'null') as r
+          from leases where ip << '198.18.0.0/24'::inet`.execute(store.db)).rows.map((r) => r.r).sort();
+        assert.deepEqual(got, want, `round ${round}`);
+      }
+    });
+
     test('lease_imports keeps every run, with the error of a failed one', async () => {
       await assert.rejects(importLeaseRecords(store.db, [L('nope', '2026-11-01T10:00:00Z', null, null)], { format: 'kea-csv', file: 'bad.csv' }), /not an IP/);
       // shape errors happen before a run starts; a store error is recorded:
