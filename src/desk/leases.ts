@@ -163,6 +163,8 @@ export async function importLeaseRecords(db: Db, records: LeaseRecord[], source:
       for (let i = 0; i < shaped.length; i += CHUNK) {
         const part = shaped.slice(i, i + CHUNK);
         // The customer a known line names now; unknown lines stay null and are resolved at attribution.
+        // Times travel as epoch milliseconds (float8 holds them exactly to the microsecond): cheaper
+        // to send and convert than ISO text.
         await sql`insert into lease_stage
           select u.ip, to_timestamp(u.lo / 1000), to_timestamp(u.hi / 1000), u.kind, u.value, coalesce(u.customer_id, cl.customer_id) from unnest(
             ${part.map((r) => r.ip)}::inet[], ${part.map((r) => r.lo)}::float8[], ${part.map((r) => r.hi)}::float8[],
