@@ -15,7 +15,7 @@ import { audit } from '../../store/audit.ts';
 import { setState } from '../../store/jobs.ts';
 import { isUuid } from '../../store/quarantine.ts';
 import { openStore, type Db } from '../../store/store.ts';
-import { parseCommandArgs, parseLimit, subcommandWithId } from '../args.ts';
+import { operator, parseCommandArgs, parseLimit, subcommandWithId } from '../args.ts';
 import { UsageError, type Command } from '../main.ts';
 
 const STATES = ['queued', 'running', 'done', 'failed', 'cancelled', 'review'];
@@ -68,7 +68,7 @@ export const command: Command = {
           failed += 1;
           continue;
         }
-        await audit(store.db, `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`, `outbox.${action}`, job.id, { kind: job.kind });
+        await audit(store.db, operator(), `outbox.${action}`, job.id, { kind: job.kind });
         console.log(`${action} ${job.id}`);
       }
       return failed === 0 ? 0 : 1;
