@@ -111,7 +111,12 @@ export function extractEntry(zip: Uint8Array, entry: ZipEntry, maxBytes: number)
     else chunks.push(chunk);
   });
   const SLICE = 16 * 1024; // deflate expands at most ~1032:1, so one slice yields at most ~16 MB
-  for (let o = 0; o < data.length && !overflow; o += SLICE) inflater.push(data.subarray(o, o + SLICE), o + SLICE >= data.length);
+  try {
+    for (let o = 0; o < data.length && !overflow; o += SLICE) inflater.push(data.subarray(o, o + SLICE), o + SLICE >= data.length);
+  } catch (err) {
+    // fflate throws a plain Error on a corrupt stream ("invalid length/literal"); to the callers a damaged entry is one more malformed archive (found by test/fuzz).
+    throw new ArchiveLimitError(`damaged deflate data (${(err as Error).message})`);
+  }
   if (overflow) throw new ArchiveLimitError(`entry expands beyond ${maxBytes} bytes`);
   const out = new Uint8Array(total);
   let o = 0;
