@@ -16,21 +16,18 @@
  * Trusts nothing the client says: HELO, addresses and headers are cleaned
  * before they are logged, stored or written into our Received line.
  */
-import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import type { Config } from '../config/schema.ts';
 import { splitHostPort } from '../config/listen.ts';
 import { cleanText } from '../obs/clean.ts';
 import type { Logger } from '../obs/log.ts';
-import { messagesTotal, nextHopErrorsTotal, openSessions, scanSeconds, storeErrorsTotal } from '../obs/metrics.ts';
-import { decide } from '../policy/actions.ts';
+import { nextHopErrorsTotal, openSessions } from '../obs/metrics.ts';
 import type { Scanner } from '../scan/types.ts';
-import { verdictDetail, type Verdict } from '../scan/verdict.ts';
 import type { MessageLog } from '../store/message-log.ts';
-import { quarantineMessage } from '../store/quarantine.ts';
 import type { Store } from '../store/store.ts';
-import { headerBlock, headerField } from './headers.ts';
+import { runHooks, type GatewayHooks, type TransactionView } from './hooks.ts';
+import { createJudge } from './judge.ts';
 import { parseNextHop, type NextHop, type NextHopSession } from './next-hop.ts';
 import { receivedHeader } from './received.ts';
 import { compileRelayPolicy, relayDecision } from './relay.ts';
@@ -39,57 +36,7 @@ import { SmtpClientError } from './smtp-client.ts';
 import { BackstopSmtpServer } from './smtp-server-ext.ts';
 import { ensureCertificate, readCertificate } from './tls.ts';
 
-/**
- * What a plug-in check decides: go on, or answer now (4xx/5xx), or (data
- * checks) hold the message in quarantine and answer 250 once the row is
- * committed. Going on may change what the next hop sees: a mail check the
- * envelope sender (BATV signing), a rcpt check the recipient (the BATV tag
- * removed), a data check header fields put on top of the relayed copy (the
- * Message-ID stamp). `action` names the outcome in the message log.
- */
-export type HookOutcome =
-  | { outcome: 'continue'; mailFrom?: string; rcpt?: string; headers?: string }
-  | { outcome: 'reply'; reply: Reply; action?: string }
-  | { outcome: 'quarantine'; action: string; detail: string };
-export const CONTINUE: HookOutcome = { outcome: 'continue' };
-
-interface HookResult {
-  reply: Reply | null;
-  action?: string;
-  quarantine?: { action: string; detail: string };
-  mailFrom?: string;
-  rcpt?: string;
-  headers: string;
-}
-
-export interface TransactionView {
-  clientIp: string;
-  clientPort: number;
-  helo: string;
-  mailFrom: string;
-  rcptTo: readonly string[];
-  relayed: boolean;
-}
-
-/** Checks other roles plug in (the BATV shield at RCPT, per-IP abuse aliases…), run in order. */
-export interface GatewayHooks {
-  /** At MAIL FROM; may replace the envelope sender the next hop sees. */
-  mail: ((t: TransactionView) => Promise<HookOutcome>)[];
-  rcpt: ((t: TransactionView, rcpt: string) => Promise<HookOutcome>)[];
-  data: ((t: TransactionView, raw: Uint8Array) => Promise<HookOutcome>)[];
-  /** After the decision; for notices and reports. Errors are logged, never change the reply. */
-  decided: ((t: TransactionView, result: DecidedMessage) => Promise<void>)[];
-}
-
-export interface DecidedMessage {
-  id: string;
-  verdict: Verdict;
-  action: string;
-  reply: Reply;
-  raw: Uint8Array;
-  quarantineId: string | null;
-  receivedAt: Date;
-}
+export { CONTINUE, type DecidedMessage, type GatewayHooks, type HookOutcome, type TransactionView } from './hooks.ts';
 
 /**
  * A destination inside Backstop for some recipients (the abuse desk's per-IP
@@ -153,15 +100,6 @@ class ReplyError extends Error {
   }
 }
 
-async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([work, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 function readAll(stream: Readable, limit: number): Promise<{ raw: Buffer; tooBig: boolean }> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -190,6 +128,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const tls = config.smtp.tls ? readCertificate(config.smtp.tls) : await ensureCertificate(config.dataDir, config.smtp.hostname);
   const sessions = new Map<string, SessionState>();
   const maxBytes = config.smtp.maxMessageBytes;
+  const judge = createJudge({ config, store, scanner, logger: log, messageLog, nodeName, hooks, hookTimeoutMs });
 
   const view = (session: SMTPServerSession, tx: Transaction): TransactionView => ({
     clientIp: session.remoteAddress,
@@ -199,27 +138,6 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     rcptTo: tx.accepted,
     relayed: tx.relayed,
   });
-
-  async function runHooks<A extends unknown[]>(list: ((...args: A) => Promise<HookOutcome>)[], ...args: A): Promise<HookResult> {
-    const out: HookResult = { reply: null, headers: '' };
-    for (const hook of list) {
-      const result = await withTimeout(hook(...args), hookTimeoutMs);
-      if (result.outcome === 'reply') {
-        // A check may refuse or defer, never accept: a 2xx here would be a message answered 250 and delivered nowhere.
-        if (result.reply.code < 400 || result.reply.code > 599) throw new Error(`a check answered ${result.reply.code}; checks may only refuse (5xx) or defer (4xx)`);
-        return { ...out, reply: result.reply, action: result.action };
-      }
-      if (result.outcome === 'quarantine') return { ...out, quarantine: { action: result.action, detail: result.detail } };
-      if (result.mailFrom !== undefined) out.mailFrom = result.mailFrom;
-      if (result.rcpt !== undefined) out.rcpt = result.rcpt;
-      // Only whole header fields, CRLF-terminated, may be added (a check's own values, never peer text).
-      if (result.headers) {
-        if (!/^([!-9;-~]+:[^\r\n]*\r\n([ \t][^\r\n]*\r\n)*)+$/.test(result.headers)) throw new Error('a check added malformed header fields');
-        out.headers += result.headers;
-      }
-    }
-    return out;
-  }
 
   function stateOf(session: SMTPServerSession): SessionState {
     let state = sessions.get(session.id);
@@ -292,7 +210,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       route: DEFAULT_ROUTE,
       nextHopOpen: false,
     };
-    const hooked = await runHooks(hooks.mail, view(session, state.tx));
+    const hooked = await runHooks(hooks.mail, hookTimeoutMs, view(session, state.tx));
     if (hooked.reply) {
       state.tx = null;
       throw new ReplyError(hooked.reply);
@@ -309,7 +227,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     if (tx.accepted.length > 0 && route !== tx.route) throw new ReplyError(SEPARATE_TRANSACTION);
     const decision = route === DEFAULT_ROUTE ? relayDecision(policy, session.remoteAddress, rcpt) : 'local';
     if (decision === 'denied') throw new ReplyError(RELAY_DENIED);
-    const hooked = await runHooks(hooks.rcpt, view(session, tx), rcpt);
+    const hooked = await runHooks(hooks.rcpt, hookTimeoutMs, view(session, tx), rcpt);
     if (hooked.reply) throw new ReplyError(hooked.reply);
     const nextHopRcpt = hooked.rcpt ?? rcpt;
     tx.route = route;
@@ -345,141 +263,48 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       throw new ReplyError(TOO_BIG(maxBytes));
     }
     const t = view(session, tx);
-    const id = randomUUID();
-    const block = headerBlock(raw);
-    let verdict: Verdict = { kind: 'clean' };
-    let scanMs = 0;
-    let action: string;
-    let reply: Reply;
-    let quarantineId: string | null = null;
-    let addedHeaders = '';
-    let dataMailFrom: string | undefined;
-    try {
-      const hooked = await runHooks(hooks.data, t, raw);
-      dataMailFrom = hooked.mailFrom;
-      const hookReply = hooked.reply;
-      addedHeaders = hooked.headers;
-      if (hookReply) {
-        await resetNextHop(state, tx);
-        action = hooked.action ?? (hookReply.code >= 500 ? 'refused' : 'deferred');
-        reply = hookReply;
-      } else if (hooked.quarantine) {
-        // A check's hold (backscatter): 250 only once the quarantine row is committed.
-        await resetNextHop(state, tx);
-        action = hooked.quarantine.action;
-        reply = { code: 250, message: '2.0.0 Ok' };
-        try {
-          quarantineId = await quarantineMessage(store.db, {
-            messageLogId: id,
-            clientIp: session.remoteAddress,
-            helo: t.helo,
-            mailFrom: cleanText(tx.mailFrom, 320),
-            rcptTo: tx.accepted.map((r) => cleanText(r, 320)),
-            messageId: headerField(block, 'message-id'),
-            subject: headerField(block, 'subject'),
-            verdict: action,
-            verdictDetail: cleanText(hooked.quarantine.detail, 300),
-            raw,
-          });
-        } catch (err) {
-          storeErrorsTotal.inc({ what: 'quarantine' });
-          log.error({ err: (err as Error).message, id }, 'could not quarantine: answering 451 so the sender keeps the message');
-          reply = LOCAL_ERROR;
-          action = 'tempfail';
-        }
-      } else {
-        const scan = await scanner.scanMessage(raw);
-        verdict = scan.verdict;
-        scanMs = scan.ms;
-        scanSeconds.observe(scan.ms / 1000);
-        const outcome = decide(verdict, config.actions);
-        action = outcome.action;
-        if (outcome.action === 'deliver') {
+    const { reply } = await judge(
+      t,
+      raw,
+      {
+        // Judged clean: relay to the next hop, and the sender hears what it said.
+        async deliver(m) {
           const trace = receivedHeader({
             helo: t.helo,
-            clientIp: session.remoteAddress,
+            clientIp: t.clientIp,
             clientHostname: null,
             byHost: config.smtp.hostname,
             protocol: session.secure ? 'ESMTPS' : session.transmissionType === 'SMTP' ? 'SMTP' : 'ESMTP',
-            id: id.slice(0, 8),
+            id: m.id.slice(0, 8),
             recipient: tx.delivered.length === 1 ? tx.delivered[0]! : null,
-            date: receivedAt,
+            date: m.receivedAt,
           });
           try {
-            const again = dataMailFrom !== undefined && dataMailFrom !== tx.nextHopMailFrom ? await reEnvelope(state, tx, dataMailFrom) : null;
+            const again = m.mailFrom !== undefined && m.mailFrom !== tx.nextHopMailFrom ? await reEnvelope(state, tx, m.mailFrom) : null;
             if (again) {
               await resetNextHop(state, tx);
-              reply = again;
-              action = 'tempfail';
-            } else {
-              const answer = await hopOf(state, tx).data([Buffer.from(trace + addedHeaders, 'latin1'), raw]);
-              reply = answer.code === 250 ? { code: 250, message: mirror(answer).message } : mirror(answer);
-              action = answer.code === 250 ? 'deliver' : 'next-hop-refused';
+              return { reply: again, action: 'tempfail' };
             }
+            const answer = await hopOf(state, tx).data([Buffer.from(trace + m.addedHeaders, 'latin1'), m.raw]);
+            return answer.code === 250 ? { reply: { code: 250, message: mirror(answer).message }, action: 'deliver' } : { reply: mirror(answer), action: 'next-hop-refused' };
           } catch (err) {
             nextHopErrorsTotal.inc();
-            log.warn({ err: (err as Error).message, id }, 'next hop failed during DATA');
-            reply = NEXT_HOP_LOST;
-            action = 'next-hop-failed';
+            log.warn({ err: (err as Error).message, id: m.id }, 'next hop failed during DATA');
+            return { reply: NEXT_HOP_LOST, action: 'next-hop-failed' };
+          } finally {
+            tx.nextHopOpen = false;
           }
-          tx.nextHopOpen = false;
-        } else {
-          await resetNextHop(state, tx);
-          reply = outcome.reply;
-          if (outcome.action === 'quarantine') {
-            try {
-              quarantineId = await quarantineMessage(store.db, {
-                messageLogId: id,
-                clientIp: session.remoteAddress,
-                helo: t.helo,
-                mailFrom: cleanText(tx.mailFrom, 320),
-                rcptTo: tx.accepted.map((r) => cleanText(r, 320)),
-                messageId: headerField(block, 'message-id'),
-                subject: headerField(block, 'subject'),
-                verdict: verdict.kind,
-                verdictDetail: verdictDetail(verdict),
-                raw,
-              });
-            } catch (err) {
-              storeErrorsTotal.inc({ what: 'quarantine' });
-              log.error({ err: (err as Error).message, id }, 'could not quarantine: answering 451 so the sender keeps the message');
-              reply = LOCAL_ERROR;
-              action = 'tempfail';
-            }
+        },
+        async abandon() {
+          try {
+            await resetNextHop(state, tx);
+          } finally {
+            tx.nextHopOpen = false;
           }
-        }
-      }
-    } catch (err) {
-      log.error({ err: (err as Error).message, id }, 'transaction failed');
-      await resetNextHop(state, tx).catch(() => {});
-      tx.nextHopOpen = false;
-      reply = LOCAL_ERROR;
-      action = 'tempfail';
-    }
-
-    messagesTotal.inc({ verdict: verdict.kind, action });
-    messageLog.add({
-      id,
-      received_at: receivedAt,
-      node: nodeName,
-      client_ip: session.remoteAddress,
-      client_port: session.remotePort,
-      helo: t.helo,
-      mail_from: cleanText(tx.mailFrom, 320),
-      rcpt_to: tx.accepted.map((r) => cleanText(r, 320)),
-      message_id: headerField(block, 'message-id'),
-      subject: headerField(block, 'subject'),
-      size: raw.length,
-      verdict: verdict.kind,
-      verdict_detail: verdictDetail(verdict),
-      action,
-      reply: `${reply.code} ${reply.message}`,
-      scan_ms: scanMs,
-      quarantine_id: quarantineId,
-    });
-    for (const hook of hooks.decided) {
-      hook(t, { id, verdict, action, reply, raw, quarantineId, receivedAt }).catch((err: Error) => log.error({ err: err.message, id }, 'after-decision hook failed'));
-    }
+        },
+      },
+      receivedAt,
+    );
     state.tx = null;
     if (reply.code !== 250) throw new ReplyError(reply);
     return reply.message;
