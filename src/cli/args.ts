@@ -3,7 +3,7 @@
  * and reported as a UsageError (exit 2) that names the bad option.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { UsageError } from './main.ts';
+import { UsageError } from './command.ts';
 
 export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
   try {

@@ -7,13 +7,7 @@
  * in the input or the environment; errors are one line on stderr that says
  * what was wrong and what to do.
  */
-import { ConfigError } from '../config/load.ts';
-
-export interface Command {
-  summary: string;
-  usage: string;
-  run(args: string[]): Promise<number>;
-}
+import { UsageError, type Command } from './command.ts';
 
 /** Lazily loaded subcommands; each role adds its own line. */
 const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
@@ -33,8 +27,6 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   incident: () => import('./commands/incident.ts'),
   'desk-queue': () => import('./commands/desk-queue.ts'),
 };
-
-export class UsageError extends Error {}
 
 function help(): string {
   return [
@@ -71,15 +63,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (err) {
-    if (err instanceof UsageError) {
-      console.error(`backstop ${name}: ${err.message}\nusage: ${command.usage}`);
-      return 2;
-    }
-    if (err instanceof ConfigError) {
-      console.error(`backstop ${name}: ${err.message}`);
-      return 2;
-    }
-    console.error(`backstop ${name}: ${(err as Error).message}`);
+    // A usage error adds the usage; a bad configuration, a store that cannot be opened or anything else is its message alone.
+    console.error(`backstop ${name}: ${(err as Error).message}${err instanceof UsageError ? `\nusage: ${command.usage}` : ''}`);
     return 2;
   }
 }

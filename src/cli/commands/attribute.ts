@@ -8,12 +8,11 @@
  * answer. Output: the customer id on the first line, then details (exit 0);
  * or `unknown` (exit 1); or `ambiguous: <reason>` (exit 1).
  */
-import { loadConfig } from '../../config/load.ts';
 import { attribute, canonicalIp, getCustomer, parseTime } from '../../desk/attribute.ts';
 import { cleanText } from '../../obs/clean.ts';
-import { openStore } from '../../store/store.ts';
 import { parseCommandArgs } from '../args.ts';
-import { UsageError, type Command } from '../main.ts';
+import { withStore } from '../store.ts';
+import { UsageError, type Command } from '../command.ts';
 
 export const command: Command = {
   summary: 'Who held an IP address at a time (customer id, unknown, or ambiguous with the reason).',
@@ -38,9 +37,7 @@ export const command: Command = {
       port = Number(values.port);
       if (!/^\d{1,5}$/.test(values.port) || port > 65535) throw new UsageError('--port must be a port number from 0 to 65535');
     }
-    const config = loadConfig(values.config);
-    const store = await openStore(config.store);
-    try {
+    return withStore(values.config, async (store) => {
       const a = await attribute(store.db, { ip, at: time?.at ?? null, port, zoneless: time?.zoneless ?? false });
       if (a.kind === 'unknown') {
         console.log('unknown');
@@ -60,8 +57,6 @@ export const command: Command = {
       if (c) details.push(['name', c.name], ['email', c.email ?? ''], ['language', c.language], ['time zone', c.timeZone]);
       for (const [k, v] of details) console.log(`${k.padEnd(10)}${cleanText(v, 300)}`);
       return 0;
-    } finally {
-      await store.close();
-    }
+    });
   },
 };

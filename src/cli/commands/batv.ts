@@ -14,11 +14,10 @@
 import { readFileSync } from 'node:fs';
 import { BatvKeyError, parseKeyFile, signPrvs, stripPrvs, verifyPrvs, type BatvKeyring } from '../../backscatter/batv.ts';
 import { loadKeys, rotateKeys } from '../../backscatter/keys.ts';
-import { loadConfig } from '../../config/load.ts';
 import { cleanText } from '../../obs/clean.ts';
-import { openStore } from '../../store/store.ts';
 import { parseCommandArgs } from '../args.ts';
-import { UsageError, type Command } from '../main.ts';
+import { withStore } from '../store.ts';
+import { UsageError, type Command } from '../command.ts';
 
 function readKeyFile(path: string): BatvKeyring | null {
   let text: string;
@@ -37,14 +36,8 @@ function readKeyFile(path: string): BatvKeyring | null {
 }
 
 /** The shield's own keyring (current key first, retired ones still valid at `at`). */
-async function storeKeyring(configPath: string | undefined, at: Date): Promise<BatvKeyring> {
-  const config = loadConfig(configPath ?? process.env.BACKSTOP_CONFIG);
-  const store = await openStore(config.store);
-  try {
-    return (await loadKeys(store.db, at)).ring;
-  } finally {
-    await store.close();
-  }
+function storeKeyring(configPath: string | undefined, at: Date): Promise<BatvKeyring> {
+  return withStore(configPath, async (store) => (await loadKeys(store.db, at)).ring);
 }
 
 export const command: Command = {
@@ -54,14 +47,8 @@ export const command: Command = {
     const { values, positionals } = parseCommandArgs(args, { 'key-file': { type: 'string', short: 'k' }, at: { type: 'string' }, config: { type: 'string', short: 'c' } });
     const [action, ...addresses] = positionals;
     if (action === 'rotate') {
-      const config = loadConfig(values.config ?? process.env.BACKSTOP_CONFIG);
-      const store = await openStore(config.store);
-      try {
-        const nums = await rotateKeys(store.db);
-        console.log(`rotated: BATV key ${nums.batv} and stamp key ${nums.stamp} are current; the previous keys keep verifying`);
-      } finally {
-        await store.close();
-      }
+      const nums = await withStore(values.config, (store) => rotateKeys(store.db));
+      console.log(`rotated: BATV key ${nums.batv} and stamp key ${nums.stamp} are current; the previous keys keep verifying`);
       return 0;
     }
     if (action !== 'sign' && action !== 'verify' && action !== 'strip') throw new UsageError('first name an action: sign, verify, strip or rotate');

@@ -13,7 +13,7 @@ import { classify, type Classification } from '../../backscatter/classify.ts';
 import { bounceVerdict, type VerdictContext, type VerdictResult } from '../../backscatter/verdict.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { parseCommandArgs } from '../args.ts';
-import { UsageError, type Command } from '../main.ts';
+import { UsageError, type Command } from '../command.ts';
 
 function keysFrom(file: string): Buffer[] {
   // One secret a line, current first (blank lines and # comments skipped).

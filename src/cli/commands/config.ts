@@ -4,21 +4,10 @@
  * operator finds every mistake before a restart rather than after.
  */
 import { stringify } from 'yaml';
-import { loadConfig } from '../../config/load.ts';
+import { maskSecrets } from '../../config/mask.ts';
 import { parseCommandArgs } from '../args.ts';
-import { UsageError, type Command } from '../main.ts';
-
-/** Userinfo in URLs (postgres://user:secret@host) is masked in anything printed. */
-export function maskSecrets(value: unknown): unknown {
-  if (typeof value === 'string') return value.replace(/(\/\/[^/:@\s]+):[^@\s]+@/, '$1:*****@');
-  if (Array.isArray(value)) return value.map(maskSecrets);
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, /secret|password|key$/i.test(k) && typeof v === 'string' ? '*****' : maskSecrets(v)]),
-    );
-  }
-  return value;
-}
+import { commandConfig } from '../store.ts';
+import { UsageError, type Command } from '../command.ts';
 
 export const command: Command = {
   summary: 'Validate a configuration file and print the effective configuration (secrets masked).',
@@ -26,7 +15,7 @@ export const command: Command = {
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, { config: { type: 'string', short: 'c' } });
     if (positionals[0] !== 'check' || positionals.length !== 1) throw new UsageError('expected the subcommand "check"');
-    const config = loadConfig(values.config);
+    const config = commandConfig(values.config);
     process.stdout.write(stringify(maskSecrets(config)));
     return 0;
   },

@@ -8,13 +8,12 @@
  * Exit 0 done, 2 bad file or environment.
  */
 import { readFileSync } from 'node:fs';
-import { loadConfig } from '../../config/load.ts';
 import { importCustomers, listCustomers } from '../../desk/customers.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { audit } from '../../store/audit.ts';
-import { openStore } from '../../store/store.ts';
 import { operator, parseCommandArgs, parseLimit } from '../args.ts';
-import { UsageError, type Command } from '../main.ts';
+import { withStore } from '../store.ts';
+import { UsageError, type Command } from '../command.ts';
 
 
 export const command: Command = {
@@ -38,9 +37,7 @@ export const command: Command = {
         throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
       }
     }
-    const config = loadConfig(values.config);
-    const store = await openStore(config.store);
-    try {
+    return withStore(values.config, async (store) => {
       if (sub === 'import') {
         const r = await importCustomers(store.db, text);
         await audit(store.db, operator(), 'customers.import', file!, { ...r });
@@ -52,8 +49,6 @@ export const command: Command = {
         console.log([c.id, c.name, c.email ?? '', c.language, c.timeZone, lines].map((v) => cleanText(v, 200)).join('\t'));
       }
       return 0;
-    } finally {
-      await store.close();
-    }
+    });
   },
 };

@@ -14,15 +14,14 @@
  * Exit 0 done, 1 not found or refused, 2 error (a missing or over-long reason
  * is the operator's input: 2).
  */
-import { loadConfig } from '../../config/load.ts';
 import { attribute } from '../../desk/attribute.ts';
 import { incidentSettings } from '../../desk/incidents.ts';
 import { deskQueue } from '../../desk/intake.ts';
 import { assignReport, dismissReport, getReport, type QueueRefusal } from '../../desk/queue.ts';
 import { cleanText } from '../../obs/clean.ts';
-import { openStore } from '../../store/store.ts';
 import { operator, parseCommandArgs, parseLimit } from '../args.ts';
-import { UsageError, type Command } from '../main.ts';
+import { withStore } from '../store.ts';
+import { UsageError, type Command } from '../command.ts';
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : '-');
 const SUBS = ['list', 'show', 'assign', 'dismiss'];
@@ -44,9 +43,7 @@ export const command: Command = {
     if (sub === 'dismiss' && values.reason === undefined) throw new UsageError('dismiss needs --reason TEXT (why the report leaves the queue)');
     if (values.limit !== undefined && sub !== 'list') throw new UsageError('--limit applies to list only');
     const limit = parseLimit(values.limit);
-    const config = loadConfig(values.config);
-    const store = await openStore(config.store);
-    try {
+    return withStore(values.config, async (store, config) => {
       const db = store.db;
       if (sub === 'list') {
         const queue = await deskQueue(db, limit);
@@ -106,8 +103,6 @@ export const command: Command = {
         for (const line of r.headers.split(/\r?\n/)) if (line) console.log(`  ${cleanText(line, 998)}`);
       }
       return 0;
-    } finally {
-      await store.close();
-    }
+    });
   },
 };

@@ -11,14 +11,13 @@
  * live desk it restricts customers before their notice said it would.
  * Exit 0 done, 1 not found or refused by the lifecycle, 2 error.
  */
-import { loadConfig } from '../../config/load.ts';
 import { deskRuntime } from '../../desk/runtime.ts';
 import { getIncident, incidentSettings, listIncidents, tick, transition } from '../../desk/incidents.ts';
 import { EVENTS, type IncidentEvent } from '../../desk/lifecycle.ts';
 import { cleanText } from '../../obs/clean.ts';
-import { openStore } from '../../store/store.ts';
 import { operator, parseCommandArgs, parseLimit } from '../args.ts';
-import { UsageError, type Command } from '../main.ts';
+import { withStore } from '../store.ts';
+import { UsageError, type Command } from '../command.ts';
 
 const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : '-');
 
@@ -40,9 +39,7 @@ export const command: Command = {
     const at = values.now === undefined ? new Date() : new Date(values.now);
     if (values.now !== undefined && (!/^\d{4}-\d{2}-\d{2}T/.test(values.now) || Number.isNaN(at.getTime()))) throw new UsageError('--now must be an ISO 8601 time such as 2026-03-04T12:00:00Z');
     const limit = parseLimit(values.limit);
-    const config = loadConfig(values.config);
-    const store = await openStore(config.store);
-    try {
+    return withStore(values.config, async (store, config) => {
       const db = store.db;
       if (sub === 'list') {
         for (const i of await listIncidents(db, { open: values.open === true, limit })) {
@@ -87,8 +84,6 @@ export const command: Command = {
       }
       console.log(`${found.incident.id}: ${r.from} -> ${r.state}`);
       return 0;
-    } finally {
-      await store.close();
-    }
+    });
   },
 };

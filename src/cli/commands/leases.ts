@@ -11,12 +11,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { loadConfig } from '../../config/load.ts';
 import { importLeaseRecords, leaseImportStatus, type ImportCounts, type ImportSource, type LeaseRecord } from '../../desk/leases.ts';
 import { cleanText } from '../../obs/clean.ts';
-import { openStore, type Db } from '../../store/store.ts';
+import type { Db } from '../../store/store.ts';
 import { parseCommandArgs, parseLimit } from '../args.ts';
-import { UsageError, type Command } from '../main.ts';
+import { withStore } from '../store.ts';
+import { UsageError, type Command } from '../command.ts';
 
 export const FORMATS = ['isc-dhcpd', 'kea-csv', 'radius-detail', 'static-csv', 'cgnat-csv'] as const;
 
@@ -62,9 +62,7 @@ export const command: Command = {
         throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
       }
     }
-    const config = loadConfig(values.config);
-    const store = await openStore(config.store);
-    try {
+    return withStore(values.config, async (store) => {
       if (sub === 'import') {
         const source = { format: values.format!, file: resolve(file!) };
         const t0 = performance.now();
@@ -83,8 +81,6 @@ export const command: Command = {
         );
       }
       return 0;
-    } finally {
-      await store.close();
-    }
+    });
   },
 };

@@ -9,14 +9,14 @@
  * Exit 0 done (every id), 1 some id not found or not in a state that allows
  * it, 2 error.
  */
-import { loadConfig } from '../../config/load.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { audit } from '../../store/audit.ts';
 import { setState } from '../../store/jobs.ts';
 import { isUuid } from '../../store/quarantine.ts';
-import { openStore, type Db } from '../../store/store.ts';
+import type { Db } from '../../store/store.ts';
 import { operator, parseCommandArgs, parseLimit, subcommandWithId } from '../args.ts';
-import { UsageError, type Command } from '../main.ts';
+import { withStore } from '../store.ts';
+import { UsageError, type Command } from '../command.ts';
 
 const STATES = ['queued', 'running', 'done', 'failed', 'cancelled', 'review'];
 
@@ -34,9 +34,7 @@ export const command: Command = {
     const { sub, ids } = outboxSubcommand(positionals);
     if (values.state && !STATES.includes(values.state)) throw new UsageError(`--state must be one of ${STATES.join(', ')}`);
     const limit = parseLimit(values.limit);
-    const config = loadConfig(values.config);
-    const store = await openStore(config.store);
-    try {
+    return withStore(values.config, async (store) => {
       if (sub === 'list') {
         let q = store.db.selectFrom('jobs').select(['id', 'kind', 'state', 'attempts', 'run_at', 'last_error']).orderBy('created_at', 'desc').limit(limit);
         if (values.state) q = q.where('state', '=', values.state);
@@ -72,9 +70,7 @@ export const command: Command = {
         console.log(`${action} ${job.id}`);
       }
       return failed === 0 ? 0 : 1;
-    } finally {
-      await store.close();
-    }
+    });
   },
 };
 

@@ -7,15 +7,14 @@
  * hop's 250; every release and delete is audited.
  * Exit 0 done, 1 not found / refused, 2 error.
  */
-import { loadConfig } from '../../config/load.ts';
 import { releaseQuarantined } from '../../edge/release.ts';
 import { headerBlock } from '../../edge/headers.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { audit } from '../../store/audit.ts';
 import { getQuarantined, listQuarantine, markDeleted } from '../../store/quarantine.ts';
-import { openStore } from '../../store/store.ts';
 import { operator, parseCommandArgs, parseLimit, subcommandWithId } from '../args.ts';
-import type { Command } from '../main.ts';
+import { withStore } from '../store.ts';
+import type { Command } from '../command.ts';
 
 
 export const command: Command = {
@@ -30,9 +29,7 @@ export const command: Command = {
     });
     const { sub, id } = subcommandWithId(positionals, ['list', 'show', 'release', 'delete'], 'quarantine');
     const limit = parseLimit(values.limit);
-    const config = loadConfig(values.config);
-    const store = await openStore(config.store);
-    try {
+    return withStore(values.config, async (store, config) => {
       if (sub === 'list') {
         const rows = await listQuarantine(store.db, { includeDone: values.all, verdict: values.verdict, limit });
         for (const r of rows) {
@@ -70,8 +67,6 @@ export const command: Command = {
       const result = await releaseQuarantined(store.db, config, row.id, operator());
       console.log(`${result.ok ? 'released' : 'not released'} ${row.id}: ${result.reply}`);
       return result.ok ? 0 : 1;
-    } finally {
-      await store.close();
-    }
+    });
   },
 };

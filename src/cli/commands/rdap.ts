@@ -4,10 +4,10 @@
  * so abuse-contact lookup works offline; this replaces it with IANA's latest
  * under dataDir/rdap, where every node configured with "builtin" reads it.
  */
-import { loadConfig } from '../../config/load.ts';
 import { IANA_BOOTSTRAP, refreshBootstrapFiles } from '../../notify/lookup.ts';
 import { parseCommandArgs } from '../args.ts';
-import { UsageError, type Command } from '../main.ts';
+import { commandConfig } from '../store.ts';
+import { UsageError, type Command } from '../command.ts';
 
 export const command: Command = {
   summary: "Refresh the RDAP bootstrap files from IANA (or the given URLs/files) into the data directory.",
@@ -19,7 +19,7 @@ export const command: Command = {
       ipv6: { type: 'string' },
     });
     if (positionals[0] !== 'refresh' || positionals.length !== 1) throw new UsageError('expected the subcommand "refresh"');
-    const config = loadConfig(values.config);
+    const config = commandConfig(values.config);
     const sources = { ipv4: values.ipv4 ?? IANA_BOOTSTRAP.ipv4, ipv6: values.ipv6 ?? IANA_BOOTSTRAP.ipv6 };
     try {
       const counts = await refreshBootstrapFiles(config.dataDir, sources);

@@ -9,7 +9,7 @@
 import { startClamd } from '../../replay/clamd.ts';
 import { runReplay } from '../../replay/run.ts';
 import { parseCommandArgs } from '../args.ts';
-import { UsageError, type Command } from '../main.ts';
+import { UsageError, type Command } from '../command.ts';
 
 export const command: Command = {
   summary: 'Replay a mail worm outbreak against a fresh Backstop node and print the scoreboard.',

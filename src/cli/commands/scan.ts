@@ -15,13 +15,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { loadConfig } from '../../config/load.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { ClamdClient } from '../../scan/clamd.ts';
 import { createScanner } from '../../scan/scanner.ts';
 import { formatVerdict } from '../../scan/verdict.ts';
 import { parseCommandArgs } from '../args.ts';
-import { UsageError, type Command } from '../main.ts';
+import { commandConfig } from '../store.ts';
+import { UsageError, type Command } from '../command.ts';
 
 /**
  * Header fields ("Name: value", RFC 5322 2.2) up to the first blank line, at
@@ -48,7 +48,7 @@ export const command: Command = {
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, { clamd: { type: 'string' }, config: { type: 'string', short: 'c' } });
     if (positionals.length === 0) throw new UsageError('name at least one file to scan');
-    const config = loadConfig(values.config);
+    const config = commandConfig(values.config);
     if (values.clamd !== undefined) {
       if (!/^(tcp:\/\/[^\s/]+:\d+|unix:.+)$/.test(values.clamd)) throw new UsageError(`--clamd: expected tcp://HOST:PORT or unix:PATH, got "${cleanText(values.clamd, 80)}"`);
       config.clamd = values.clamd;

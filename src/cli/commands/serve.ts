@@ -7,7 +7,6 @@
  * Shutdown is the reverse, and flushes the message log.
  */
 import { hostname } from 'node:os';
-import { loadConfig } from '../../config/load.ts';
 import { splitHostPort } from '../../config/listen.ts';
 import { startShield } from '../../backscatter/serve.ts';
 import { startGateway, type GatewayHooks } from '../../edge/gateway.ts';
@@ -24,14 +23,15 @@ import { buildWebApp } from '../../web/server.ts';
 import { deskIntake } from '../../desk/wiring.ts';
 import { deskRuntime } from '../../desk/runtime.ts';
 import { parseCommandArgs } from '../args.ts';
-import type { Command } from '../main.ts';
+import { commandConfig } from '../store.ts';
+import type { Command } from '../command.ts';
 
 export const command: Command = {
   summary: 'Run a Backstop node (SMTP gateway and web) on the given configuration, or on the embedded defaults.',
   usage: 'backstop serve [--config FILE]',
   async run(args) {
     const { values } = parseCommandArgs(args, { config: { type: 'string', short: 'c' } });
-    const config = loadConfig(values.config ?? process.env.BACKSTOP_CONFIG);
+    const config = commandConfig(values.config);
     const logger = createLogger(config.log.level);
     const nodeName = config.nodeName ?? hostname();
 

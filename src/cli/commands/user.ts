@@ -13,13 +13,12 @@
  * audited. Exit 0 done, 1 not found / already exists, 2 error.
  */
 import { readFileSync } from 'node:fs';
-import { loadConfig } from '../../config/load.ts';
 import { audit } from '../../store/audit.ts';
-import { openStore } from '../../store/store.ts';
 import { addUser, listUsers, removeUser, setDisabled, setPassword, UserError, type Role } from '../../web/auth/users.ts';
 import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../web/auth/passwords.ts';
 import { operator, parseCommandArgs } from '../args.ts';
-import { UsageError, type Command } from '../main.ts';
+import { withStore } from '../store.ts';
+import { UsageError, type Command } from '../command.ts';
 
 const SUBS = ['add', 'passwd', 'disable', 'enable', 'remove', 'list'] as const;
 
@@ -113,9 +112,7 @@ export const command: Command = {
     }
     // Ask for the password before opening the store: nothing is half-done if the input is wrong.
     const password = sub === 'add' || sub === 'passwd' ? await readPassword(values['password-file']) : undefined;
-    const config = loadConfig(values.config);
-    const store = await openStore(config.store);
-    try {
+    return withStore(values.config, async (store) => {
       switch (sub) {
         case 'list':
           for (const u of await listUsers(store.db)) console.log([u.name, u.role, u.disabled ? 'disabled' : 'active', u.createdAt.toISOString()].join('\t'));
@@ -151,8 +148,6 @@ export const command: Command = {
         }
       }
       return 2;
-    } finally {
-      await store.close();
-    }
+    });
   },
 };

@@ -7,7 +7,7 @@
  * not write it. Must never: show a password, key or URL userinfo.
  */
 import { stringify } from 'yaml';
-import { maskSecrets } from '../../cli/commands/config.ts';
+import { maskSecrets } from '../../config/mask.ts';
 import { version } from '../../version.ts';
 import { listUsers } from '../auth/users.ts';
 import { html, preText, utc } from '../html.ts';
