@@ -218,29 +218,72 @@ const DSN_SUBJECT: Marker[] = [
   [/could not be delivered/i, 'generic'],
   [/^(returned|rejected) (mail|message)/i, 'generic'],
   [/^mail system error/i, 'generic'],
+  [/\b(e-?mail |mail )?bounce (notification|notice|message)\b/i, 'generic'],
   [/^message you sent blocked/i, 'generic'],
   [/^(automatically )?rejected (mail|message)|^automatically rejected/i, 'generic'],
   // Anywhere in the subject, still needing a second sign (see classify()).
   [/\b(delivery|message|mail) (has )?failed\b|\bnon remis\b|\bundeliverable\b|\bundelivered\b/i, 'generic'],
 ];
 
-// Body markers of bounce formats: the MTA's own fixed sentences.
+// The MTA families: each family's own fixed words, as its source or its
+// bounces show them. Any one row is enough to call a message a bounce of
+// that family: these are sentences (or a header and a sentence together)
+// that only the mail system writes, never a person. A row's regexes are all
+// tried on the notice's text (whitespace collapsed, first 16 KiB) and, when
+// `header` is set, on the notice's top header block too.
+// Every pattern is linear: literals, bounded classes, no nested quantifiers.
+export interface FamilySign {
+  family: string;
+  /** Every one must match the notice's text. */
+  text: RegExp[];
+  /** When set, must match the top header block ("name: value" lines, lower-case names). */
+  header?: RegExp;
+}
+
+export const FAMILY_SIGNS: readonly FamilySign[] = [
+  // qmail-send's bounce (qmail-send.c: "Hi. This is the qmail-send program at …").
+  { family: 'qmail', text: [/this is the qmail-send program at/i] },
+  { family: 'qmail', text: [/i'm afraid i wasn't able to deliver|this is a permanent error; i've given up/i] },
+  // Exim's deliver.c bounce text.
+  { family: 'exim', text: [/this message was created automatically by mail delivery software/i] },
+  { family: 'exim', text: [/a message that you sent could not be delivered to (one or more of its|all of its) recipients/i] },
+  // Postfix bounce_template: failure_template and the older wording.
+  { family: 'postfix', text: [/this is the mail system at host/i] },
+  { family: 'postfix', text: [/i'm sorry to have to inform you that your message could not/i] },
+  // Postfix's bounce when the template is cut: the ": host … said:" transcript and the daemon.
+  { family: 'postfix', text: [/\(in reply to (rcpt to|end of data|mail from|data) command\)/i], header: /^from: .*mail(er)?[- ]?(daemon|delivery system)/im },
+  // Sendmail's returned-mail text (and V5/V8 "Transcript of session").
+  { family: 'sendmail', text: [/the original message was received at/i] },
+  { family: 'sendmail', text: [/-+ ?transcript of session follows ?-+/i] },
+  { family: 'sendmail', text: [/-+ the following addresses had permanent fatal errors -+/i] },
+  // Exchange 2007 and later, Office 365, Outlook.com.
+  { family: 'exchange', text: [/your message did not reach some or all of the intended recipients/i] },
+  { family: 'exchange', text: [/delivery has failed to these recipients or (groups|distribution lists)/i] },
+  { family: 'exchange', text: [/the following recipient\(s\) could not be reached/i] },
+  // Exchange 2000/2003: "Your message … did not reach the following recipient(s):" and its MSEXCH diagnostic.
+  { family: 'exchange2003', text: [/did not reach the following recipient\(s\)/i] },
+  { family: 'exchange2003', text: [/\bMSEXCH:[A-Z]{2,12}:/] },
+  // Lotus Notes / Domino.
+  { family: 'lotus', text: [/(was|were) not delivered to:/i] },
+  // Amazon SES: the SMTP bounce text, and the SNS bounce notification (JSON).
+  { family: 'amazonses', text: [/an error occurred while trying to deliver the mail to the following recipients/i] },
+  { family: 'amazonses', text: [/the following message to <[^<>\s]{1,256}> was undeliverable/i] },
+  // (SNS wraps SES's JSON as a string inside its own, so the quotes may come escaped.)
+  { family: 'amazonses', text: [/\\?"notificationType\\?" ?: ?\\?"Bounce\\?"/, /\\?"bounceType\\?" ?: ?\\?"(Permanent|Transient|Undetermined)\\?"/] },
+  // Apache James AbstractNotify/DSNBounce (also Verizon's vtext.com gateways): "Error message below:" … "Message details:".
+  { family: 'apachejames', text: [/error message below:/i, /message details:/i] },
+  // Verizon's mobile gateways.
+  { family: 'verizon', text: [/message could not be delivered to mobile/i] },
+  // fml mailing-list manager's error mail: its X-MLServer header and "Original mail as follows:".
+  { family: 'fml', text: [/original mail as follows:/i], header: /^x-mlserver: *fml\b/im },
+  // KDDI / au one net (dion.ne.jp, ezweb.ne.jp): "Your mail sent on: … Could not be delivered to:".
+  { family: 'kddi', text: [/your mail (sent on|attempted to be delivered on):? [a-z]{3},/i, /could not be delivered to:/i] },
+];
+
+// Generic bounce phrases: not one MTA's words; a bounce only with a second sign.
 const DSN_BODY: Marker[] = [
-  [/this is the qmail-send program at/i, 'qmail'],
-  [/i'm afraid i wasn't able to deliver|this is a permanent error; i've given up/i, 'qmail'],
-  [/this message was created automatically by mail delivery software/i, 'exim'],
-  [/a message that you sent could not be delivered to (one or more of its|all of its) recipients/i, 'exim'],
-  [/this is the mail system at host/i, 'postfix'],
-  [/i'm sorry to have to inform you that your message could not/i, 'postfix'],
-  [/the original message was received at/i, 'sendmail'],
-  [/-+ ?transcript of session follows ?-+/i, 'sendmail'],
-  [/-+ the following addresses had permanent fatal errors -+/i, 'sendmail'],
-  [/your message did not reach some or all of the intended recipients/i, 'exchange'],
-  [/delivery has failed to these recipients or (groups|distribution lists)/i, 'exchange'],
-  [/the following recipient\(s\) could not be reached/i, 'exchange'],
   [/could not be delivered to the following recipients/i, 'generic'],
   [/your message (was not|could not be|cannot be|has not been) delivered/i, 'generic'],
-  [/(was|were) not delivered to:/i, 'lotus'],
   [/delivery to the following recipients? (failed|has failed|was unsuccessful)/i, 'generic'],
   [/(could not|cannot|can not|couldn't|can't) be delivered|(could not|cannot|couldn't|unable to) deliver (the )?(message|mail)? ?to/i, 'generic'],
   [/(mail|message) (has been|was|is being) returned|returned mail follows|delivery failure notification/i, 'generic'],
@@ -253,6 +296,7 @@ const DSN_BODY: Marker[] = [
   [/\bno such (user|mailbox|recipient|address)\b|\bnot a valid (user|recipient|address|mailbox)\b/i, 'generic'],
   [/\b55[0-4][ -]5\.\d{1,3}\.\d{1,3}\b|\b5\.[1-7]\.\d{1,3}\b/, 'generic'],
   [/returned to sender|returning message to sender/i, 'generic'],
+  [/\b(an? |the |your )(e-?mail|message|mail) (you sent |you have sent )?(was|has been) (rejected|refused|bounced)/i, 'generic'],
 ];
 
 const DELAY_SUBJECT = /^(warning: (could not send message for past|message .*delayed|message has not yet been delivered)|delayed mail|delivery status notification \(delay\)|mail delivery (warning|delayed)|delivery delayed|message delayed|delivery warning|mail delivery delay)/i;
@@ -273,6 +317,9 @@ const AV_VENDOR: Marker[] = [
 const AV_SUBJECT = /virus (found|detected|alert|warning|notification|infected)|(found|detected|contains?) (a )?virus|virus in (your|a|the) (mail|message|e-?mail)|e-?mail virus(es)? detected|infected (message|mail|attachment|file)|\bvirus\b.*\b(blocked|removed|deleted|quarantined|cleaned)|banned (file|attachment|content)|(blocked|quarantined|rejected) (mail|message|attachment)|content (alert|violation|filter)|mail ?sweeper|scanmail|antivirus|anti-virus|virus|malware/i;
 const AV_BODY = /infected attachment|virus-infected|(possible|potential) virus|virus \S{1,60} (was|has been|is) (found|detected)|contained \S{1,60} virus|(was|were) quarantined|(detected|found|identified) the following (virus|viruses|malware|worm|threat)|virus (detector|scanner|scanning|checker)|anti-?virus (software|system|scanner|gateway)|found the .{1,60} virus|contains? (a |the )?virus|virus(es)? (were |was |has been )?(detected|found)|(found|detected|contained|contains|discovered|identified)( an?| the)? (virus|worm|trojan|malware|malicious)|(virus|worm|trojan|malware) (was |has been )?(found|detected|discovered|identified)|infected (with|by)|(is|was|were) infected|has been (quarantined|deleted|removed|cleaned|blocked)|(virus|infection) (name|type|identity|information)|scan(ner)? (result|report|information)|banned (filename|attachment|file type)|(dangerous|prohibited|forbidden) (content|attachment|file)/i;
 const VIRUS_NAME = /(?:virus(?: name| identity| information| type)?|infected (?:with|by)|found|detected|malware|worm|identified as|infection)\s*(?:is|was|:|=|"|')?\s*(?:the\s+)?["'(]?((?:W32|Win32|I-Worm|W32\.|Worm|Trojan|Email-Worm|Net-Worm|HTML|VBS|JS|Exploit|Eicar)[\w.\/@!:-]{0,60}|(?:Mydoom|MyDoom|Novarg|Netsky|Bagle|Beagle|Sober|Klez|Sobig|Mimail|Swen|Zafi|Lovgate|Mytob)[\w.\/@!:-]{0,40})/i;
+// What a notice says when a scanner *found* something, as against a scanner's
+// stamp ("analysed by … antivirus system") that any mail, a bounce too, may carry.
+const AV_FOUND = /infected attachment|virus-infected|(possible|potential) virus|virus \S{1,60} (was|has been|is) (found|detected)|contained \S{1,60} virus|(detected|found|identified) the following (virus|viruses|malware|worm|threat)|found the .{1,60} virus|contains? (a |the )?virus|virus(es)? (were |was |has been )?(detected|found)|(found|detected|contained|contains|discovered|identified)( an?| the)? (virus|worm|trojan|malware|malicious)|(virus|worm|trojan|malware) (was |has been )?(found|detected|discovered|identified)|infected (with|by)|(is|was|were) infected|banned (filename|attachment|file type)/i;
 const VIRUS_WORD = /\b(virus|viruses|worm|trojan|malware|infected|eicar)\b/i;
 
 // Challenge/response: the products by name, and the texts that ask the
@@ -281,7 +328,14 @@ const CHALLENGE_PRODUCT = /\b(spam ?arrest|mailblocks|boxbe|bluebottle|choicemai
 const CHALLENGE = /please (confirm|verify) (that )?(you are|your (message|email|identity|address))|(click|visit|go to|reply to|use).{0,80}(to (confirm|verify|validate)|to (get|have|ensure) (your )?(message|email|mail)s? (is |are )?delivered|(added|add yourself) to)|verify (that )?you are (a )?(real|human|person)|(awaiting|pending|requires?) (your )?(verification|confirmation)|(held|on hold|quarantined|waitlisted)( pending| until| for)?( your)? (verification|confirmation|authori[sz]ation)?|challenge[- ]response|permission to (send|deliver)|(add|added) (yourself )?to (my|the|the recipient's) (approved|allowed|guest) (senders |sender )?list|guest list|approved senders list|allowed list/i;
 const CHALLENGE_SUBJECT = /verif|confirm|approv|authori[sz]|challenge|spam ?arrest|boxbe|whitelist|guest list|pending|held|permission|please (reply|respond)|awaiting/i;
 
-// RFC 3834 3.1.7 and the de facto headers of vacation programs and Exchange.
+// RFC 3834 3.1.7 and 5: "auto-replied" marks a response to a message, on
+// its own; so do the vacation programs' own headers (X-Autoreply: yes,
+// X-Autorespond, Apple iCloud's X-Apple-Action: VACATION). A bounce carries
+// Auto-Submitted: auto-replied too (Exim), which is why bounces are decided
+// first.
+const AUTO_REPLY_HEADER = /^(auto-submitted: *auto-replied\b|x-autoreply: *(yes|true|1)\b|x-autorespond: *\S|x-apple-action: *vacation\b|x-vacation: *\S)/im;
+// The weaker signs (auto-generated, Precedence, X-Loop, Exchange's inbox
+// rules) need an auto-reply phrase as well.
 const AUTO_HEADER = /^(auto-submitted: *auto-(replied|generated|notified)|x-autoreply:|x-autorespond:|x-autoresponder:|x-auto-response:|precedence: *(auto_reply|bulk|junk|list)|x-precedence: *auto_reply|x-mailer:.*(vacation|autorespond|auto-?reply)|x-autogenerated: *reply|x-ms-exchange-inbox-rules-loop:|x-autorespond:|x-vacation:|x-loop:)/im;
 const AUTO_SUBJECT = /^(auto(matic)?[\s_-]*(reply|response|antwort|answer|respuesta|risposta)|auto:|autoreply|\[?auto(matic)?(\s|-)?reply\]?|out of (the )?office|abwesenheit|absence|vacation|on vacation|away from|r[ée]ponse automatique|risposta automatica|automatyczna|respuesta autom[aá]tica|fuera de la oficina|thank you for (your|contacting)|we have received your|(re: )?.*\((auto(matic)? ?(reply|response))\)|\[automatyczna)/i;
 const AUTO_BODY = /out of (the )?office|(i am|i'm|i will be) (currently )?(away|out|on (vacation|holiday|leave|annual leave))|on (vacation|holiday|leave) (until|till|from)|(will|shall) (be )?(back|return|returning)( to the office)? (on|by|after|in)|limited access to (my )?e-?mail|away from (my|the) (desk|office|computer|e-?mail)|this is an auto(matic|mated)?[- ]?(reply|response|generated)|auto(matic|mated) (reply|response|message)|abwesend|bin (ab|bis)|im urlaub|en vacances|absent(e)? du|thank you for (your (e-?mail|message|inquiry|enquiry)|contacting)|we (have )?received your (e-?mail|message)|will (respond|reply|get back to you) (as soon as|shortly|within)/i;
@@ -353,6 +407,13 @@ async function parts(rawIn: Uint8Array, limits: ClassifyLimits): Promise<Parts> 
   }
   let text = (email.text ?? '').slice(0, limits.maxTextChars);
   if (!text && email.html) text = email.html.slice(0, limits.maxTextChars * 2).replace(/<[^>]{0,2000}>/g, ' ').replace(/&nbsp;/g, ' ').slice(0, limits.maxTextChars);
+  // A multipart whose boundary parameter the parser could not read (Verizon's
+  // gateways put it on an unfolded line) leaves no text at all: the raw body
+  // is searched instead, still bounded.
+  if (!text && email.attachments.length === 0) {
+    const bodyStart = head.search(/\r?\n\r?\n/);
+    if (bodyStart >= 0) text = head.slice(bodyStart, bodyStart + limits.maxTextChars);
+  }
   let deliveryStatus: string | null = null;
   let dispositionNotification = false;
   let original: QuotedOriginal | null = null;
@@ -416,6 +477,16 @@ function match(markers: Marker[], s: string): string | null {
   return null;
 }
 
+/** The first MTA family whose signature the notice's text (and top header) shows. */
+export function familyOf(text: string, headerBlock: string): string | null {
+  for (const f of FAMILY_SIGNS) if (f.text.every((re) => re.test(text)) && (!f.header || f.header.test(headerBlock))) return f.family;
+  return null;
+}
+
+// Where a notice's quoted copy of the original starts, in whitespace-collapsed
+// text: the MTAs' separator lines, or the quoted header block itself.
+const QUOTE_CUT = /-{2,} ?(this is a copy of the message|below this line is a copy of the message|original message|forwarded message|the original message headers)|original mail as follows:|\breturn-path: ?</i;
+
 /**
  * Classifies one message (the whole raw message, as received). Never throws
  * on the message's content.
@@ -429,6 +500,10 @@ export async function classify(raw: Uint8Array, limits: ClassifyLimits = DEFAULT
   const headerBlock = p.top.map(([k, v]) => `${k}: ${v}`).join('\n');
   // Phrases are matched on whitespace-collapsed text: MTAs wrap their sentences.
   const text = p.text.slice(0, 32768).replace(/\s+/g, ' ');
+  // The notice's own words: the text before the copy of the original it
+  // quotes (a virus scanner's stamp in the quoted mail is not the notice's).
+  const cut = QUOTE_CUT.exec(text);
+  const own = (cut ? text.slice(0, cut.index) : text).slice(0, 16384);
   const reasons: string[] = [];
   const ds = p.deliveryStatus !== null ? parseDeliveryStatus(p.deliveryStatus, limits.maxRecipients) : { reportingMta: null, recipients: [] as DsnRecipient[] };
   // Plain-text DSN bodies (some MTAs) carry the same fields inline.
@@ -440,7 +515,9 @@ export async function classify(raw: Uint8Array, limits: ClassifyLimits = DEFAULT
   }
   const daemon = DAEMON_FROM.test(from) || DAEMON_FROM.test(first(p.top, 'sender') ?? '');
   const nullSender = returnPath !== null && /^<\s*>$|^<?mailer-daemon\b/i.test(returnPath.trim());
-  const autoHeader = AUTO_HEADER.test(headerBlock);
+  const autoHeader = AUTO_HEADER.test(headerBlock) || AUTO_REPLY_HEADER.test(headerBlock);
+  const autoReplyHeader = AUTO_REPLY_HEADER.test(headerBlock);
+  const family = familyOf(text.slice(0, 16384), headerBlock);
   const haystack = `${subject}\n${text}`;
   const mentionsVirus = VIRUS_WORD.test(haystack) || VIRUS_WORD.test(ds.recipients.map((r) => r.diagnostic ?? '').join(' '));
   const virusMatch = VIRUS_NAME.exec(`${subject}\n${text}\n${ds.recipients.map((r) => r.diagnostic ?? '').join('\n')}`);
@@ -464,9 +541,15 @@ export async function classify(raw: Uint8Array, limits: ClassifyLimits = DEFAULT
   // 1. The standard report formats decide by structure (RFC 3462/6522, 3464, 8098).
   // An MDN that a mail system sends to say it threw the message away (some
   // filters reject this way) is a bounce, not a receipt.
-  if ((p.reportType === 'disposition-notification' || p.dispositionNotification) && !((daemon || nullSender) && (match(DSN_BODY, text.slice(0, 16384)) !== null || /rejected|undeliver/i.test(subject)))) {
+  if ((p.reportType === 'disposition-notification' || p.dispositionNotification) && !((daemon || nullSender) && (family !== null || match(DSN_BODY, text.slice(0, 16384)) !== null || /rejected|undeliver/i.test(subject)))) {
     reasons.push('multipart/report with a disposition notification (RFC 8098)');
     return result('read-receipt', 'rfc8098');
+  }
+  // An abuse feedback report (RFC 5965) is no bounce and no auto-reply: the
+  // desk reads those; here it is ordinary mail.
+  if (p.reportType === 'feedback-report') {
+    reasons.push('multipart/report; report-type=feedback-report (RFC 5965): not a notice about delivery');
+    return result('normal', 'rfc5965');
   }
   // The report type alone is not enough: challenge systems (Boxbe) send
   // multipart/report; report-type=delivery-status with no status part.
@@ -493,9 +576,11 @@ export async function classify(raw: Uint8Array, limits: ClassifyLimits = DEFAULT
   // signs of an automatic message. Discussions of viruses between people
   // have neither the product nor the automatic sender.
   const automatic = daemon || nullSender || autoHeader || p.reportType !== null || /(^|[<\s"])(no-?reply|do-?not-?reply|donotreply)@/i.test(from) || /^(antivirus|anti-virus|virus|virusalert|virus-?scan|av|mailscanner|scanmail|security|mailsweeper|quarantine|amavis|clamav|content-?filter|mailadmin|administrator|admin|root|system)[@\s"-]|(anti-?virus|virus|mail ?scanner|scanmail|content filter|mailsweeper|security) ?(system|service|administrator|alert|gateway|scanner|notification|robot|daemon)?\s*[<"]/i.test(from.replace(/^"?/, ''));
-  const vendor = match(AV_VENDOR, `${from}\n${subject}\n${text.slice(0, 16384)}\n${headerBlock}`);
+  const vendor = match(AV_VENDOR, `${from}\n${subject}\n${own}\n${headerBlock}`);
   const avSubject = AV_SUBJECT.test(subject);
-  const avBody = AV_BODY.test(text);
+  // An MTA's own bounce text with a scanner's stamp is still a bounce: then
+  // only a finding makes it a virus notice.
+  const avBody = family !== null ? AV_FOUND.test(own) : AV_BODY.test(own);
   if (avBody && (avSubject || vendor) && (automatic || vendor)) {
     reasons.push(vendor ? `antivirus product text (${vendor})` : 'antivirus notice text from an automatic sender');
     return result('av-notice', vendor ?? 'generic');
@@ -503,10 +588,10 @@ export async function classify(raw: Uint8Array, limits: ClassifyLimits = DEFAULT
 
   // 3. MTAs' own bounce formats (pre-RFC 3464, or with the report part lost).
   const subjectFmt = match(DSN_SUBJECT, subject.trim());
-  const bodyFmt = match(DSN_BODY, text.slice(0, 16384));
+  const bodyFmt = family ?? match(DSN_BODY, text.slice(0, 16384));
   const delaySubject = DELAY_SUBJECT.test(subject.trim());
   const delayBody = DELAY_BODY.test(text.slice(0, 16384));
-  const strongBody = bodyFmt !== null && bodyFmt !== 'generic';
+  const strongBody = family !== null;
   const evidence = [daemon, nullSender, subjectFmt !== null, bodyFmt !== null, strongBody, p.original !== null].filter(Boolean).length;
   if ((delaySubject && (daemon || nullSender || delayBody)) || (delayBody && daemon && !subjectFmt)) {
     reasons.push('an MTA delay warning (subject/body text)');
@@ -516,7 +601,8 @@ export async function classify(raw: Uint8Array, limits: ClassifyLimits = DEFAULT
     if (daemon) reasons.push('sender is a mail system (MAILER-DAEMON/postmaster)');
     if (nullSender) reasons.push('null Return-Path');
     if (subjectFmt) reasons.push(`bounce subject (${subjectFmt})`);
-    if (bodyFmt) reasons.push(`bounce text (${bodyFmt})`);
+    if (family) reasons.push(`the ${family} family's own bounce text`);
+    else if (bodyFmt) reasons.push('bounce text (generic)');
     return result('dsn', strongBody ? bodyFmt : (subjectFmt ?? bodyFmt ?? 'generic'));
   }
 
@@ -526,7 +612,12 @@ export async function classify(raw: Uint8Array, limits: ClassifyLimits = DEFAULT
     return result('challenge', 'generic');
   }
 
-  // 5. RFC 3834 auto-reply: a header sign AND a phrase, never one alone.
+  // 5. RFC 3834 auto-reply: Auto-Submitted: auto-replied (or a vacation
+  // program's own header) alone, or a weaker header sign AND a phrase.
+  if (autoReplyHeader) {
+    reasons.push('Auto-Submitted: auto-replied or a vacation program header (RFC 3834 5)');
+    return result('auto-reply', 'rfc3834');
+  }
   if (autoHeader && (AUTO_SUBJECT.test(subject) || AUTO_BODY.test(text.slice(0, 8192)))) {
     reasons.push('Auto-Submitted/X-Autoreply-style header and an auto-reply phrase (RFC 3834)');
     return result('auto-reply', 'rfc3834');
