@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { classify, DEFAULT_CLASSIFY_LIMITS, headerFields, type MessageClass } from '../../src/backscatter/classify.ts';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { classify, DEFAULT_CLASSIFY_LIMITS, FAMILY_SIGNS, familyOf, headerFields, type MessageClass } from '../../src/backscatter/classify.ts';
 
 const msg = (s: string) => Buffer.from(s.replace(/\n/g, '\r\n'));
 
@@ -268,4 +270,182 @@ test('garbage never throws', async () => {
 test('headerFields unfolds and caps', () => {
   assert.deepEqual(headerFields('A: 1\n  2\nB:3\nnot a header\n'), [['a', '1 2'], ['b', '3']]);
   assert.equal(headerFields(Array.from({ length: 500 }, (_, i) => `X-${i}: y`).join('\n')).length, 200);
+});
+
+// One message per MTA family of issue 14, each in that family's own format
+// (written here from the formats' descriptions, not copied from a corpus).
+const FAMILY_TABLE: [string, string, MessageClass, string | null][] = [
+  [
+    'amazon-ses-smtp',
+    `From: MAILER-DAEMON@email-bounces.amazonses.com\nTo: alice@ours.example\nSubject: Delivery Status Notification (Failure)\n\nAn error occurred while trying to deliver the mail to the following recipients:\nbob@far.example\n`,
+    'dsn',
+    'amazonses',
+  ],
+  [
+    'amazon-ses-sns-bounce',
+    `From: SES <no-reply@sns.amazonaws.com>\nTo: alice@ours.example\nSubject: AWS Notification Message\n\n{"Type" : "Notification", "Message" : "{\\"notificationType\\":\\"Bounce\\",\\"bounce\\":{\\"bounceType\\":\\"Permanent\\",\\"bouncedRecipients\\":[{\\"emailAddress\\":\\"bob@far.example\\"}]}}"}\n`,
+    'dsn',
+    'amazonses',
+  ],
+  [
+    'amazon-ses-sns-delivery is normal',
+    `From: SES <no-reply@sns.amazonaws.com>\nTo: alice@ours.example\nSubject: AWS Notification Message\n\n{"notificationType":"Delivery","delivery":{"recipients":["bob@far.example"]}}\n`,
+    'normal',
+    null,
+  ],
+  [
+    'exchange-2003',
+    `From: System Administrator <postmaster@far.example>\nTo: alice@ours.example\nSubject: Undeliverable: hello\n\nYour message\n\n  To:      bob@far.example\n  Subject: hello\n\ndid not reach the following recipient(s):\n\nbob@far.example on 1/1/2024\n    The recipient name is not recognized\n    MSEXCH:IMS:FAR:SITE:EXCH01 0 (000C05A6) Unknown Recipient\n`,
+    'dsn',
+    'exchange2003',
+  ],
+  [
+    'exchange-2003-plain-subject',
+    `From: System Administrator <admin@far.example>\nTo: alice@ours.example\nSubject: E\n\nYour message did not reach the following recipient(s):\nbob@far.example\n`,
+    'dsn',
+    'exchange2003',
+  ],
+  [
+    'apache-james',
+    `From: postmaster@far.example\nTo: alice@ours.example\nSubject: [BOUNCE]\n\nHi. This is the James mail server at far.example.\nError message below:\n550 - Requested action not taken: no such user here\n\nMessage details:\n  Subject: hello\n  MAIL FROM: alice@ours.example\n  RCPT TO: bob@far.example\n`,
+    'dsn',
+    'apachejames',
+  ],
+  [
+    'verizon-mobile',
+    `From: sysadmin@vzwpix.example\nTo: alice@ours.example\nSubject: Undeliverable Message\n\nMessage could not be delivered to mobile.\nError: 5.1.1 Invalid user address\n`,
+    'dsn',
+    'verizon',
+  ],
+  [
+    'fml',
+    `From: list-admin@far.example\nTo: alice@ours.example\nSubject: NOT MEMBER article from alice@ours.example (list ML)\nX-MLServer: fml [fml 4.0.3 release]\n\nYou are not a member of this mailing list <list@far.example>.\n\nOriginal mail as follows:\n\n   From: alice@ours.example\n   Subject: hello\n`,
+    'dsn',
+    'fml',
+  ],
+  [
+    'fml-words-without-its-header is normal',
+    `From: Carol <carol@far.example>\nTo: alice@ours.example\nSubject: that old list\n\nI kept it. Original mail as follows:\n\nhello\n`,
+    'normal',
+    null,
+  ],
+  [
+    'kddi-au',
+    `From: no-reply@x.dion.ne.jp\nTo: alice@ours.example\nSubject: =?ISO-2022-JP?B?GyRCJWEhPCVrJSglaSE8REtDThsoQg==?=\n\nYour mail sent on: Mon, 1 Jan 2024 00:00:00 +0900\n     Could not be delivered to: <bob@ezweb.ne.jp>\n     As their mailbox is full.\n`,
+    'dsn',
+    'kddi',
+  ],
+  [
+    'qmail-bounce-by-its-received-stamp',
+    `Received: (qmail 4242 invoked for bounce); 1 Jan 2024 00:00:00 -0000\nFrom: MAILER-DAEMON@mx.far.example\nTo: alice@ours.example\nSubject: =?gb2312?B?zcvQxQ==?=\n\nbob@far.example:\n`,
+    'dsn',
+    'qmail',
+  ],
+  [
+    'chinese-bounce-text',
+    `From: MAILER-DAEMON@far.example\nTo: alice@ours.example\nSubject: (no subject)\nContent-Type: text/plain; charset=utf-8\n\n邮件无法发送到您指定的地址中。\n<bob@far.example>:\n`,
+    'dsn',
+    'generic',
+  ],
+  [
+    'exim-bounce-with-a-scanner-stamp is a bounce, not a virus notice',
+    `From: Mail Delivery System <Mailer-Daemon@mx.far.example>\nTo: alice@ours.example\nSubject: Mail delivery failed: returning message to sender\n\nThis message was created automatically by mail delivery software.\n\nA message that you sent could not be delivered to one or more of its\nrecipients. This is a permanent error. The following address(es) failed:\n\n  bob@far.example\n    mailbox is full\n\n__________ NOD32 1.1856 __________\nThis message was checked by NOD32 antivirus system\nhttp://www.eset.example\n`,
+    'dsn',
+    'exim',
+  ],
+  [
+    'rfc3834-auto-replied-alone',
+    `From: Bob <bob@far.example>\nTo: alice@ours.example\nSubject: kitununulinitoquekegu\nAuto-Submitted: auto-replied\nIn-Reply-To: <orig-1@ours.example>\n\nzukunftig karl@far.example\n`,
+    'auto-reply',
+    'rfc3834',
+  ],
+  [
+    'apple-icloud-vacation',
+    `From: bob@far.example\nTo: alice@ours.example\nSubject: Re: hello\nX-Apple-Action: VACATION\n\nI'm only sleeping.\n`,
+    'auto-reply',
+    'rfc3834',
+  ],
+  [
+    'x-autoreply-yes',
+    `From: bob@far.example\nTo: alice@ours.example\nSubject: hello\nX-Autoreply: yes\n\nThanks.\n`,
+    'auto-reply',
+    'rfc3834',
+  ],
+  [
+    'exchange-oof-automatic-reply',
+    `From: Bob <bob@far.example>\nTo: alice@ours.example\nSubject: Automatic reply: hello\n\nI am away.\n`,
+    'auto-reply',
+    'exchange-oof',
+  ],
+  [
+    'exchange-oof-localized',
+    `From: Bob <bob@far.example>\nTo: alice@ours.example\nSubject: =?iso-8859-1?Q?R=E9ponse_automatique=A0:_hello?=\n\nJe suis absent.\n`,
+    'auto-reply',
+    'exchange-oof',
+  ],
+  [
+    'lotus-notes-out-of-office',
+    `From: John.Smith@far.example\nTo: alice@ours.example\nSubject: AUTO: Smith, John is out of the office. (returning 05/01/2024)\n\nI am out of the office until 05/01/2024.\n\nNote: This is an automated response to your message "hello" sent on 04/01/2024.\n\nThis is the only notification you will receive while this person is away.\n`,
+    'auto-reply',
+    'lotus-oof',
+  ],
+  [
+    'reply-to-an-automatic-reply is normal',
+    `From: Carol <carol@far.example>\nTo: alice@ours.example\nSubject: Re: Automatic reply: hello\n\nYou are away again?\n`,
+    'normal',
+    null,
+  ],
+  [
+    'feedback-report is not a notice',
+    `From: staff@far.example\nTo: abuse@ours.example\nSubject: Abuse report\nAuto-Submitted: auto-replied\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=feedback-report; boundary="F"\n\n--F\nContent-Type: text/plain\n\nThis is an email abuse report.\n--F\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: x/1\nVersion: 1\n--F\nContent-Type: message/rfc822\n\n${ORIGINAL}\n--F--\n`,
+    'normal',
+    'rfc5965',
+  ],
+];
+
+test('classify: one message per MTA family and auto-reply program (issue 14)', async () => {
+  for (const [name, text, cls, fmt] of FAMILY_TABLE) {
+    const r = await classify(msg(text));
+    assert.equal(r.class, cls, `${name}: ${r.reasons.join('; ')}`);
+    assert.equal(r.format, fmt, name);
+  }
+});
+
+test('the family table: every row has a sign that can fail', () => {
+  for (const f of FAMILY_SIGNS) assert.ok(f.text.length > 0 || f.header !== undefined, f.family);
+  assert.equal(familyOf('', ''), null);
+  assert.equal(familyOf('hello, see you on monday', 'from: carol@far.example'), null);
+});
+
+test('family-signs-on-a-1-megabyte-line: every pattern stays linear', () => {
+  // Near-misses for each pattern, repeated on one line: a backtracking pattern
+  // would take seconds or more here.
+  const bits = ['error message below', 'your mail sent on: Mon', '\\"notificationType\\":\\"Bounc', 'MSEXCH:', '(in reply to rcpt', 'did not reach the following recipient', 'the following message to <', 'could not be delivered to', ' '];
+  const line = bits.join(' x ').repeat(Math.ceil((1024 * 1024) / bits.join(' x ').length)).slice(0, 1024 * 1024);
+  const header = `received: (qmail ${'9'.repeat(5000)} invoked for\nx-mlserver: ${'f'.repeat(100000)}`;
+  for (const f of FAMILY_SIGNS) {
+    const t0 = performance.now();
+    for (const re of f.text) re.test(line);
+    f.header?.test(header);
+    assert.ok(performance.now() - t0 < 1000, `${f.family}: ${Math.round(performance.now() - t0)} ms on a 1 MB line`);
+  }
+});
+
+test('classify-a-1-megabyte-line: bounded work, a verdict', async () => {
+  const line = 'Your message did not reach the following recipient '.repeat(20_000).slice(0, 1024 * 1024);
+  const t0 = performance.now();
+  const r = await classify(msg(`From: MAILER-DAEMON@mx.far.example\nSubject: ${'Undeliverable '.repeat(1000)}\n\n${line}\n`));
+  assert.ok(performance.now() - t0 < 5000, 'bounded');
+  assert.equal(r.class, 'dsn');
+});
+
+test('the evaluation corpora in the tree keep their licences beside them, each file small', () => {
+  const root = new URL('./corpora/', import.meta.url).pathname;
+  const names = readdirSync(root);
+  assert.deepEqual(names.sort(), ['bounce-handler', 'mail-mime-parser', 'sisimai']);
+  for (const n of names) {
+    assert.ok(existsSync(join(root, n, 'LICENSE')), `${n}/LICENSE`);
+    const walk = (d: string): string[] => readdirSync(d).flatMap((f) => (statSync(join(d, f)).isDirectory() ? walk(join(d, f)) : [join(d, f)]));
+    for (const f of walk(join(root, n))) assert.ok(statSync(f).size < 2 * 1024 * 1024, f);
+  }
 });
