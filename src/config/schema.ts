@@ -61,6 +61,24 @@ function actionSetting(allowed: readonly Action[]) {
   }).transform((v) => v as Action);
 }
 
+/**
+ * Per-client limits in the manner of Postfix's anvil (edge/anvil): 0 turns
+ * one off. Connections are counted per node; messages and recipients by all
+ * nodes together through the store. Loopback is exempt by default, as
+ * Postfix exempts $mynetworks.
+ */
+const clientLimitsSchema = z
+  .object({
+    connectionsPerClient: nonNegativeInt('connectionsPerClient').default(50),
+    connectionsPerWindow: nonNegativeInt('connectionsPerWindow').default(600),
+    messagesPerWindow: nonNegativeInt('messagesPerWindow').default(0),
+    recipientsPerWindow: nonNegativeInt('recipientsPerWindow').default(0),
+    windowSeconds: positiveInt('windowSeconds').default(60),
+    exempt: z.array(cidr).default(['127.0.0.1/32', '::1/128']),
+  })
+  .strict()
+  .default({ connectionsPerClient: 50, connectionsPerWindow: 600, messagesPerWindow: 0, recipientsPerWindow: 0, windowSeconds: 60, exempt: ['127.0.0.1/32', '::1/128'] });
+
 const smtpSchema = z
   .object({
     listen: hostPort.default('127.0.0.1:2525'),
@@ -76,6 +94,19 @@ const smtpSchema = z
     tls: z.object({ key: z.string(), cert: z.string() }).strict().optional(),
     /** Trust a HAProxy PROXY header for the client address (only behind a load balancer you run). */
     proxyProtocol: z.boolean().default(false),
+    /**
+     * The whole DATA phase of one message, however steadily it trickles in:
+     * a slowloris client that sends a byte just inside idleTimeoutMs is cut
+     * off here (421) instead of holding a session and its buffer for hours.
+     */
+    dataTimeoutMs: positiveInt('dataTimeoutMs').default(600_000),
+    /**
+     * Message bytes held in memory by all sessions of this node together
+     * (received, being scanned or relayed). Past it a new message is told
+     * "452 4.3.1" and retried later, instead of the node running out of memory.
+     */
+    maxBufferedBytes: positiveInt('maxBufferedBytes').default(512 * 1024 * 1024),
+    limits: clientLimitsSchema,
   })
   .strict();
 

@@ -31,7 +31,8 @@ import { createJudge } from './judge.ts';
 import { parseNextHop, type NextHop, type NextHopSession } from './next-hop.ts';
 import { receivedHeader } from './received.ts';
 import { compileRelayPolicy, relayDecision } from './relay.ts';
-import { LOCAL_ERROR, mirror, NEXT_HOP_LOST, NEXT_HOP_UNREACHABLE, RELAY_DENIED, SEPARATE_TRANSACTION, TOO_BIG, type Reply } from './replies.ts';
+import { anvilLimits, ConnectionCounter, SharedRateCounter, TOO_MANY_RECIPIENTS, TOO_MUCH_MAIL } from './anvil.ts';
+import { DATA_TIMEOUT, LOCAL_ERROR, mirror, NO_BUFFER_SPACE, NEXT_HOP_LOST, NEXT_HOP_UNREACHABLE, RELAY_DENIED, SEPARATE_TRANSACTION, TOO_BIG, type Reply } from './replies.ts';
 import { SmtpClientError } from './smtp-client.ts';
 import { BackstopSmtpServer } from './smtp-server-ext.ts';
 import { ensureCertificate, readCertificate } from './tls.ts';
@@ -100,19 +101,78 @@ class ReplyError extends Error {
   }
 }
 
-function readAll(stream: Readable, limit: number): Promise<{ raw: Buffer; tooBig: boolean }> {
+/** What one message's DATA brought: the bytes (empty when refused), and why they were refused. */
+interface ReadData {
+  raw: Buffer;
+  tooBig: boolean;
+  /** The node's buffer budget (smtp.maxBufferedBytes) ran out while it arrived. */
+  overBudget: boolean;
+  /** smtp.dataTimeoutMs passed before the final dot. */
+  timedOut: boolean;
+  /** Bytes of the budget this message holds until its transaction ends. */
+  held: number;
+}
+
+/** Bytes of message data held in memory by all sessions of one node. */
+class BufferBudget {
+  used = 0;
+  constructor(readonly max: number) {}
+  take(n: number): boolean {
+    if (this.used + n > this.max) return false;
+    this.used += n;
+    return true;
+  }
+  give(n: number): void {
+    this.used -= n;
+  }
+}
+
+/**
+ * Reads the DATA stream into memory, within the message limit, the node's
+ * buffer budget and the DATA deadline. Past the size limit or the budget the
+ * rest is read and dropped (smtp-server needs the stream drained to answer);
+ * at the deadline it stops waiting (the caller ends the session).
+ */
+function readAll(stream: Readable, limit: number, budget: BufferBudget, deadlineMs: number): Promise<ReadData> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let held = 0;
     let tooBig = false;
+    let overBudget = false;
+    const drop = () => {
+      chunks.length = 0;
+      budget.give(held);
+      held = 0;
+    };
+    const timer = setTimeout(() => {
+      stream.removeAllListeners('data');
+      drop();
+      resolve({ raw: Buffer.alloc(0), tooBig, overBudget, timedOut: true, held: 0 });
+    }, deadlineMs);
     stream.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      // Past the limit the rest is read and dropped: smtp-server needs the stream drained to answer.
-      if (size > limit) tooBig = true;
-      else chunks.push(chunk);
+      if (tooBig || overBudget) return;
+      if (size > limit) {
+        tooBig = true;
+        drop();
+      } else if (!budget.take(chunk.length)) {
+        overBudget = true;
+        drop();
+      } else {
+        held += chunk.length;
+        chunks.push(chunk);
+      }
     });
-    stream.once('error', reject);
-    stream.once('end', () => resolve({ raw: tooBig ? Buffer.alloc(0) : Buffer.concat(chunks, size), tooBig }));
+    stream.once('error', (err) => {
+      clearTimeout(timer);
+      drop();
+      reject(err);
+    });
+    stream.once('end', () => {
+      clearTimeout(timer);
+      resolve({ raw: tooBig || overBudget ? Buffer.alloc(0) : Buffer.concat(chunks, size), tooBig, overBudget, timedOut: false, held });
+    });
   });
 }
 
@@ -129,6 +189,13 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const sessions = new Map<string, SessionState>();
   const maxBytes = config.smtp.maxMessageBytes;
   const judge = createJudge({ config, store, scanner, logger: log, messageLog, nodeName, hooks, hookTimeoutMs });
+  const budget = new BufferBudget(config.smtp.maxBufferedBytes);
+  const limits = anvilLimits(config);
+  const connections = new ConnectionCounter(limits);
+  const rates = new SharedRateCounter(store.db, limits, { onError: (err) => log.warn({ err: err.message }, 'per-client rates could not be shared: counting on this node only') });
+  rates.start();
+  /** What ends each admitted connection's count, by session id. */
+  const releases = new Map<string, () => void>();
 
   const view = (session: SMTPServerSession, tx: Transaction): TransactionView => ({
     clientIp: session.remoteAddress,
@@ -196,6 +263,8 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const args = (address.args || {}) as Record<string, string | boolean>;
     const size = Number(args.SIZE ?? args.size ?? 0);
     if (size > maxBytes) throw new ReplyError(TOO_BIG(maxBytes));
+    // A message announced larger than what the node can still hold is deferred before it is sent.
+    if (size > budget.max - budget.used) throw new ReplyError(NO_BUFFER_SPACE);
     state.tx = {
       mailFrom: address.address,
       mailOptions: {
@@ -210,7 +279,12 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       route: DEFAULT_ROUTE,
       nextHopOpen: false,
     };
-    const hooked = await runHooks(hooks.mail, hookTimeoutMs, view(session, state.tx));
+    const t = view(session, state.tx);
+    if (rates.hit(t.clientIp, 'messages')) {
+      state.tx = null;
+      throw new ReplyError(TOO_MUCH_MAIL(t.clientIp));
+    }
+    const hooked = await runHooks(hooks.mail, hookTimeoutMs, t);
     if (hooked.reply) {
       state.tx = null;
       throw new ReplyError(hooked.reply);
@@ -227,7 +301,9 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     if (tx.accepted.length > 0 && route !== tx.route) throw new ReplyError(SEPARATE_TRANSACTION);
     const decision = route === DEFAULT_ROUTE ? relayDecision(policy, session.remoteAddress, rcpt) : 'local';
     if (decision === 'denied') throw new ReplyError(RELAY_DENIED);
-    const hooked = await runHooks(hooks.rcpt, hookTimeoutMs, view(session, tx), rcpt);
+    const t = view(session, tx);
+    if (rates.hit(t.clientIp, 'recipients')) throw new ReplyError(TOO_MANY_RECIPIENTS(t.clientIp));
+    const hooked = await runHooks(hooks.rcpt, hookTimeoutMs, t, rcpt);
     if (hooked.reply) throw new ReplyError(hooked.reply);
     const nextHopRcpt = hooked.rcpt ?? rcpt;
     tx.route = route;
@@ -255,12 +331,32 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   async function onData(stream: Readable, session: SMTPServerSession): Promise<string> {
     const receivedAt = new Date();
     const state = stateOf(session);
+    const data = await readAll(stream, maxBytes, budget, config.smtp.dataTimeoutMs);
+    try {
+      return await judgeData(session, state, data, stream, receivedAt);
+    } finally {
+      budget.give(data.held);
+    }
+  }
+
+  async function judgeData(session: SMTPServerSession, state: SessionState, data: ReadData, stream: Readable, receivedAt: Date): Promise<string> {
     const tx = state.tx;
-    const { raw, tooBig } = await readAll(stream, maxBytes);
+    const { raw } = data;
+    if (data.timedOut) {
+      log.warn({ client: session.remoteAddress }, 'DATA took longer than smtp.dataTimeoutMs: closing the session');
+      await endTransaction(state);
+      server.drop(session.id, DATA_TIMEOUT);
+      throw new ReplyError(DATA_TIMEOUT);
+    }
     if (!tx || tx.accepted.length === 0) throw new ReplyError({ code: 503, message: '5.5.1 Error: no valid recipients' });
-    if (tooBig || (stream as Readable & { sizeExceeded?: boolean }).sizeExceeded) {
+    if (data.tooBig || (stream as Readable & { sizeExceeded?: boolean }).sizeExceeded) {
       await endTransaction(state);
       throw new ReplyError(TOO_BIG(maxBytes));
+    }
+    if (data.overBudget) {
+      log.warn({ client: session.remoteAddress, bufferedBytes: budget.used }, 'smtp.maxBufferedBytes reached: deferring a message');
+      await endTransaction(state);
+      throw new ReplyError(NO_BUFFER_SPACE);
     }
     const t = view(session, tx);
     const { reply } = await judge(
@@ -344,6 +440,12 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       logger: false,
       maxCommandLength: config.smtp.maxLineBytes,
       onConnect: (session, callback) => {
+        const admitted = connections.admit(session.remoteAddress);
+        if ('refuse' in admitted) {
+          log.info({ client: session.remoteAddress, reply: admitted.refuse.message }, 'connection refused by a per-client limit');
+          return callback(new ReplyError(admitted.refuse));
+        }
+        releases.set(session.id, admitted.release);
         openSessions.inc();
         callback();
       },
@@ -351,7 +453,12 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       onRcptTo: step('rcpt', onRcptTo),
       onData: step('data', onData),
       onClose: (session) => {
-        openSessions.dec();
+        const release = releases.get(session.id);
+        if (release) {
+          releases.delete(session.id);
+          release();
+          openSessions.dec();
+        }
         const state = sessions.get(session.id);
         sessions.delete(session.id);
         for (const hop of state?.hops.values() ?? []) hop.close();
@@ -370,6 +477,9 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   return {
     address: { host: bound.address, port: bound.port },
     nextHop,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await rates.stop();
+    },
   };
 }

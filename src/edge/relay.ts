@@ -9,16 +9,20 @@ import ipaddr from 'ipaddr.js';
 
 export type RelayDecision = 'local' | 'relay' | 'denied';
 
+/** CIDRs parsed once; a bare address is its own /32 or /128. */
+export type Networks = readonly [ipaddr.IPv4 | ipaddr.IPv6, number][];
+
 export interface RelayPolicy {
   domains: ReadonlySet<string>;
-  relayFrom: readonly [ipaddr.IPv4 | ipaddr.IPv6, number][];
+  relayFrom: Networks;
+}
+
+export function compileNetworks(cidrs: readonly string[]): Networks {
+  return cidrs.map((cidr) => (cidr.includes('/') ? ipaddr.parseCIDR(cidr) : ([ipaddr.parse(cidr), ipaddr.parse(cidr).kind() === 'ipv4' ? 32 : 128] as [ipaddr.IPv4 | ipaddr.IPv6, number])));
 }
 
 export function compileRelayPolicy(domains: readonly string[], relayFrom: readonly string[]): RelayPolicy {
-  return {
-    domains: new Set(domains.map((d) => d.toLowerCase())),
-    relayFrom: relayFrom.map((cidr) => (cidr.includes('/') ? ipaddr.parseCIDR(cidr) : ([ipaddr.parse(cidr), ipaddr.parse(cidr).kind() === 'ipv4' ? 32 : 128] as [ipaddr.IPv4 | ipaddr.IPv6, number]))),
-  };
+  return { domains: new Set(domains.map((d) => d.toLowerCase())), relayFrom: compileNetworks(relayFrom) };
 }
 
 /** An IPv4-mapped IPv6 address (::ffff:192.0.2.7) is the IPv4 address it carries. */
@@ -28,7 +32,7 @@ export function normaliseIp(ip: string): ipaddr.IPv4 | ipaddr.IPv6 | null {
   return parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress() ? (parsed as ipaddr.IPv6).toIPv4Address() : parsed;
 }
 
-export function inNetworks(ip: string, networks: RelayPolicy['relayFrom']): boolean {
+export function inNetworks(ip: string, networks: Networks): boolean {
   const addr = normaliseIp(ip);
   if (!addr) return false;
   return networks.some(([range, bits]) => range.kind() === addr.kind() && addr.match(range, bits));

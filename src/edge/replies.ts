@@ -36,3 +36,7 @@ export const RELAY_DENIED: Reply = { code: 550, message: '5.7.1 Relay access den
 /** RFC 5321 §4.5.3.1.10: the client sends the rest of its recipients in another transaction. */
 export const SEPARATE_TRANSACTION: Reply = { code: 452, message: '4.5.3 This recipient goes in a separate transaction; please send it again' };
 export const TOO_BIG = (max: number): Reply => ({ code: 552, message: `5.3.4 Message size exceeds fixed maximum message size of ${max} bytes` });
+/** The node holds as many message bytes as it may (smtp.maxBufferedBytes): the sender retries later (RFC 3463 4.3.1). */
+export const NO_BUFFER_SPACE: Reply = { code: 452, message: '4.3.1 Insufficient system storage, try again later' };
+/** DATA took longer than smtp.dataTimeoutMs: the session is ended, the client keeps its message. */
+export const DATA_TIMEOUT: Reply = { code: 421, message: '4.4.2 Error: timeout exceeded during DATA, closing connection' };

@@ -1,5 +1,5 @@
 /*
- * edge/smtp-server-ext — two adjustments to smtp-server's connection, made
+ * edge/smtp-server-ext — three adjustments to smtp-server's connection, made
  * by subclassing (smtp-server exposes no option for either):
  *
  * 1. The pause before the greeting. smtp-server waits a fixed 100 ms to catch
@@ -11,6 +11,10 @@
  *    (550 → 5.1.1, "bad mailbox"), which would misstate why a virus was
  *    refused. A reply whose text already starts with an RFC 3463 code keeps
  *    its own; the others get smtp-server's.
+ *
+ * 3. Ending one session from outside its command flow (`drop`): the DATA
+ *    deadline (smtp.dataTimeoutMs) must close a connection that is still
+ *    trickling its message, where smtp-server would wait for the final dot.
  *
  * These override smtp-server internals (init, send): the version is pinned
  * in package.json and test/edge covers both behaviours.
@@ -55,6 +59,17 @@ export class BackstopSmtpServer extends SMTPServer {
     private readonly greetingDelayMs: number,
   ) {
     super(options);
+  }
+
+  /** Answers `reply` to the session's client and closes its connection; false when it is already gone. */
+  drop(sessionId: string, reply: { code: number; message: string }): boolean {
+    for (const connection of this.connections as Set<SMTPConnection>) {
+      if (connection.id !== sessionId) continue;
+      connection.send(reply.code, reply.message);
+      connection.close();
+      return true;
+    }
+    return false;
   }
 
   override connect(socket: Socket | TLSSocket, socketOptions?: ConstructorParameters<typeof SMTPConnection>[2] | null): void {

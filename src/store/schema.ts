@@ -226,6 +226,14 @@ export interface DeskReportsTable {
   dismiss_reason: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
+/** edge per-client rates (0050): messages and recipients per client per window, all nodes together; see edge/anvil.ts. */
+export interface EdgeClientRatesTable {
+  client: string;
+  window_start: Timestamp;
+  messages: number;
+  recipients: number;
+}
+
 export interface DeskFormThrottleTable {
   client: string;
   window_start: Timestamp;
@@ -374,6 +382,7 @@ export interface Database {
   web_login_throttle: WebLoginThrottleTable;
   desk_reports: DeskReportsTable;
   desk_form_throttle: DeskFormThrottleTable;
+  edge_client_rates: EdgeClientRatesTable;
   incidents: IncidentsTable;
   incident_events: IncidentEventsTable;
   incident_evidence: IncidentEvidenceTable;
