@@ -253,7 +253,9 @@ export const FAMILY_SIGNS: readonly FamilySign[] = [
   { family: 'postfix', text: [/this is the mail system at host/i] },
   { family: 'postfix', text: [/i'm sorry to have to inform you that your message could not/i] },
   // Postfix's bounce when the template is cut: the ": host … said:" transcript and the daemon.
-  { family: 'postfix', text: [/\(in reply to (rcpt to|end of data|mail from|data) command\)/i], header: /^from: .*mail(er)?[- ]?(daemon|delivery system)/im },
+  { family: 'postfix', text: [/\(in reply to (rcpt to|end of data|mail from|data) command\)/i], header: /^(from: .{0,200}(mail(er)?[- ]?daemon|mail delivery system|postmaster)|return-path: <>)/im },
+  // The default failure template's closing advice, which sites keep when they rewrite the headline.
+  { family: 'postfix', text: [/you can delete your own text from the attached returned message/i] },
   // Sendmail's returned-mail text (and V5/V8 "Transcript of session").
   { family: 'sendmail', text: [/the original message was received at/i] },
   { family: 'sendmail', text: [/-+ ?transcript of session follows ?-+/i] },
@@ -278,6 +280,8 @@ export const FAMILY_SIGNS: readonly FamilySign[] = [
   { family: 'verizon', text: [/message could not be delivered to mobile/i] },
   // fml mailing-list manager's error mail: its X-MLServer header and "Original mail as follows:".
   { family: 'fml', text: [/original mail as follows:/i], header: /^x-mlserver: *fml\b/im },
+  // … and fml's error titles (not a member, rejected, loop, security), with its header.
+  { family: 'fml', text: [/not member article from|you are not a member of this mailing list|fml system error message|loop alert:|loop back warning:|duplicated message-id|has detected a loop condition|security alert|reject mail from|spam mail from a spammer is rejected/i], header: /^x-mlserver: *fml\b/im },
   // KDDI / au one net (dion.ne.jp, ezweb.ne.jp): "Your mail sent on: … Could not be delivered to:".
   { family: 'kddi', text: [/your mail (sent on|attempted to be delivered on):? [a-z]{3},/i, /could not be delivered to:/i] },
 ];

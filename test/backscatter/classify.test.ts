@@ -324,6 +324,24 @@ const FAMILY_TABLE: [string, string, MessageClass, string | null][] = [
     'fml',
   ],
   [
+    'fml-error-title',
+    `From: list-admin@far.example\nTo: alice@ours.example\nSubject: fml system error message\nX-MLServer: fml [fml 4.0.3 release]\n\nLoop Back Warning: a message came back to the list.\n`,
+    'dsn',
+    'fml',
+  ],
+  [
+    'postfix-rewritten-headline',
+    `From: Mail Delivery System <MAILER-DAEMON@mx.far.example>\nTo: alice@ours.example\nSubject: Your mail to bob\n\nOur server could not pass on your message.\n\nIf you do so, please include this problem report. You can\ndelete your own text from the attached returned message.\n\n<bob@far.example>: host in.far.example[192.0.2.9] said: 550 5.1.1 unknown\n    (in reply to RCPT TO command)\n`,
+    'dsn',
+    'postfix',
+  ],
+  [
+    'postfix-transcript-pasted-by-a-person is normal',
+    `From: Carol <carol@far.example>\nTo: alice@ours.example\nSubject: the log you asked for\n\nhere it is: host in.far.example said: 550 unknown (in reply to RCPT TO command)\n`,
+    'normal',
+    null,
+  ],
+  [
     'fml-words-without-its-header is normal',
     `From: Carol <carol@far.example>\nTo: alice@ours.example\nSubject: that old list\n\nI kept it. Original mail as follows:\n\nhello\n`,
     'normal',
