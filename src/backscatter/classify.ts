@@ -391,13 +391,27 @@ function stripEnvelopeLine(raw: Uint8Array): Uint8Array {
   return raw;
 }
 
+/**
+ * Old Mac mail stores end lines with a bare CR. With no LF at all in the
+ * header's reach every header would run into one line and a bounce would
+ * pass as normal mail, so such a message is read with CR as the line end.
+ */
+function bareCrLines(raw: Uint8Array): Uint8Array {
+  const probe = raw.subarray(0, 64 * 1024);
+  if (probe.indexOf(0x0a) >= 0 || probe.indexOf(0x0d) < 0) return raw;
+  const out = Uint8Array.from(raw);
+  for (let i = 0; i < out.length; i++) if (out[i] === 0x0d) out[i] = 0x0a;
+  return out;
+}
+
 async function parts(rawIn: Uint8Array, limits: ClassifyLimits): Promise<Parts> {
   let truncated: string | null = null;
-  let raw = stripEnvelopeLine(rawIn);
+  let raw = rawIn;
   if (raw.length > limits.maxBytes) {
     raw = raw.subarray(0, limits.maxBytes);
     truncated = `looked at the first ${limits.maxBytes} bytes only`;
   }
+  raw = stripEnvelopeLine(bareCrLines(raw));
   const head = decoder.decode(raw.subarray(0, Math.min(raw.length, 256 * 1024)));
   const top = headerFields(headerBlockOf(head));
   const ctype = first(top, 'content-type') ?? '';

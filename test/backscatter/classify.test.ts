@@ -467,3 +467,15 @@ test('the evaluation corpora in the tree keep their licences beside them, each f
     for (const f of walk(join(root, n))) assert.ok(statSync(f).size < 2 * 1024 * 1024, f);
   }
 });
+
+test('dsn-with-bare-cr-line-ends: read with CR as the line end', async () => {
+  for (const [name, text, cls, fmt] of TABLE.filter(([n]) => ['qmail', 'exim', 'rfc3464 failure', 'vacation auto-reply'].includes(n))) {
+    const r = await classify(Buffer.from(text.replace(/\n/g, '\r')));
+    assert.equal(r.class, cls, `${name}: ${r.reasons.join('; ')}`);
+    assert.equal(r.format, fmt, name);
+  }
+  // A CR inside an LF message is left alone.
+  const r = await classify(Buffer.from('From: carol@far.example\nSubject: a\rb\n\nhello\n'));
+  assert.equal(r.from, 'carol@far.example');
+  assert.equal(r.class, 'normal');
+});
