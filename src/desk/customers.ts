@@ -25,6 +25,7 @@ import { sql } from 'kysely';
 import { z } from 'zod';
 import type { LineKind } from '../store/schema.ts';
 import type { Db } from '../store/store.ts';
+import { unixLines } from './formats/csv-table.ts';
 
 export type { LineKind };
 export const LINE_KINDS: readonly LineKind[] = ['radius-user', 'mac', 'circuit-id', 'subscriber-id'];
@@ -139,7 +140,7 @@ const COLUMNS = ['id', 'name', 'email', 'phone', 'language', 'time_zone', 'lines
 export function parseCustomersCsv(text: string): Customer[] {
   let records: { record: Record<string, string>; info: { lines: number } }[];
   try {
-    records = parseCsv(text, { columns: (h: string[]) => h.map((c) => c.trim().toLowerCase()), info: true, bom: true, skip_empty_lines: true, relax_column_count: false, trim: false });
+    records = parseCsv(unixLines(text), { columns: (h: string[]) => h.map((c) => c.trim().toLowerCase()), info: true, bom: true, skip_empty_lines: true, relax_column_count: false, trim: false });
   } catch (err) {
     const e = err as Error & { lines?: number };
     throw new CustomerImportError([{ line: e.lines ?? 0, column: '-', value: '', expected: `well-formed CSV (${e.message})` }]);

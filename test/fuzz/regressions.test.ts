@@ -5,6 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { CustomerImportError, parseCustomersCsv } from '../../src/desk/customers.ts';
+import * as cgnat from '../../src/desk/formats/cgnat-csv.ts';
+import { CsvFormatError } from '../../src/desk/formats/csv-table.ts';
 import { ArchiveLimitError, extractEntry, readCentralDirectory } from '../../src/scan/archive.ts';
 import { corpus } from './fuzz.ts';
 
@@ -17,4 +20,22 @@ test('zip: a corrupt deflate stream is an ArchiveLimitError, not fflate\'s bare 
     () => extractEntry(zip, entry!, 1 << 20),
     (err: unknown) => err instanceof ArchiveLimitError && /^damaged deflate data/.test(err.message),
   );
+});
+
+test('CSV: in a CRLF file, a row ended by a bare LF is a row of its own, and its error names its line (not the next one)', () => {
+  const text = crash('leases', 'crash-cgnat-mixed-endings.csv').toString('utf8');
+  assert.throws(
+    () => cgnat.parse(text),
+    (err: unknown) => err instanceof CsvFormatError && err.problems.length === 1 && err.problems[0]!.line === 2 && err.problems[0]!.column === 'port_high',
+  );
+});
+
+test('CSV: an unclosed quote in a CRLF file is reported at a line the file has (csv-parse counted CR and LF apart)', () => {
+  const text = crash('leases', 'crash-cgnat-open-quote.csv').toString('utf8');
+  for (const parse of [cgnat.parse, parseCustomersCsv]) {
+    assert.throws(
+      () => parse(text),
+      (err: unknown) => (err instanceof CsvFormatError || err instanceof CustomerImportError) && err.problems.every((p) => p.line >= 1 && p.line <= 4),
+    );
+  }
 });

@@ -38,11 +38,21 @@ export const optionalInstant = z.union([z.literal('').transform(() => null), ins
 
 export const customerId = z.string().trim().regex(/^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$/, 'a customer id');
 
+/**
+ * The text with every line break an editor shows as one (CRLF, LF, a lone CR) made LF. Left to
+ * itself, csv-parse guesses the delimiter from the first break it meets and counts CR and LF apart
+ * inside quotes: a file with mixed endings then merges rows, and its errors name lines the file
+ * does not have (found by test/fuzz/leases.test.ts).
+ */
+export function unixLines(text: string): string {
+  return text.replace(/\r\n?/g, '\n');
+}
+
 /** Reads the file and checks every row against `row`; throws CsvFormatError listing all problems. */
 export function readCsvTable<S extends z.ZodType>(what: string, text: string, columns: readonly string[], row: S): { line: number; value: z.output<S> }[] {
   let records: { record: Record<string, string>; info: { lines: number } }[];
   try {
-    records = parseCsv(text, { columns: (h: string[]) => h.map((c) => c.trim().toLowerCase()), info: true, bom: true, skip_empty_lines: true });
+    records = parseCsv(unixLines(text), { columns: (h: string[]) => h.map((c) => c.trim().toLowerCase()), info: true, bom: true, skip_empty_lines: true });
   } catch (err) {
     const e = err as Error & { lines?: number };
     throw new CsvFormatError(what, [{ line: e.lines ?? 0, column: '-', value: '', expected: `well-formed CSV (${e.message})` }]);
