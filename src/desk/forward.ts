@@ -19,6 +19,7 @@ import type { Job } from '../store/jobs.ts';
 import type { Db } from '../store/store.ts';
 import { FORWARD_JOB, type DeskSettings } from './intake.ts';
 import { canonicalIp } from './report-parse.ts';
+import { timeInZone } from './zones.ts';
 
 export interface CustomerContact {
   id: string;
@@ -90,21 +91,6 @@ const TEXTS: Record<string, Texts> = {
     ],
   },
 };
-
-/** The reported time in the customer's zone, e.g. "2026-03-02 09:13:14 CET"; UTC when the zone is not a valid IANA name. */
-export function timeInZone(at: Date, zone: string, language: string): { when: string; zone: string } {
-  let tz = 'UTC';
-  try {
-    new Intl.DateTimeFormat('en', { timeZone: zone });
-    tz = zone;
-  } catch {
-    tz = 'UTC';
-  }
-  const parts = new Intl.DateTimeFormat('en-CA', { timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23', timeZoneName: 'short' }).formatToParts(at);
-  const get = (t: string) => parts.find((p) => p.type === t)?.value ?? '';
-  void language;
-  return { when: `${get('year')}-${get('month')}-${get('day')} ${get('hour')}:${get('minute')}:${get('second')} ${get('timeZoneName')}`, zone: tz };
-}
 
 /** Fields that name the reporter's side of the mail: dropped before the block reaches the customer. */
 const REPORTER_FIELDS = /^(to|cc|bcc|delivered-to|x-original-to|x-forwarded-to|x-rcpt-to|envelope-to|x-envelope-to|apparently-to|x-hmxmroriginalrecipient|x-reporter-ip|authentication-results|arc-[a-z-]+|received-spf|x-ms-[a-z-]+|x-originalarrivaltime|x-spam-[a-z-]+|x-virus-[a-z-]+|return-path|x-received|dkim-filter|x-google-[a-z-]+|x-gm-[a-z-]+):/i;

@@ -6,7 +6,7 @@
  * placeholders {name} {ip} {portal} {graceUntil} {evidence} {state}.
  */
 import MailComposer from 'nodemailer/lib/mail-composer';
-import { timeInZone } from './forward.ts';
+import { timeInZone } from './zones.ts';
 
 export type NoticeReason = 'opened' | 'restricted' | 'recurrence';
 

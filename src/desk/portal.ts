@@ -23,7 +23,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
 import type { Db } from '../store/store.ts';
 import { html, preText, type SafeHtml } from '../web/html.ts';
-import { timeInZone } from './forward.ts';
+import { timeInZone } from './zones.ts';
 import { hashToken, transition, type IncidentSettings } from './incidents.ts';
 import { canSelfRelease } from './lifecycle.ts';
 

@@ -35,7 +35,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { clip, fromNow, html, preText, qs, utc, type SafeHtml } from '../web/html.ts';
-import { instantIn, validZone } from '../web/public-form.ts';
 import type { ConsoleContext, ConsolePage } from '../web/pages/registry.ts';
 import { csrfBody, idParams, noQuery } from '../web/schemas.ts';
 import { cleanText } from '../obs/clean.ts';
@@ -45,6 +44,7 @@ import { deskQueue } from './intake.ts';
 import { assignReport, dismissReport, getReport, MAX_DISMISS_REASON, type DeskReport, type QueueRefusal } from './queue.ts';
 import { leaseImportStatus, type ImportStatus } from './leases.ts';
 import { DESK_EVENTS, STATES, type IncidentEvent, type IncidentState } from './lifecycle.ts';
+import { instantIn, validZone } from './zones.ts';
 
 /** The newest incidents a list shows; the tabs narrow it by state. */
 const LIST_LIMIT = 200;

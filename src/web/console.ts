@@ -28,7 +28,7 @@ import { html, type SafeHtml } from './html.ts';
 import { frame, sendErrorPage } from './layout.ts';
 import { PAGES } from './pages/index.ts';
 import { roleAtLeast, type ConsoleContext, type ConsolePage } from './pages/registry.ts';
-import type { WebDeps } from './server.ts';
+import type { WebDeps } from './deps.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -25,6 +25,7 @@ import { sql } from 'kysely';
 import { z } from 'zod';
 import { takeReport, type DeskPorts } from '../desk/intake.ts';
 import { canonicalIp, headerBlockOf } from '../desk/report-parse.ts';
+import { instantIn, validZone, ZONES } from '../desk/zones.ts';
 import type { Db } from '../store/store.ts';
 import { html, type SafeHtml } from './html.ts';
 import { frame } from './layout.ts';
@@ -60,28 +61,6 @@ export const THANKS = 'Thank you. The abuse desk has received your report and wi
 
 const CSRF_COOKIE = 'bs_report_csrf';
 
-const ZONES: readonly string[] = (() => {
-  try {
-    return ['UTC', ...(Intl as unknown as { supportedValuesOf(k: string): string[] }).supportedValuesOf('timeZone').filter((z) => z !== 'UTC')];
-  } catch {
-    return ['UTC'];
-  }
-})();
-
-const OFFSET = /^[+-](0\d|1[0-4]):?[0-5]\d$/;
-
-/** A zone the form and the console accept: an IANA name this runtime knows, or an offset ±HH:MM up to 14 h. */
-export function validZone(zone: string): boolean {
-  if (OFFSET.test(zone)) return true;
-  if (!ZONES.includes(zone)) return false;
-  try {
-    new Intl.DateTimeFormat('en', { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 const reportSchema = z
   .object({
     _csrf: z.string().max(300),
@@ -112,29 +91,6 @@ const reportSchema = z
   .strict();
 
 type ReportForm = z.infer<typeof reportSchema>;
-
-/** A wall-clock time in a zone (IANA name or ±HH:MM) → the instant. */
-export function instantIn(date: string, time: string, zone: string): Date | null {
-  const [y, mo, d] = date.split('-').map(Number) as [number, number, number];
-  const [h, mi, s] = time.split(':').map(Number) as [number, number, number | undefined];
-  const wall = Date.UTC(y, mo - 1, d, h, mi, s ?? 0);
-  const check = new Date(wall);
-  if (check.getUTCFullYear() !== y || check.getUTCMonth() !== mo - 1 || check.getUTCDate() !== d) return null;
-  if (OFFSET.test(zone)) {
-    const sign = zone.startsWith('-') ? -1 : 1;
-    const digits = zone.slice(1).replace(':', '');
-    return new Date(wall - sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2))) * 60_000);
-  }
-  // The zone's offset at the guessed instant, then again at the corrected one (DST changes).
-  const offsetAt = (ms: number) => {
-    const parts = new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' }).formatToParts(new Date(ms));
-    const g = (t: string) => Number(parts.find((p) => p.type === t)?.value);
-    return Date.UTC(g('year'), g('month') - 1, g('day'), g('hour'), g('minute'), g('second')) - ms;
-  };
-  let at = wall - offsetAt(wall);
-  at = wall - offsetAt(at);
-  return new Date(at);
-}
 
 export function inCgnat(ip: string, ranges: readonly string[]): boolean {
   let addr: ipaddr.IPv4 | ipaddr.IPv6;

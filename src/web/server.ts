@@ -24,50 +24,14 @@ import fastifyFormbody from '@fastify/formbody';
 import fastifyHelmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
 import { sql } from 'kysely';
-import type { Config } from '../config/schema.ts';
-import type { ReleaseResult } from '../edge/release.ts';
-import type { Logger } from '../obs/log.ts';
 import { registry } from '../obs/metrics.ts';
-import type { Store } from '../store/store.ts';
 import { version } from '../version.ts';
-import { sharedSecret, SESSION_DEFAULTS, type SessionSettings } from './auth/sessions.ts';
-import { THROTTLE_DEFAULTS, type ThrottleSettings } from './auth/throttle.ts';
+import { sharedSecret, SESSION_DEFAULTS } from './auth/sessions.ts';
+import { THROTTLE_DEFAULTS } from './auth/throttle.ts';
 import { registerConsole } from './console.ts';
 import { sendErrorPage } from './layout.ts';
-import { PUBLIC_FORM_DEFAULTS, registerPublicForm, type PublicFormSettings } from './public-form.ts';
-import type { DeskPorts } from '../desk/intake.ts';
-import type { ConsolePage } from './pages/registry.ts';
-
-export interface WebDeps {
-  store: Store;
-  logger: Logger;
-  nodeName: string;
-  /** Extra health checks (e.g. the SMTP listener); a throwing check marks the node unhealthy. */
-  checks?: Record<string, () => Promise<void>>;
-  /** The node's effective configuration: shown (secrets masked) on Settings, used to release through the next hop. */
-  config?: Config;
-  /**
-   * Delivers a quarantined message to its original recipients (claim, deliver,
-   * audit). Defaults to edge/release's releaseQuarantined over `config`.
-   */
-  releaseQuarantined?: (id: string, actor: string) => Promise<ReleaseResult>;
-  /** Pages beyond pages/index.ts (a role wiring its page at start-up, tests). */
-  pages?: ConsolePage[];
-  console?: ConsoleSettings;
-  /** The abuse desk's public report form at /report (no session); off when absent. */
-  publicForm?: { ports: DeskPorts; settings?: Partial<PublicFormSettings> };
-  /** Routes outside the console's session (the desk's customer portal and restricted list), each in its own scope. */
-  routes?: ((app: FastifyInstance) => Promise<void>)[];
-}
-
-export interface ConsoleSettings {
-  /** Mark cookies Secure. Default: when the request came over TLS (as Fastify sees it; see trustProxy). */
-  secureCookies?: boolean;
-  /** Believe X-Forwarded-For/-Proto from a reverse proxy (true, or the proxy's address/CIDR). Off by default. */
-  trustProxy?: boolean | string;
-  session?: Partial<SessionSettings>;
-  loginThrottle?: Partial<ThrottleSettings>;
-}
+import type { WebDeps } from './deps.ts';
+import { PUBLIC_FORM_DEFAULTS, registerPublicForm } from './public-form.ts';
 
 const ASSETS = fileURLToPath(new URL('./assets/', import.meta.url));
 // Resolved like an import, so it is found wherever npm put the package.

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { DeskPorts } from '../../src/desk/intake.ts';
 import type { EvidenceInput } from '../../src/desk/incidents.ts';
-import { inCgnat, instantIn, THANKS } from '../../src/web/public-form.ts';
+import { instantIn } from '../../src/desk/zones.ts';
+import { inCgnat, THANKS } from '../../src/web/public-form.ts';
 import { app, Client, csrfOf, onEachStore } from '../web/helpers.ts';
 
 function ports(evidence: EvidenceInput[]): DeskPorts {

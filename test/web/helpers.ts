@@ -10,7 +10,8 @@ import { silentLogger } from '../../src/obs/log.ts';
 import { quarantineMessage } from '../../src/store/quarantine.ts';
 import type { Store } from '../../src/store/store.ts';
 import { addUser } from '../../src/web/auth/users.ts';
-import { buildWebApp, type WebDeps } from '../../src/web/server.ts';
+import type { WebDeps } from '../../src/web/deps.ts';
+import { buildWebApp } from '../../src/web/server.ts';
 import { openTestStore, STORE_KINDS } from '../helpers/pg.ts';
 
 export const PASSWORD = 'correct horse battery';

@@ -15,8 +15,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { SafeHtml } from '../html.ts';
 import type { Role } from '../auth/users.ts';
-import type { Db } from '../../store/store.ts';
-import type { WebDeps } from '../server.ts';
+import type { Config } from '../../config/schema.ts';
+import type { ReleaseResult } from '../../edge/release.ts';
+import type { Db, Store } from '../../store/store.ts';
 
 /**
  * The navigation, in order. Slots without a page are not shown; `desk` is
@@ -46,9 +47,22 @@ export interface View {
   scripts?: string[];
 }
 
+/** What a page may read of the web side's deps (web/deps.ts WebDeps extends it with what only the server uses). */
+export interface PageDeps {
+  store: Store;
+  nodeName: string;
+  /** The node's effective configuration: shown (secrets masked) on Settings, used to release through the next hop. */
+  config?: Config;
+  /**
+   * Delivers a quarantined message to its original recipients (claim, deliver,
+   * audit). Defaults to edge/release's releaseQuarantined over `config`.
+   */
+  releaseQuarantined?: (id: string, actor: string) => Promise<ReleaseResult>;
+}
+
 /** What the console gives every page. */
 export interface ConsoleContext {
-  deps: WebDeps;
+  deps: PageDeps;
   db: Db;
   /** Sends the page inside the console's layout (navigation, user, logout). */
   render(request: FastifyRequest, reply: FastifyReply, view: View): FastifyReply;
