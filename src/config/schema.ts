@@ -409,6 +409,33 @@ const webSchema = z
   })
   .strict();
 
+/**
+ * The milter role (issue 13): Backstop as a Sendmail/Postfix milter (smtpd_milters). Absent: off.
+ * Postfix decides what happens while Backstop is down: milter_default_action = tempfail (its default) keeps the mail
+ * with the sender; "accept" would let it through unscanned.
+ */
+const milterSchema = z
+  .object({
+    /** Postfix's notation: "inet:127.0.0.1:8890" or "unix:/run/backstop/milter.sock". */
+    listen: z
+      .string()
+      .regex(/^(inet:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}|unix:\/.+)$/, 'expected "inet:host:port" or "unix:/absolute/path"')
+      .refine((v) => !v.startsWith('inet:') || Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'port must be 0-65535'),
+    /**
+     * A message judged "quarantine" is in Backstop's quarantine either way; the MTA is told to drop its copy
+     * (discard, SMFIR_DISCARD) or to keep it in its hold queue as well (postfix-hold, SMFIR_QUARANTINE).
+     */
+    quarantine: z.enum(['discard', 'postfix-hold']).default('discard'),
+    /** Largest milter packet taken; Postfix's header_size_limit (102400) can exceed 64 KiB in one header packet. */
+    maxPacketBytes: z.number().int().min(65_536, 'maxPacketBytes must be at least 65536 (a 65535-byte body chunk)').max(16_777_216).default(262_144),
+    /** A message past smtp.maxMessageBytes is not buffered further: refused (552 5.3.4) or deferred (451 4.3.4). */
+    tooBig: z.enum(['reject', 'tempfail']).default('reject'),
+    /** An MTA connection silent this long is closed (Postfix's milter_command_timeout is 30 s, milter_content_timeout 300 s). */
+    idleTimeoutMs: positiveInt('idleTimeoutMs').default(600_000),
+    maxConnections: positiveInt('maxConnections').default(500),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     dataDir: z.string().default('./data'),
@@ -430,6 +457,8 @@ export const configSchema = z
     backscatter: backscatterSchema.optional(),
     /** The ISP abuse desk (R8, R9); absent: off. */
     desk: deskSchema.optional(),
+    /** The milter role (smtpd_milters); absent: off. */
+    milter: milterSchema.optional(),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();

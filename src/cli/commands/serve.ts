@@ -1,6 +1,6 @@
 /*
- * cli/commands/serve — runs a Backstop node: the SMTP gateway and the web
- * side over one store. Any number of nodes may share one PostgreSQL.
+ * cli/commands/serve — runs a Backstop node: the SMTP gateway (and, when
+ * milter: is configured, the milter) and the web side over one store. Any number of nodes may share one PostgreSQL.
  *
  * Start-up order matters: the store (and its migrations) first, so a node that
  * cannot record or quarantine never takes mail; the SMTP listener last.
@@ -10,6 +10,8 @@ import { hostname } from 'node:os';
 import { splitHostPort } from '../../config/listen.ts';
 import { startShield } from '../../backscatter/serve.ts';
 import { startGateway, type GatewayHooks } from '../../edge/gateway.ts';
+import { createJudge } from '../../edge/judge.ts';
+import { startMilter, type MilterServer } from '../../milter/server.ts';
 import { detectionFrom } from '../../notify/detection.ts';
 import { notifyHandlers, notifyPolicy, NotifyRecorder } from '../../notify/record.ts';
 import { senderNoticeHook } from '../../notify/sender.ts';
@@ -108,11 +110,18 @@ export const command: Command = {
     }
 
     const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks, ...(desk ? { routes: [desk.route] } : {}) });
+    // The milter role: the same checks and the same judge as the gateway, for an MTA that asks (smtpd_milters).
+    let milter: MilterServer | null = null;
+    if (config.milter) {
+      const all: GatewayHooks = { mail: [], rcpt: [], data: [], decided: [], ...hooks };
+      const judge = createJudge({ config, store, scanner, logger: logger.child({ role: 'milter' }), messageLog, nodeName, hooks: all, hookTimeoutMs: 30_000 });
+      milter = await startMilter({ config: { ...config, milter: config.milter }, judge, hooks: all, hookTimeoutMs: 30_000, logger });
+    }
     // The console shows this configuration (secrets masked) and releases quarantined mail through its next hop.
     const web = buildWebApp({ store, logger, nodeName, config, ...(desk?.publicForm ? { publicForm: desk.publicForm } : {}), ...(incidents ? { routes: [incidents.web] } : {}) });
     const { host, port } = splitHostPort(config.web.listen);
     await web.listen({ host, port });
-    logger.info({ smtp: gateway.address, web: config.web.listen, store: store.kind, nextHop: config.nextHop, node: nodeName }, 'backstop is running');
+    logger.info({ smtp: gateway.address, ...(milter ? { milter: milter.address } : {}), web: config.web.listen, store: store.kind, nextHop: config.nextHop, node: nodeName }, 'backstop is running');
 
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
@@ -122,6 +131,7 @@ export const command: Command = {
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     });
+    await milter?.close();
     await gateway.close();
     await recorder?.flush();
     await shield?.close();
