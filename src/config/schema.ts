@@ -107,6 +107,11 @@ const smtpSchema = z
      */
     maxBufferedBytes: positiveInt('maxBufferedBytes').default(512 * 1024 * 1024),
     limits: clientLimitsSchema,
+    /**
+     * Peers (addresses or CIDRs) whose XFORWARD is believed: the MTA in front of us, e.g. Postfix with
+     * smtpd_proxy_filter. Their forwarded client is then the client for everything (edge/client).
+     */
+    trustXforwardFrom: z.array(cidr).default([]),
   })
   .strict();
 

@@ -20,21 +20,21 @@ import type { Readable } from 'node:stream';
 import type { SMTPServerAddress, SMTPServerSession } from 'smtp-server';
 import type { Config } from '../config/schema.ts';
 import { splitHostPort } from '../config/listen.ts';
-import { cleanText } from '../obs/clean.ts';
 import type { Logger } from '../obs/log.ts';
 import { nextHopErrorsTotal, openSessions } from '../obs/metrics.ts';
 import type { Scanner } from '../scan/types.ts';
 import type { MessageLog } from '../store/message-log.ts';
 import type { Store } from '../store/store.ts';
+import { clientOf } from './client.ts';
 import { runHooks, type GatewayHooks, type TransactionView } from './hooks.ts';
 import { createJudge } from './judge.ts';
 import { parseNextHop, type NextHop, type NextHopSession } from './next-hop.ts';
 import { receivedHeader } from './received.ts';
-import { compileRelayPolicy, relayDecision } from './relay.ts';
+import { compileNetworks, compileRelayPolicy, inNetworks, relayDecision } from './relay.ts';
 import { anvilLimits, ConnectionCounter, SharedRateCounter, TOO_MANY_RECIPIENTS, TOO_MUCH_MAIL } from './anvil.ts';
 import { DATA_TIMEOUT, LOCAL_ERROR, mirror, NO_BUFFER_SPACE, NEXT_HOP_LOST, NEXT_HOP_UNREACHABLE, RELAY_DENIED, SEPARATE_TRANSACTION, TOO_BIG, type Reply } from './replies.ts';
 import { SmtpClientError } from './smtp-client.ts';
-import { BackstopSmtpServer } from './smtp-server-ext.ts';
+import { BackstopSmtpServer, type XforwardGate } from './smtp-server-ext.ts';
 import { ensureCertificate, readCertificate } from './tls.ts';
 
 export { CONTINUE, type DecidedMessage, type GatewayHooks, type HookOutcome, type TransactionView } from './hooks.ts';
@@ -176,6 +176,15 @@ function readAll(stream: Readable, limit: number, budget: BufferBudget, deadline
   });
 }
 
+/** The WITH of our Received line: the forwarded client's protocol when a trusted MTA named one we can write, else ours. */
+function receivedProtocol(forwarded: string | null, session: SMTPServerSession): 'SMTP' | 'ESMTP' | 'ESMTPS' {
+  const p = forwarded?.toUpperCase();
+  if (p === 'SMTP' || p === 'ESMTP') return p;
+  if (p === 'ESMTPS' || p === 'ESMTPSA') return 'ESMTPS';
+  if (p === 'ESMTPA') return 'ESMTP';
+  return session.secure ? 'ESMTPS' : session.transmissionType === 'SMTP' ? 'SMTP' : 'ESMTP';
+}
+
 export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const { config, logger, scanner, messageLog, store, nodeName } = deps;
   const log = logger.child({ role: 'edge' });
@@ -197,14 +206,25 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   /** What ends each admitted connection's count, by session id. */
   const releases = new Map<string, () => void>();
 
-  const view = (session: SMTPServerSession, tx: Transaction): TransactionView => ({
-    clientIp: session.remoteAddress,
-    clientPort: session.remotePort,
-    helo: cleanText(session.hostNameAppearsAs ?? '', 255),
-    mailFrom: tx.mailFrom,
-    rcptTo: tx.accepted,
-    relayed: tx.relayed,
-  });
+  const trustXforward = compileNetworks(config.smtp.trustXforwardFrom);
+  const xforward: XforwardGate = {
+    trusted: (peer) => inNetworks(peer, trustXforward),
+    onRefused: (peer) => log.warn({ peer }, 'XFORWARD from a peer not in smtp.trustXforwardFrom: refused'),
+    // Values are cleaned by edge/xforward before they get here.
+    onAccepted: (peer, attrs) => log.debug({ peer, xforward: attrs }, 'XFORWARD accepted'),
+  };
+
+  const view = (session: SMTPServerSession, tx: Transaction): TransactionView => {
+    const client = clientOf(session);
+    return {
+      clientIp: client.ip,
+      clientPort: client.port,
+      helo: client.helo,
+      mailFrom: tx.mailFrom,
+      rcptTo: tx.accepted,
+      relayed: tx.relayed,
+    };
+  };
 
   function stateOf(session: SMTPServerSession): SessionState {
     let state = sessions.get(session.id);
@@ -299,7 +319,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const rcpt = address.address;
     const route = routes.find((r) => r.accepts(rcpt))?.name ?? DEFAULT_ROUTE;
     if (tx.accepted.length > 0 && route !== tx.route) throw new ReplyError(SEPARATE_TRANSACTION);
-    const decision = route === DEFAULT_ROUTE ? relayDecision(policy, session.remoteAddress, rcpt) : 'local';
+    const decision = route === DEFAULT_ROUTE ? relayDecision(policy, clientOf(session).ip, rcpt) : 'local';
     if (decision === 'denied') throw new ReplyError(RELAY_DENIED);
     const t = view(session, tx);
     if (rates.hit(t.clientIp, 'recipients')) throw new ReplyError(TOO_MANY_RECIPIENTS(t.clientIp));
@@ -343,7 +363,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const tx = state.tx;
     const { raw } = data;
     if (data.timedOut) {
-      log.warn({ client: session.remoteAddress }, 'DATA took longer than smtp.dataTimeoutMs: closing the session');
+      log.warn({ client: clientOf(session).ip }, 'DATA took longer than smtp.dataTimeoutMs: closing the session');
       await endTransaction(state);
       server.drop(session.id, DATA_TIMEOUT);
       throw new ReplyError(DATA_TIMEOUT);
@@ -354,7 +374,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       throw new ReplyError(TOO_BIG(maxBytes));
     }
     if (data.overBudget) {
-      log.warn({ client: session.remoteAddress, bufferedBytes: budget.used }, 'smtp.maxBufferedBytes reached: deferring a message');
+      log.warn({ client: clientOf(session).ip, bufferedBytes: budget.used }, 'smtp.maxBufferedBytes reached: deferring a message');
       await endTransaction(state);
       throw new ReplyError(NO_BUFFER_SPACE);
     }
@@ -365,12 +385,13 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       {
         // Judged clean: relay to the next hop, and the sender hears what it said.
         async deliver(m) {
+          const client = clientOf(session);
           const trace = receivedHeader({
             helo: t.helo,
-            clientIp: t.clientIp,
-            clientHostname: null,
+            clientIp: client.ip,
+            clientHostname: client.hostname,
             byHost: config.smtp.hostname,
-            protocol: session.secure ? 'ESMTPS' : session.transmissionType === 'SMTP' ? 'SMTP' : 'ESMTP',
+            protocol: receivedProtocol(client.proto, session),
             id: m.id.slice(0, 8),
             recipient: tx.delivered.length === 1 ? tx.delivered[0]! : null,
             date: m.receivedAt,
@@ -440,6 +461,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       logger: false,
       maxCommandLength: config.smtp.maxLineBytes,
       onConnect: (session, callback) => {
+        // At connect no XFORWARD has been said yet: the connection is the peer's, and so is its count.
         const admitted = connections.admit(session.remoteAddress);
         if ('refuse' in admitted) {
           log.info({ client: session.remoteAddress, reply: admitted.refuse.message }, 'connection refused by a per-client limit');
@@ -465,6 +487,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       },
     },
     config.smtp.greetingDelayMs,
+    xforward,
   );
   server.on('error', (err) => log.warn({ err: err.message }, 'smtp connection error'));
 

@@ -11,6 +11,16 @@
  *    (550 → 5.1.1, "bad mailbox"), which would misstate why a virus was
  *    refused. A reply whose text already starts with an RFC 3463 code keeps
  *    its own; the others get smtp-server's.
+ * 3. XFORWARD (Postfix XFORWARD_README) for a trusted peer only. smtp-server's
+ *    own `useXForward` trusts exact addresses, not networks, knows no
+ *    [TEMPUNAVAIL], refuses a whole command over an odd NAME and rewrites
+ *    session.remoteAddress. Here the peer is checked against the CIDR list
+ *    of `smtp.trustXforwardFrom` (the socket's address, never a forwarded
+ *    one), XFORWARD is advertised in EHLO only to it, anyone else gets
+ *    `550 5.7.0` and a log line, and the values go through edge/xforward
+ *    into edge/client, which every caller asks for the effective client.
+ *    XCLIENT is never accepted: it would let a peer become someone else for
+ *    our relay policy as well, and no MTA in front of us needs it.
  *
  * 3. Ending one session from outside its command flow (`drop`): the DATA
  *    deadline (smtp.dataTimeoutMs) must close a connection that is still
@@ -23,8 +33,21 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { recordForwarded } from './client.ts';
+import { parseXforward, type Forwarded } from './xforward.ts';
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
+
+/** Who may send XFORWARD, and where its outcome is told (the gateway logs it). */
+export interface XforwardGate {
+  trusted(peerIp: string): boolean;
+  onRefused(peerIp: string): void;
+  onAccepted(peerIp: string, attrs: Forwarded): void;
+}
+
+const NO_XFORWARD: XforwardGate = { trusted: () => false, onRefused: () => {}, onAccepted: () => {} };
+
+type Callback = () => void;
 
 class BackstopConnection extends SMTPConnection {
   constructor(
@@ -32,8 +55,49 @@ class BackstopConnection extends SMTPConnection {
     socket: Socket | TLSSocket,
     options: ConstructorParameters<typeof SMTPConnection>[2],
     private readonly greetingDelayMs: number,
+    private readonly xforward: XforwardGate = NO_XFORWARD,
   ) {
     super(server, socket, options);
+  }
+
+  private get peer(): string {
+    return (this as unknown as { _originalRemoteAddress: string })._originalRemoteAddress;
+  }
+
+  /**
+   * smtp-server asks this for its EHLO keywords (it offers "XFORWARD NAME ADDR
+   * PORT PROTO HELO IDENT SOURCE", Postfix's list) and before XCLIENT/XFORWARD;
+   * see the header, item 3.
+   */
+  override _proxyCommandAllowed(command: string): boolean {
+    return command === 'XFORWARD' && this.xforward.trusted(this.peer);
+  }
+
+  override send(code: number, data?: string | string[] | null, context?: string | false): void {
+    const own = typeof data === 'string' && ENHANCED.test(data);
+    super.send(code, data, own ? false : context);
+  }
+
+  override handler_XFORWARD(command: Buffer | string, callback: Callback): void {
+    // Postfix's replies (smtpd.c xforward_cmd), so an MTA in front reads them as it would its own.
+    if (!this.xforward.trusted(this.peer)) {
+      this.xforward.onRefused(this.peer);
+      this.send(550, '5.7.0 Error: insufficient authorization');
+      return callback();
+    }
+    if (this.session.envelope.mailFrom) {
+      this.send(503, '5.5.1 Error: MAIL transaction in progress');
+      return callback();
+    }
+    const parsed = parseXforward(command.toString().replace(/^\S+/, ''));
+    if (!parsed.ok) {
+      this.send(parsed.code, parsed.message);
+      return callback();
+    }
+    recordForwarded(this.session, parsed.attrs);
+    this.xforward.onAccepted(this.peer, parsed.attrs);
+    this.send(250, '2.0.0 Ok');
+    callback();
   }
 
   override init(): void {
@@ -47,16 +111,13 @@ class BackstopConnection extends SMTPConnection {
     });
   }
 
-  override send(code: number, data?: string | string[] | null, context?: string | false): void {
-    const own = typeof data === 'string' && ENHANCED.test(data);
-    super.send(code, data, own ? false : context);
-  }
 }
 
 export class BackstopSmtpServer extends SMTPServer {
   constructor(
     options: SMTPServerOptions,
     private readonly greetingDelayMs: number,
+    private readonly xforward: XforwardGate = NO_XFORWARD,
   ) {
     super(options);
   }
@@ -73,7 +134,7 @@ export class BackstopSmtpServer extends SMTPServer {
   }
 
   override connect(socket: Socket | TLSSocket, socketOptions?: ConstructorParameters<typeof SMTPConnection>[2] | null): void {
-    const connection = new BackstopConnection(this, socket, socketOptions ?? undefined, this.greetingDelayMs);
+    const connection = new BackstopConnection(this, socket, socketOptions ?? undefined, this.greetingDelayMs, this.xforward);
     this.connections.add(connection);
     connection.on('error', (err: Error) => this._onError(err));
     connection.on('connect', (data: unknown) => (this as unknown as { _onClientConnect(d: unknown): void })._onClientConnect(data));
