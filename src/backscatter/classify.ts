@@ -346,7 +346,9 @@ const AUTO_REPLY_HEADER = /^(auto-submitted: *auto-replied\b|x-autoreply: *(yes|
 // Exchange's and Outlook's subject prefixes, Lotus Notes' Out of Office agent.
 // (A bare "Out of Office:" subject could be a person's; it needs a header sign.)
 const AUTO_REPLY_PRODUCT: Marker[] = [
-  [/^(automatic reply|out of office autoreply|r[ée]ponse automatique|automatische antwort|respuesta autom[aá]tica|risposta automatica|resposta autom[aá]tica|automatisch antwoord)\s?:\s/i, 'exchange-oof'],
+  [/^(automatic reply|out of office autoreply|r[ée]ponse automatique|automatische antwort|abwesenheitsnotiz|respuesta autom[aá]tica|risposta automatica|resposta autom[aá]tica|automatisch antwoord|automatyczna odpowied[zź])\s?:\s/i, 'exchange-oof'],
+  // The vacation programs' and webmail autoresponders' own prefixes (Apple, cPanel, QQ, Japanese webmail).
+  [/^(auto[- ]?reply|auto[- ]?response|autorespond(er)?)\s?:\s|^(自动回复|自動回覆|自動返信|自動応答|不在通知)/i, 'autoresponder'],
   [/^auto: .{1,200} is out of the office/i, 'lotus-oof'],
 ];
 const AUTO_REPLY_PRODUCT_BODY: Marker[] = [

@@ -408,6 +408,30 @@ const FAMILY_TABLE: [string, string, MessageClass, string | null][] = [
     'lotus-oof',
   ],
   [
+    'german-abwesenheitsnotiz',
+    `From: Bob <bob@far.example>\nTo: alice@ours.example\nSubject: Abwesenheitsnotiz: hello\n\nIch bin bis Montag nicht im Büro.\n`,
+    'auto-reply',
+    'exchange-oof',
+  ],
+  [
+    'autoresponder-prefix',
+    `From: sales@far.example\nTo: alice@ours.example\nSubject: Auto-Reply: hello\n\nWe got it.\n`,
+    'auto-reply',
+    'autoresponder',
+  ],
+  [
+    'chinese-autoreply-subject',
+    `From: bob@far.example\nTo: alice@ours.example\nSubject: =?UTF-8?B?6Ieq5Yqo5Zue5aSNOiBoZWxsbw==?=\n\nhi\n`,
+    'auto-reply',
+    'autoresponder',
+  ],
+  [
+    'a-subject-about-auto-replies is normal',
+    `From: Carol <carol@far.example>\nTo: alice@ours.example\nSubject: autoreply rules for the team\n\nCan you set them up?\n`,
+    'normal',
+    null,
+  ],
+  [
     'reply-to-an-automatic-reply is normal',
     `From: Carol <carol@far.example>\nTo: alice@ours.example\nSubject: Re: Automatic reply: hello\n\nYou are away again?\n`,
     'normal',
