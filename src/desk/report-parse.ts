@@ -28,6 +28,7 @@
  */
 import ipaddr from 'ipaddr.js';
 import PostalMime from 'postal-mime';
+import { cleanText } from '../obs/clean.ts';
 
 export type ReportKind = 'arf' | 'x-arf' | 'free-text';
 export type TimeSource = 'arrival-date' | 'x-arf-date' | 'received' | 'attached-date' | 'report-date' | 'none';
@@ -417,8 +418,9 @@ function text(value: string | null | undefined): string | null {
   return value ? value.slice(0, 20_000) : null;
 }
 
+/** Line breaks and tabs as spaces; every other unsafe character (C1 controls, bidi overrides) as obs/clean makes it (found by test/fuzz). */
 function cleanLine(s: string): string {
-  return s.replace(/[\0-\x1f\x7f]/g, ' ').trim();
+  return cleanText(s.replace(/[\0-\x1f\x7f]/g, ' '), Number.MAX_SAFE_INTEGER).trim();
 }
 
 function clip(s: string, max: number): string {

@@ -8,6 +8,8 @@ import { test } from 'node:test';
 import { CustomerImportError, parseCustomersCsv } from '../../src/desk/customers.ts';
 import * as cgnat from '../../src/desk/formats/cgnat-csv.ts';
 import { CsvFormatError } from '../../src/desk/formats/csv-table.ts';
+import { parseReport } from '../../src/desk/report-parse.ts';
+import { hasUnsafeCharacters } from '../../src/obs/clean.ts';
 import { ArchiveLimitError, extractEntry, readCentralDirectory } from '../../src/scan/archive.ts';
 import { corpus } from './fuzz.ts';
 
@@ -38,4 +40,11 @@ test('CSV: an unclosed quote in a CRLF file is reported at a line the file has (
       (err: unknown) => (err instanceof CsvFormatError || err instanceof CustomerImportError) && err.problems.every((p) => p.line >= 1 && p.line <= 4),
     );
   }
+});
+
+test('ARF: a Reported-Domain with C1 controls and a right-to-left override does not carry them into the summary (customer notices, portal)', async () => {
+  const r = await parseReport(crash('report', 'crash-arf-reported-domain-c1.eml'));
+  assert.equal(r.kind, 'arf');
+  assert.match(r.summary, /reported domain .*elpmaxe/);
+  assert.ok(!hasUnsafeCharacters(r.summary), JSON.stringify(r.summary));
 });
