@@ -214,7 +214,7 @@ const DSN_SUBJECT: Marker[] = [
   // Exchange's "Undeliverable:" in other languages (French, German, Dutch, Spanish, Italian).
   [/^non remis|: non remis$|^unzustellbar|^nicht zustellbar|^onbestelbaar|^no se puede entregar|^imposible entregar|^non recapitabile|^impossible de remettre/i, 'exchange'],
   [/^(permanent |temporary )?(mail )?delivery (failure|failed|problem|error)/i, 'generic'],
-  [/^warning: .* user unknown/i, 'generic'],
+  [/^warning: .{0,200} user unknown/i, 'generic'],
   [/could not be delivered/i, 'generic'],
   [/^(returned|rejected) (mail|message)/i, 'generic'],
   [/^mail system error/i, 'generic'],
@@ -231,7 +231,9 @@ const DSN_SUBJECT: Marker[] = [
 // that only the mail system writes, never a person. A row's regexes are all
 // tried on the notice's text (whitespace collapsed, first 16 KiB) and, when
 // `header` is set, on the notice's top header block too.
-// Every pattern is linear: literals, bounded classes, no nested quantifiers.
+// Every pattern is linear: literals, bounded classes and runs ("-{1,8}", not
+// "-+" before a literal, which a line of dashes makes quadratic), no nested
+// quantifiers.
 export interface FamilySign {
   family: string;
   /** Every one must match the notice's text. */
@@ -258,8 +260,8 @@ export const FAMILY_SIGNS: readonly FamilySign[] = [
   { family: 'postfix', text: [/you can delete your own text from the attached returned message/i] },
   // Sendmail's returned-mail text (and V5/V8 "Transcript of session").
   { family: 'sendmail', text: [/the original message was received at/i] },
-  { family: 'sendmail', text: [/-+ ?transcript of session follows ?-+/i] },
-  { family: 'sendmail', text: [/-+ the following addresses had permanent fatal errors -+/i] },
+  { family: 'sendmail', text: [/-{1,8} ?transcript of session follows ?-/i] },
+  { family: 'sendmail', text: [/-{1,8} the following addresses had permanent fatal errors -/i] },
   // Exchange 2007 and later, Office 365, Outlook.com.
   { family: 'exchange', text: [/your message did not reach some or all of the intended recipients/i] },
   { family: 'exchange', text: [/delivery has failed to these recipients or (groups|distribution lists)/i] },
@@ -299,7 +301,7 @@ const DSN_BODY: Marker[] = [
   [/(邮件|郵件|信件)无法(发送|送达|投递)|无法(送达|投递)|(送信|配信|配送)(でき|出来)ませんでした/, 'generic'],
   [/unable to deliver (your )?(the )?(message|mail)/i, 'generic'],
   [/undeliverable (to|message|mail)|is undeliverable/i, 'generic'],
-  [/(permanent|fatal) (error|failure)s?\b.*(deliver|recipient|address)|delivery (permanently )?failed/i, 'generic'],
+  [/(permanent|fatal) (error|failure)s?\b.{0,200}(deliver|recipient|address)|delivery (permanently )?failed/i, 'generic'],
   [/\b(user|mailbox|recipient|address)( name)? (unknown|not found|does not exist|unavailable|is not valid|doesn't exist|disabled|inactive)\b/i, 'generic'],
   [/\bno such (user|mailbox|recipient|address)\b|\bnot a valid (user|recipient|address|mailbox)\b/i, 'generic'],
   [/\b55[0-4][ -]5\.\d{1,3}\.\d{1,3}\b|\b5\.[1-7]\.\d{1,3}\b/, 'generic'],
@@ -307,8 +309,8 @@ const DSN_BODY: Marker[] = [
   [/\b(an? |the |your )(e-?mail|message|mail) (you sent |you have sent )?(was|has been) (rejected|refused|bounced)/i, 'generic'],
 ];
 
-const DELAY_SUBJECT = /^(warning: (could not send message for past|message .*delayed|message has not yet been delivered)|delayed mail|delivery status notification \(delay\)|mail delivery (warning|delayed)|delivery delayed|message delayed|delivery warning|mail delivery delay)/i;
-const DELAY_BODY = /this is a warning message only|(is|was) only a warning|you do not need to resend your message|no action is required on your part|will (continue to|keep) (try|attempt|retry)|(delivery|retry) attempts? will continue|still (being )?(retried|trying|undelivered)|has not yet been delivered|message (has been )?delayed|delivery (is|has been) delayed|not been able to deliver .* for .* (hours|days)|could not be delivered for \d+ (hours|days)/i;
+const DELAY_SUBJECT = /^(warning: (could not send message for past|message .{0,200}delayed|message has not yet been delivered)|delayed mail|delivery status notification \(delay\)|mail delivery (warning|delayed)|delivery delayed|message delayed|delivery warning|mail delivery delay)/i;
+const DELAY_BODY = /this is a warning message only|(is|was) only a warning|you do not need to resend your message|no action is required on your part|will (continue to|keep) (try|attempt|retry)|(delivery|retry) attempts? will continue|still (being )?(retried|trying|undelivered)|has not yet been delivered|message (has been )?delayed|delivery (is|has been) delayed|not been able to deliver .{0,160} for .{0,24}(hours|days)|could not be delivered for \d+ (hours|days)/i;
 
 // Antivirus notices: the products' own texts and the common generic ones.
 const AV_VENDOR: Marker[] = [
@@ -317,12 +319,12 @@ const AV_VENDOR: Marker[] = [
   [/trend ?micro|scanmail for|interscan|imss/i, 'trendmicro'],
   [/mailscanner/i, 'mailscanner'],
   [/messagelabs/i, 'messagelabs'],
-  [/antigen (for|found)|antigen\b.*(virus|quarantin)/i, 'antigen'],
+  [/antigen (for|found)|antigen\b.{0,200}(virus|quarantin)/i, 'antigen'],
   [/mail ?sweeper|mimesweeper|clearswift/i, 'mailsweeper'],
   [/sophos|puremessage|sav ?interface/i, 'sophos'],
   [/amavis|clamav|clamd|f-secure|kaspersky|panda antivirus|avg (anti|e-?mail)|eset|nod32|barracuda|ironport|postini|sybari|inflex|viruswall|e-?safe|cyberguard/i, 'other'],
 ];
-const AV_SUBJECT = /virus (found|detected|alert|warning|notification|infected)|(found|detected|contains?) (a )?virus|virus in (your|a|the) (mail|message|e-?mail)|e-?mail virus(es)? detected|infected (message|mail|attachment|file)|\bvirus\b.*\b(blocked|removed|deleted|quarantined|cleaned)|banned (file|attachment|content)|(blocked|quarantined|rejected) (mail|message|attachment)|content (alert|violation|filter)|mail ?sweeper|scanmail|antivirus|anti-virus|virus|malware/i;
+const AV_SUBJECT = /virus (found|detected|alert|warning|notification|infected)|(found|detected|contains?) (a )?virus|virus in (your|a|the) (mail|message|e-?mail)|e-?mail virus(es)? detected|infected (message|mail|attachment|file)|\bvirus\b.{0,200}\b(blocked|removed|deleted|quarantined|cleaned)|banned (file|attachment|content)|(blocked|quarantined|rejected) (mail|message|attachment)|content (alert|violation|filter)|mail ?sweeper|scanmail|antivirus|anti-virus|virus|malware/i;
 const AV_BODY = /infected attachment|virus-infected|(possible|potential) virus|virus \S{1,60} (was|has been|is) (found|detected)|contained \S{1,60} virus|(was|were) quarantined|(detected|found|identified) the following (virus|viruses|malware|worm|threat)|virus (detector|scanner|scanning|checker)|anti-?virus (software|system|scanner|gateway)|found the .{1,60} virus|contains? (a |the )?virus|virus(es)? (were |was |has been )?(detected|found)|(found|detected|contained|contains|discovered|identified)( an?| the)? (virus|worm|trojan|malware|malicious)|(virus|worm|trojan|malware) (was |has been )?(found|detected|discovered|identified)|infected (with|by)|(is|was|were) infected|has been (quarantined|deleted|removed|cleaned|blocked)|(virus|infection) (name|type|identity|information)|scan(ner)? (result|report|information)|banned (filename|attachment|file type)|(dangerous|prohibited|forbidden) (content|attachment|file)/i;
 const VIRUS_NAME = /(?:virus(?: name| identity| information| type)?|infected (?:with|by)|found|detected|malware|worm|identified as|infection)\s*(?:is|was|:|=|"|')?\s*(?:the\s+)?["'(]?((?:W32|Win32|I-Worm|W32\.|Worm|Trojan|Email-Worm|Net-Worm|HTML|VBS|JS|Exploit|Eicar)[\w.\/@!:-]{0,60}|(?:Mydoom|MyDoom|Novarg|Netsky|Bagle|Beagle|Sober|Klez|Sobig|Mimail|Swen|Zafi|Lovgate|Mytob)[\w.\/@!:-]{0,40})/i;
 // What a notice says when a scanner *found* something, as against a scanner's
@@ -356,8 +358,8 @@ const AUTO_REPLY_PRODUCT_BODY: Marker[] = [
 ];
 // The weaker signs (auto-generated, Precedence, X-Loop, Exchange's inbox
 // rules) need an auto-reply phrase as well.
-const AUTO_HEADER = /^(auto-submitted: *auto-(replied|generated|notified)|x-autoreply:|x-autorespond:|x-autoresponder:|x-auto-response:|precedence: *(auto_reply|bulk|junk|list)|x-precedence: *auto_reply|x-mailer:.*(vacation|autorespond|auto-?reply)|x-autogenerated: *reply|x-ms-exchange-inbox-rules-loop:|x-autorespond:|x-vacation:|x-loop:)/im;
-const AUTO_SUBJECT = /^(auto(matic)?[\s_-]*(reply|response|antwort|answer|respuesta|risposta)|auto:|autoreply|\[?auto(matic)?(\s|-)?reply\]?|out of (the )?office|abwesenheit|absence|vacation|on vacation|away from|r[ée]ponse automatique|risposta automatica|automatyczna|respuesta autom[aá]tica|fuera de la oficina|thank you for (your|contacting)|we have received your|(re: )?.*\((auto(matic)? ?(reply|response))\)|\[automatyczna)/i;
+const AUTO_HEADER = /^(auto-submitted: *auto-(replied|generated|notified)|x-autoreply:|x-autorespond:|x-autoresponder:|x-auto-response:|precedence: *(auto_reply|bulk|junk|list)|x-precedence: *auto_reply|x-mailer:.{0,200}(vacation|autorespond|auto-?reply)|x-autogenerated: *reply|x-ms-exchange-inbox-rules-loop:|x-autorespond:|x-vacation:|x-loop:)/im;
+const AUTO_SUBJECT = /^(auto(matic)?[\s_-]*(reply|response|antwort|answer|respuesta|risposta)|auto:|autoreply|\[?auto(matic)?(\s|-)?reply\]?|out of (the )?office|abwesenheit|absence|vacation|on vacation|away from|r[ée]ponse automatique|risposta automatica|automatyczna|respuesta autom[aá]tica|fuera de la oficina|thank you for (your|contacting)|we have received your|(re: )?.{0,200}\((auto(matic)? ?(reply|response))\)|\[automatyczna)/i;
 const AUTO_BODY = /out of (the )?office|(i am|i'm|i will be) (currently )?(away|out|on (vacation|holiday|leave|annual leave))|on (vacation|holiday|leave) (until|till|from)|(will|shall) (be )?(back|return|returning)( to the office)? (on|by|after|in)|limited access to (my )?e-?mail|away from (my|the) (desk|office|computer|e-?mail)|this is an auto(matic|mated)?[- ]?(reply|response|generated)|auto(matic|mated) (reply|response|message)|abwesend|bin (ab|bis)|im urlaub|en vacances|absent(e)? du|thank you for (your (e-?mail|message|inquiry|enquiry)|contacting)|we (have )?received your (e-?mail|message)|will (respond|reply|get back to you) (as soon as|shortly|within)/i;
 
 // ---------------------------------------------------------------------------
@@ -519,7 +521,7 @@ export function familyOf(text: string, headerBlock: string): string | null {
 
 // Where a notice's quoted copy of the original starts, in whitespace-collapsed
 // text: the MTAs' separator lines, or the quoted header block itself.
-const QUOTE_CUT = /-{2,} ?(this is a copy of the message|below this line is a copy of the message|original message|forwarded message|the original message headers)|original mail as follows:|\breturn-path: ?</i;
+const QUOTE_CUT = /-{2,8} ?(this is a copy of the message|below this line is a copy of the message|original message|forwarded message|the original message headers)|original mail as follows:|\breturn-path: ?</i;
 
 /**
  * Classifies one message (the whole raw message, as received). Never throws

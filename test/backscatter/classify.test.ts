@@ -503,3 +503,24 @@ test('dsn-with-bare-cr-line-ends: read with CR as the line end', async () => {
   assert.equal(r.from, 'carol@far.example');
   assert.equal(r.class, 'normal');
 });
+
+test('classify-hostile-1-megabyte-lines: near-misses of every phrase table, bounded time', async () => {
+  // Each fragment starts a phrase and never completes it; repeated over a
+  // megabyte line, a pattern with an unbounded wildcard between two parts
+  // turns quadratic (one took 6 s before its wildcards were bounded).
+  const fragments = ['-', 'not been able to deliver  for ', 'antigen ', 'virus ', 'permanent error ', 'x-mailer: ', 'click ', 'found the ', 'your mail sent on: ', 'error message below: ', 'warning: ', 'message ', 're: (', 'did not reach ', '<'];
+  const envelopes: [string, (body: string) => string][] = [
+    ['person', (b) => `From: carol@far.example\nSubject: ${b.slice(0, 200_000)}\n\n${b}\n`],
+    ['daemon', (b) => `From: MAILER-DAEMON@mx.far.example\nSubject: Warning: ${b.slice(0, 200_000)}\nPrecedence: bulk\n\n${b}\n`],
+    ['report', (b) => `From: MAILER-DAEMON@mx.far.example\nSubject: x\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n--B\nContent-Type: text/plain\n\n${b}\n--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.far.example\n\nFinal-Recipient: rfc822; bob@far.example\n\n--B--\n`],
+  ];
+  for (const f of fragments) {
+    const line = f.repeat(Math.ceil((1024 * 1024) / f.length)).slice(0, 1024 * 1024);
+    for (const [name, wrap] of envelopes) {
+      const t0 = performance.now();
+      await classify(Buffer.from(wrap(line)));
+      const ms = performance.now() - t0;
+      assert.ok(ms < 1500, `${JSON.stringify(f)} in a ${name} message: ${Math.round(ms)} ms`);
+    }
+  }
+});
