@@ -160,7 +160,7 @@ describe('Backstop as the milter of a real Postfix (reject mode)', () => {
   test('Backstop down: Postfix\'s milter_default_action = tempfail answers 451, and the message stays with the sender', async () => {
     await w.backstop.stop();
     const r = await send(w, ['--header', 'Subject: milter down']);
-    assert.match(r.last, /^451 4\.7\.1 /, r.transcript);
+    assert.equal(r.last, '451 4.7.1 Service unavailable - try again later', r.transcript);
     assert.equal(w.sink.messages().length, 1);
   });
 });
