@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs (as root, from Debian's packages) or names what Backstop's tests need:
-# clamd + sigtool + the ClamAV test files, Postfix for smtp-sink/smtp-source
+# clamd + sigtool + the ClamAV test files, 7z (archives for the scan tests), Postfix for smtp-sink/smtp-source
 # (configured as "No configuration" so it never takes port 25), swaks, python3,
 # BIND for the DNS tests, Chromium for the browser tests; and checks that
 # PostgreSQL answers on 127.0.0.1:5432. Fails at once naming what is missing.
@@ -15,6 +15,7 @@ check sigtool clamav
 [ -f /usr/share/clamav-testfiles/clam.exe ] || need_pkgs+=(clamav-testfiles)
 check /usr/sbin/smtp-sink postfix
 check swaks swaks
+check 7z p7zip-full
 check python3 python3
 check named bind9
 check dig bind9-dnsutils

@@ -140,6 +140,14 @@ const scanSchema = z
     maxArchiveEntries: positiveInt('maxArchiveEntries').default(1000),
     maxExpansionRatio: positiveInt('maxExpansionRatio').default(100),
     maxExpandedBytes: positiveInt('maxExpandedBytes').default(200 * 1024 * 1024),
+    /**
+     * Archive members up to this size are held in memory (opened, sniffed, handed to clamd on their own);
+     * larger ones are streamed through a hash and a sniff and never held. Also the most bytes of members
+     * per message handed to clamd on their own.
+     */
+    maxBufferedEntryBytes: positiveInt('maxBufferedEntryBytes').default(16 * 1024 * 1024),
+    /** clamd INSTREAM calls one message may have in flight at once (its leaves and the whole message). */
+    clamdConcurrency: positiveInt('clamdConcurrency').default(4),
     /** Extensions refused anywhere in a name (lower case, without the dot). Replaces the built-in list when set. */
     bannedExtensions: z
       .array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,24}$/, 'an extension in lower case without the dot, e.g. "pif" or "settingcontent-ms"'))

@@ -23,6 +23,7 @@ import type { Logger } from '../obs/log.ts';
 import { messagesTotal, scanSeconds, storeErrorsTotal } from '../obs/metrics.ts';
 import { decide } from '../policy/actions.ts';
 import type { Scanner } from '../scan/types.ts';
+import { recordFindings } from '../scan/policy.ts';
 import { verdictDetail, type Verdict } from '../scan/verdict.ts';
 import type { MessageLog } from '../store/message-log.ts';
 import { quarantineMessage } from '../store/quarantine.ts';
@@ -81,6 +82,7 @@ export function createJudge(deps: JudgeDeps): Judge {
     const mailFrom = cleanText(t.mailFrom, 320);
     const rcptTo = t.rcptTo.map((r) => cleanText(r, 320));
     let verdict: Verdict = { kind: 'clean' };
+    let findings: string | null = null;
     let scanMs = 0;
     let action: string;
     let reply: Reply;
@@ -124,6 +126,7 @@ export function createJudge(deps: JudgeDeps): Judge {
       } else {
         const scan = await scanner.scanMessage(raw);
         verdict = scan.verdict;
+        findings = recordFindings(scan.findings);
         scanMs = scan.ms;
         scanSeconds.observe(scan.ms / 1000);
         const outcome = decide(verdict, config.actions);
@@ -162,6 +165,7 @@ export function createJudge(deps: JudgeDeps): Judge {
       reply: `${reply.code} ${reply.message}`,
       scan_ms: scanMs,
       quarantine_id: quarantineId,
+      findings,
     });
     for (const hook of hooks.decided) {
       hook(t, { id, verdict, action, reply, raw, quarantineId, receivedAt }).catch((err: Error) => log.error({ err: err.message, id }, 'after-decision hook failed'));

@@ -8,17 +8,25 @@
  * rebuilds it under a new number and clamd's VERSION answer changes, as it
  * does when freshclam brings new signatures.
  *
- * Its signatures:
- *   - a BODY signature (.ndb) of 180 distinctive bytes of Debian's
- *     clamav-testfiles clam.exe (its code at 0x40 and its import table up to
- *     "CLAMessageBoxA"). A body signature on purpose, not a hash: the packed
+ * Its signatures, in three forms (`signatures`: one of them or `all`, the default), because ClamAV's
+ * real databases use all three and clamd reaches them at different points of its unpacking:
+ *   - BODY (.ndb): 180 distinctive bytes of Debian's clamav-testfiles clam.exe
+ *     (its code at 0x40 and its import table up to "CLAMessageBoxA"), and
+ *     EICAR anchored at offset 0 as the EICAR standard defines it. The packed
  *     and archived test files (UPX, FSG, ASPack, 7z, CAB, CHM, TNEF, RTF,
- *     mbox, binhex, …) are detected only if ClamAV really unpacks them, which
- *     is what the gateway relies on. `rawlyContainsSignature()` tells which
- *     test files hold the bytes verbatim (stored, not packed), so a test can
- *     say how many detections prove unpacking. No hash signature is needed:
- *     every file in clamav-testfiles 1.4.6 is reached by the body signature.
- *   - EICAR, anchored at offset 0 as the EICAR standard defines it.
+ *     mbox, binhex, …) are detected only if ClamAV really unpacks them.
+ *     `rawlyContainsSignature()` tells which test files hold the bytes
+ *     verbatim (stored, not packed), so a test can say how many detections
+ *     prove unpacking.
+ *   - MD5 (.hdb, `sigtool --md5`) and SHA-256 (.hsb, `sigtool --sha256`) of
+ *     clam.exe and of the EICAR file, whole. Most of ClamAV's published
+ *     signatures are of this form. They match only a file clamd holds byte
+ *     for byte, never a part of one: clamd scanning a whole message reaches
+ *     fewer of them than the same attachment sent on its own (clamav 1.4.6:
+ *     clam_cache_emax.tgz, nine .tgz deep, is found alone and missed in a
+ *     message), which is why the scanner hands clamd the decoded leaves too.
+ * Every form names clam.exe `Backstop.Test.ClamExe` and EICAR
+ * `Eicar-Test-Signature`: a test asks what clamd found, not with which form.
  *
  * Usage:
  *   const clamd = await startClamd();            // PONG-checked, ~1 s
@@ -56,14 +64,44 @@ function hexDump(bytes: Uint8Array): string {
   return execFileSync('sigtool', ['--hex-dump'], { input: bytes }).toString().trim();
 }
 
+/**
+ * Which signature forms the database holds. `body`: the .ndb body signatures of clam.exe and EICAR;
+ * `md5` / `sha256`: .hdb / .hsb hash signatures (made with `sigtool --md5` / `--sha256`) of the same two
+ * files, whole; `all`: the three together (the default).
+ */
+export type SignatureForm = 'body' | 'md5' | 'sha256';
+export type SignatureSet = SignatureForm | 'all';
+export const SIGNATURE_FORMS: readonly SignatureForm[] = ['body', 'md5', 'sha256'];
+
+/**
+ * `sigtool --md5 FILE` / `--sha256`: a `HASH:SIZE:NAME` line. Only clam.exe and the EICAR file are
+ * hashed, not the packed or archived test files themselves: a hash of clam.exe matches only once clamd
+ * has unpacked (or been handed) clam.exe byte for byte, which is what the tests must prove.
+ */
+function hashSignatures(form: 'md5' | 'sha256', staging: string): string {
+  const eicar = join(staging, 'eicar.com');
+  writeFileSync(eicar, EICAR);
+  const line = (file: string, name: string) => {
+    const [hash, size] = execFileSync('sigtool', [`--${form}`, file]).toString().trim().split(':');
+    return `${hash}:${size}:${name}`;
+  };
+  const out = [line(join(CLAMAV_TESTFILES, 'clam.exe'), 'Backstop.Test.ClamExe'), line(eicar, 'Eicar-Test-Signature')].join('\n') + '\n';
+  rmSync(eicar);
+  return out;
+}
+
 /** Builds daily.cud (version `version`) in `dbDir`, atomically (clamd may be reading the directory). */
-export function buildSignatureDatabase(dbDir: string, version: number): void {
+export function buildSignatureDatabase(dbDir: string, version: number, signatures: SignatureSet = 'all'): void {
   const staging = mkdtempSync(join(tmpdir(), 'backstop-sigs-'));
+  const forms = new Set<SignatureForm>(signatures === 'all' ? SIGNATURE_FORMS : [signatures]);
   try {
-    writeFileSync(
-      join(staging, 'daily.ndb'),
-      [`Backstop.Test.ClamExe:0:*:${hexDump(signatureBytes())}`, `Eicar-Test-Signature:0:0:${hexDump(Buffer.from(EICAR))}`].join('\n') + '\n',
-    );
+    // One name per sample whatever the form: a test asks whether clamd found clam.exe, not with which signature.
+    if (forms.has('body')) {
+      const body = [`Backstop.Test.ClamExe:0:*:${hexDump(signatureBytes())}`, `Eicar-Test-Signature:0:0:${hexDump(Buffer.from(EICAR))}`];
+      writeFileSync(join(staging, 'daily.ndb'), body.join('\n') + '\n');
+    }
+    if (forms.has('md5')) writeFileSync(join(staging, 'daily.hdb'), hashSignatures('md5', staging));
+    if (forms.has('sha256')) writeFileSync(join(staging, 'daily.hsb'), hashSignatures('sha256', staging));
     writeFileSync(join(staging, 'COPYING'), 'Test signatures made by Backstop from Debian clamav-testfiles and EICAR.\n');
     // sigtool asks for a builder name on stdin.
     execFileSync('sigtool', ['--build=daily.cud', '--unsigned', `--cvd-version=${version}`, `--datadir=${staging}`], {
@@ -106,12 +144,14 @@ export interface ClamdOptions {
   maxFileSize?: string;
   maxScanSize?: string;
   signatureVersion?: number;
+  /** The signature forms in the database (default `all`: body, MD5 and SHA-256). */
+  signatures?: SignatureSet;
 }
 
 export async function startClamd(options: ClamdOptions = {}): Promise<RunningClamd> {
   const dir = mkdtempSync(join(tmpdir(), 'backstop-clamd-'));
   const dbDir = join(dir, 'db');
-  buildSignatureDatabase(dbDir, options.signatureVersion ?? 27000);
+  buildSignatureDatabase(dbDir, options.signatureVersion ?? 27000, options.signatures);
   const port = await freePort();
   const socketPath = join(dir, 'clamd.sock');
   writeFileSync(
@@ -180,7 +220,7 @@ export async function startClamd(options: ClamdOptions = {}): Promise<RunningCla
     resume: () => void child.kill('SIGCONT'),
     version: () => client.version(),
     async reload(version: number) {
-      buildSignatureDatabase(dbDir, version);
+      buildSignatureDatabase(dbDir, version, options.signatures);
       await new Promise<void>((resolve, reject) => {
         const s = connect(port, '127.0.0.1', () => s.write('zRELOAD\0'));
         s.on('data', () => s.end());

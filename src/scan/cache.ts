@@ -10,7 +10,12 @@
  * Entries also expire after maxAgeMs even if the version string does not
  * move (a private signature database reloaded without a version bump).
  */
-export type CachedVerdict = { kind: 'clean' } | { kind: 'infected'; name: string };
+/**
+ * `clean`: clamd passed these bytes scanned on their own; `whole`: and it also
+ * passed a message that carried them, decoded the same way (scanner: what
+ * lets a message skip clamd's whole-message pass).
+ */
+export type CachedVerdict = { kind: 'clean'; whole?: boolean } | { kind: 'infected'; name: string };
 
 export class VerdictCache {
   private readonly entries = new Map<string, { verdict: CachedVerdict; at: number }>();

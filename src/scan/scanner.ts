@@ -1,48 +1,65 @@
 /*
- * scan/scanner — one verdict per message.
+ * scan/scanner — one verdict per message, and every finding behind it.
+ *
+ * The amavis model: we decode the message and the archives we can open
+ * ourselves and hand clamd the decoded pieces, instead of trusting clamd's
+ * own unpacking of the raw message to reach everything. It does not: a hash
+ * signature (.hdb/.hsb, most of ClamAV's published ones) matches a file only
+ * when clamd holds it byte for byte, and clamd's MIME and archive walk of a
+ * whole message reaches fewer files than the same files sent on their own
+ * (clam_cache_emax.tgz, or base64 split into separately padded pieces:
+ * clamd's decoder stops at the first `=`, ours reads on).
  *
  * Order: (1) the message is split into leaves (scan/mime, with the part and
- * depth limits); (2) the built-in policy on every leaf — cheap, needs no
- * clamd: EICAR, banned names and sniffed types, zip contents, the blocklist;
- * (3) the verdict cache: a leaf clamd already found infected decides the
- * message; (4) clamd on the WHOLE raw message — it does its own MIME and
- * archive unpacking, far beyond ours.
+ * depth limits), each decoded by our parser; (2) the built-in policy on
+ * every leaf and every member of the archives we open (scan/policy): EICAR,
+ * banned names and sniffed types, the blocklist, archive limits — every
+ * finding is kept, not only the first; (3) clamd, over zINSTREAM sessions,
+ * at most scan.clamdConcurrency calls at once: every leaf on its own, every
+ * archive member we held (up to scan.maxBufferedEntryBytes per message),
+ * and the WHOLE raw message as well — clamd's own reading (its MIME parser,
+ * uuencode/binhex/yEnc in bodies, the header blocks) can find what ours
+ * does not, so the two views are added, never one trusted over the other.
+ * The verdict is the worst finding (scan/verdict: infected beats banned
+ * beats unscannable); the result lists them all, each with its part.
  *
- * The cache (scan/cache) is what makes an outbreak cheap: once clamd has
- * named the infected part of one copy, every later copy carrying the same
- * part is decided by a SHA-256 of it. It is kept correct by three rules:
- *   - clean is remembered only for parts clamd has seen: after a whole-message
- *     `clean`, and only when postal-mime's decoding of the message can be
- *     trusted to be clamd's (no unusual transfer encoding, no charset-converted
- *     body: MimeShape.opaque) and the part is below scan.cacheMaxLeafBytes
- *     (clamd silently skips files above its MaxFileSize);
- *   - after a whole-message `infected` the leaves are scanned one by one, in
- *     the background (the verdict is already known); clean leaves are
- *     remembered only if one leaf was found infected — if clamd's finding
- *     cannot be pinned on a leaf, it came from the message as a whole and
- *     nothing from it is remembered;
- *   - the cache is flushed when clamd's VERSION changes (asked at most once a
- *     minute) and a scan started before a flush cannot write after it.
- * When skipping clamd's whole-message scan is safe (and when it is not):
- *   - infected: one leaf already pinned on a finding decides the message —
- *     nothing else clamd could say would make it deliverable. Always safe.
- *   - banned: refused by our own policy; clamd is not asked (no answer of
- *     its would let the message through). The worm copies of the outbreak
- *     bench are decided here: hand MIME split, zip directory, no clamd.
- *   - clean: only when EVERY leaf's decoded bytes are known clean, the
- *     structure is plain (no decoding where ours and clamd's might differ:
- *     MimeShape.opaque — unusual encodings, converted charsets, base64 with
- *     stray characters or inner padding), and every preamble/epilogue that
- *     holds more than white space is itself known clean (it was part of a
- *     message clamd passed whole). The non-attachment parts — the text and
- *     HTML bodies — are leaves like the attachments: they are hashed and
- *     must be known too, so a new body always goes to clamd.
- *   - what the shortcut does not cover: the header blocks (the message's and
- *     each part's). They are unique per message (Message-ID), so requiring
- *     them known would end the shortcut; a signature that matches only a
- *     header is missed for a message whose every part, preamble and epilogue
- *     clamd has already passed. The built-in policy still runs on every
- *     message, cached or not.
+ * What clamd is not asked, and why:
+ *   - a leaf already known (the cache below) is not sent again;
+ *   - when a leaf is known infected from the cache, nothing more is sent:
+ *     the verdict cannot get worse, and an outbreak copy must cost a hash.
+ *     The built-in findings on the other leaves are still all listed;
+ *   - when the built-in policy found EICAR (infected), likewise;
+ *   - when the built-in policy banned the message, only its attachments go
+ *     to clamd (not the bodies, not the whole message): the message is
+ *     refused whatever clamd says, but if an attachment is malware its name
+ *     must reach the reply, the postmaster notice and the abuse report. The
+ *     worm copies of an outbreak carry the same attachment, so after the
+ *     first copy this is a cache hit, not a scan.
+ *
+ * The cache (scan/cache) is what makes an outbreak cheap: a SHA-256 of each
+ * piece's decoded bytes. Its rules:
+ *   - a piece's own verdict is remembered from clamd scanning exactly those
+ *     bytes on their own — infected always, clean only below
+ *     scan.cacheMaxLeafBytes (clamd silently skips files above its
+ *     MaxFileSize and answers OK);
+ *   - a leaf is marked `whole` (it was in a message clamd passed whole) only
+ *     after a whole-message `clean`, and only when our decoding of the
+ *     message can be trusted to be clamd's (MimeShape.opaque is null: no
+ *     unusual transfer encoding, no charset-converted body, no base64 with
+ *     stray characters or inner padding). The preambles and epilogues that
+ *     hold more than white space are marked the same way;
+ *   - the whole-message pass is skipped only when every leaf and member is
+ *     known clean, every leaf and every preamble/epilogue is marked `whole`
+ *     and the structure is plain. A finding clamd makes only on a whole
+ *     message (a signature on headers or structure) therefore never lets a
+ *     later copy through: its leaves are clean on their own but never
+ *     `whole`, so the next copy goes to clamd whole again;
+ *   - the cache is flushed when clamd's VERSION changes (asked at most once
+ *     a minute) and a scan started before a flush cannot write after it.
+ * What the shortcut does not cover: the header blocks (the message's and
+ * each part's). They are unique per message (Message-ID), so requiring them
+ * known would end the shortcut; a signature that matches only a header is
+ * missed for a message whose every part clamd has already passed whole.
  *
  * Never throws and never answers `clean` for something it did not look at:
  * a parse failure, a limit, a timeout or a clamd failure is `unscannable`.
@@ -56,9 +73,9 @@ import { VerdictCache } from './cache.ts';
 import { ClamdClient, ClamdError } from './clamd.ts';
 import { MimeLimitError, walkMessage, type WalkedMessage } from './mime.ts';
 import { DEFAULT_BANNED_EXTENSIONS } from './names.ts';
-import { checkLeaf, sha256, type Leaf, type PolicySettings } from './policy.ts';
+import { inspectLeaf, partLabel, sha256, worstOf, type Finding, type PolicySettings } from './policy.ts';
 import type { ScanResult, Scanner, ScannerEvents } from './types.ts';
-import { clean, infected, unscannable, worst, type Verdict } from './verdict.ts';
+import { infected, unscannable, type Verdict } from './verdict.ts';
 
 /** Reads a SHA-256 blocklist: one hex digest per line, `#` starts a comment. */
 export function readBlocklist(file: string): Set<string> {
@@ -94,12 +111,13 @@ export interface ScannerStats {
 
 export interface BackstopScanner extends Scanner {
   stats(): ScannerStats;
-  /** Resolves when background work (finding which leaf carried an infection) is done. */
+  /** Resolves when background work is done (there is none now: every piece is scanned before the answer; kept for callers). */
   settled(): Promise<void>;
 }
 
 interface Decision {
   verdict: Verdict;
+  findings: Finding[];
   cached: boolean;
 }
 
@@ -112,14 +130,14 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
     maxArchiveEntries: scan.maxArchiveEntries,
     maxExpansionRatio: scan.maxExpansionRatio,
     maxExpandedBytes: scan.maxExpandedBytes,
+    maxBufferedEntryBytes: scan.maxBufferedEntryBytes,
     bannedExtensions: new Set(scan.bannedExtensions ?? DEFAULT_BANNED_EXTENSIONS),
     bannedTypes: new Set(scan.bannedTypes),
     blocklist: scan.blocklistFile ? readBlocklist(scan.blocklistFile) : new Set(),
+    clamd: Boolean(config.clamd),
   };
   const clamd = config.clamd ? new ClamdClient(config.clamd, scan.clamdTimeoutMs) : null;
   const cache = new VerdictCache(scan.cacheEntries, undefined, now);
-  const background = new Set<Promise<void>>();
-  const learning = new Set<string>();
 
   let signaturesCheckedAt = -Infinity;
   let signaturesInFlight: Promise<void> | null = null;
@@ -153,70 +171,81 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
     return signaturesInFlight;
   }
 
-  const cacheable = (leaf: Leaf) => leaf.content.length <= scan.cacheMaxLeafBytes;
-
-  /**
-   * After clamd found the whole message infected: which leaf was it? Runs in
-   * the background; its failures cost only a later cache miss.
-   */
-  function learnInfectedLeaf(leaves: Leaf[], digests: string[], known: unknown[], generation: number): void {
-    if (!clamd || scan.cacheEntries === 0) return;
-    // Attachments first (where worms travel), and stop at the first infected leaf: the rest stays
-    // unknown, which is always safe, and a variant with a new body costs one extra scan, not one per part.
-    const todo = leaves
-      .map((leaf, i) => ({ leaf, digest: digests[i]! }))
-      .filter(({ digest }, i) => known[i] === undefined && !learning.has(digest))
-      .sort((a, b) => Number(a.leaf.body ?? false) - Number(b.leaf.body ?? false));
-    if (todo.length === 0) return;
-    todo.forEach(({ digest }) => learning.add(digest));
-    const work = (async () => {
-      const cleanLeaves: string[] = [];
-      for (const { leaf, digest } of todo) {
-        const answer = await clamd.scan(leaf.content, AbortSignal.timeout(scan.clamdTimeoutMs));
-        if (answer.kind === 'clean') {
-          if (cacheable(leaf)) cleanLeaves.push(digest);
-          continue;
-        }
-        cache.set(digest, { kind: 'infected', name: answer.name }, generation);
-        // Only when the finding is explained by a leaf are the other leaves known clean on their own.
-        for (const d of cleanLeaves) cache.set(d, { kind: 'clean' }, generation);
-        return;
-      }
-    })()
-      .catch((err: Error) => events.onClamdError?.(err))
-      .finally(() => {
-        todo.forEach(({ digest }) => learning.delete(digest));
-        background.delete(work);
-      });
-    background.add(work);
+  /** One piece clamd may be asked about: a MIME leaf (`leaf`) or an archive member we held. */
+  interface Piece {
+    digest: string;
+    content: Uint8Array;
+    part: string;
+    leaf: boolean;
+    body: boolean;
   }
 
-  async function askClamd(raw: Uint8Array, walked: WalkedMessage, builtin: Verdict, wholeIsLeaf: boolean, signal: AbortSignal): Promise<Decision> {
-    const leaves = walked.leaves;
-    if (!clamd) return { verdict: builtin, cached: false };
+  async function askClamd(raw: Uint8Array, walked: WalkedMessage, pieces: Piece[], findings: Finding[], wholeIsLeaf: boolean, signal: AbortSignal): Promise<boolean> {
+    if (!clamd) return false;
     await refreshSignatures();
     const generation = cache.generation;
-    const digests = leaves.map((l) => sha256(l.content));
-    const known = digests.map((d) => cache.get(d));
-    const hit = known.find((k) => k?.kind === 'infected');
-    if (hit?.kind === 'infected') return { verdict: worst(builtin, infected(hit.name)), cached: true };
-    // A banned message is refused without clamd: nothing clamd says would let it through.
-    if (builtin.kind === 'banned') return { verdict: builtin, cached: false };
+    const known = pieces.map((p) => cache.get(p.digest));
+    let hit = false;
+    pieces.forEach((p, i) => {
+      const k = known[i];
+      if (k?.kind === 'infected') {
+        findings.push({ verdict: infected(k.name), part: p.part });
+        hit = true;
+      }
+    });
+    // Known infected, or EICAR by the built-in check: the verdict cannot get worse.
+    if (hit || findings.some((f) => f.verdict.kind === 'infected')) return hit;
+    const refused = findings.some((f) => f.verdict.kind === 'banned');
     const plain = walked.opaque === null;
     const outside = walked.outside.map((bytes) => sha256(bytes));
-    if (plain && leaves.length > 0 && known.every((k) => k?.kind === 'clean') && outside.every((d) => cache.get(d)?.kind === 'clean')) {
-      return { verdict: builtin, cached: true };
-    }
+    const allKnown =
+      plain &&
+      pieces.length > 0 &&
+      pieces.every((p, i) => known[i]?.kind === 'clean' && (!p.leaf || (known[i] as { whole?: boolean }).whole === true)) &&
+      outside.every((d) => (cache.get(d) as { whole?: boolean } | undefined)?.whole === true);
+    if (allKnown) return true;
 
-    const answer = await clamd.scan(raw, signal);
-    if (answer.kind === 'clean') {
-      if (plain) leaves.forEach((leaf, i) => cacheable(leaf) && known[i] === undefined && cache.set(digests[i]!, { kind: 'clean' }, generation));
-      if (plain) outside.forEach((d) => cache.set(d, { kind: 'clean' }, generation));
-      return { verdict: builtin, cached: false };
+    const todo = pieces.filter((p, i) => known[i] === undefined && !(refused && p.body));
+    const whole = !wholeIsLeaf && !refused;
+    const cleanAlone = new Set(pieces.filter((_, i) => known[i]?.kind === 'clean').map((p) => p.digest));
+    let wholeClean = false;
+    const jobs: (() => Promise<void>)[] = todo.map((p) => async () => {
+      try {
+        const answer = await clamd.scan(p.content, signal);
+        if (answer.kind === 'clean') {
+          cleanAlone.add(p.digest);
+          if (p.content.length <= scan.cacheMaxLeafBytes) cache.set(p.digest, { kind: 'clean' }, generation);
+        } else {
+          cache.set(p.digest, { kind: 'infected', name: answer.name }, generation);
+          findings.push({ verdict: infected(answer.name), part: p.part });
+        }
+      } catch (err) {
+        if (!(err instanceof ClamdError && err.reason === 'refused')) throw err;
+        events.onClamdError?.(err);
+        findings.push({ verdict: unscannable(err.message), part: p.part });
+      }
+    });
+    if (whole) {
+      jobs.unshift(async () => {
+        try {
+          const answer = await clamd.scan(raw, signal);
+          if (answer.kind === 'clean') wholeClean = true;
+          else findings.push({ verdict: infected(answer.name), part: WHOLE });
+        } catch (err) {
+          if (!(err instanceof ClamdError && err.reason === 'refused')) throw err;
+          events.onClamdError?.(err);
+          findings.push({ verdict: unscannable(err.message), part: WHOLE });
+        }
+      });
     }
-    if (wholeIsLeaf) cache.set(digests[0]!, { kind: 'infected', name: answer.name }, generation);
-    else learnInfectedLeaf(leaves, digests, known, generation);
-    return { verdict: worst(builtin, infected(answer.name)), cached: false };
+    await pool(jobs, scan.clamdConcurrency);
+    if (wholeClean && plain) {
+      for (const p of pieces) {
+        if (p.leaf && cleanAlone.has(p.digest) && p.content.length <= scan.cacheMaxLeafBytes) cache.set(p.digest, { kind: 'clean', whole: true }, generation);
+      }
+      outside.forEach((d) => cache.set(d, { kind: 'clean', whole: true }, generation));
+    }
+    return false;
   }
 
   async function decide(raw: Uint8Array, split: () => Promise<WalkedMessage>, wholeIsLeaf: boolean, signal: AbortSignal): Promise<Decision> {
@@ -224,23 +253,34 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
     try {
       walked = await split();
     } catch (err) {
-      if (err instanceof MimeLimitError) return { verdict: unscannable(`MIME limit: ${err.message}`), cached: false };
-      return { verdict: unscannable(`MIME: ${cleanText((err as Error).message, 120)}`), cached: false };
+      if (err instanceof MimeLimitError) return decision([{ verdict: unscannable(`MIME limit: ${err.message}`), part: WHOLE }], false);
+      return decision([{ verdict: unscannable(`MIME: ${cleanText((err as Error).message, 120)}`), part: WHOLE }], false);
     }
-    let builtin: Verdict = clean;
+    const findings: Finding[] = [];
+    const pieces: Piece[] = [];
+    const seen = new Set<string>();
+    const addPiece = (content: Uint8Array, part: string, leaf: boolean, body: boolean) => {
+      const digest = sha256(content);
+      if (seen.has(digest)) return;
+      seen.add(digest);
+      pieces.push({ digest, content, part, leaf, body });
+    };
+    const memberBudget = { bytes: scan.maxBufferedEntryBytes };
     for (const leaf of walked.leaves) {
       if (signal.aborted) throw signal.reason;
-      builtin = worst(builtin, checkLeaf(leaf, settings));
-      if (builtin.kind === 'infected') return { verdict: builtin, cached: false };
-      if (builtin.kind === 'banned') break;
+      const inspection = inspectLeaf(leaf, settings, memberBudget);
+      findings.push(...inspection.findings);
+      addPiece(leaf.content, partLabel(leaf), true, leaf.body === true);
+      for (const m of inspection.members) addPiece(m.content, m.part, false, false);
     }
     try {
-      return await askClamd(raw, walked, builtin, wholeIsLeaf, signal);
+      const cached = await askClamd(raw, walked, pieces, findings, wholeIsLeaf, signal);
+      return decision(findings, cached);
     } catch (err) {
       if (signal.aborted) throw err;
       events.onClamdError?.(err as Error);
-      if (err instanceof ClamdError && err.reason === 'refused') return { verdict: worst(builtin, unscannable(err.message)), cached: false };
-      return { verdict: worst(builtin, unscannable(`clamd unavailable: ${cleanText((err as Error).message, 120)}`)), cached: false };
+      findings.push({ verdict: unscannable(`clamd unavailable: ${cleanText((err as Error).message, 120)}`), part: WHOLE });
+      return decision(findings, false);
     }
   }
 
@@ -249,19 +289,18 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
     const started = process.hrtime.bigint();
     const controller = new AbortController();
     let timer: NodeJS.Timeout | undefined;
+    const timedOut = (): Decision => decision([{ verdict: unscannable(`scan timed out after ${scan.timeoutMs} ms`), part: WHOLE }], false);
     const deadline = new Promise<Decision>((resolve) => {
       timer = setTimeout(() => {
         controller.abort(new Error('scan timeout'));
-        resolve({ verdict: unscannable(`scan timed out after ${scan.timeoutMs} ms`), cached: false });
+        resolve(timedOut());
       }, scan.timeoutMs);
     });
     let result: Decision;
     try {
       result = await Promise.race([work(controller.signal), deadline]);
     } catch (err) {
-      result = controller.signal.aborted
-        ? { verdict: unscannable(`scan timed out after ${scan.timeoutMs} ms`), cached: false }
-        : { verdict: unscannable(`internal error: ${cleanText((err as Error).message, 120)}`), cached: false };
+      result = controller.signal.aborted ? timedOut() : decision([{ verdict: unscannable(`internal error: ${cleanText((err as Error).message, 120)}`), part: WHOLE }], false);
     } finally {
       clearTimeout(timer);
     }
@@ -282,12 +321,28 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
       cacheFlushes: cache.flushes,
       signatures: cache.signatureVersion,
     }),
-    async settled() {
-      while (background.size > 0) await Promise.allSettled([...background]);
-    },
+    async settled() {},
     async close() {
-      await this.settled();
       clamd?.close();
     },
   };
+}
+
+/** The part name of findings about the message as a whole (clamd's whole-message pass, MIME limits, timeouts). */
+export const WHOLE = 'whole message';
+
+function decision(findings: Finding[], cached: boolean): Decision {
+  // clamd may name on the whole message what it already named on a leaf: listed once.
+  const named = new Set(findings.filter((f) => f.part !== WHOLE && f.verdict.kind === 'infected').map((f) => (f.verdict as { name: string }).name));
+  const kept = findings.filter((f) => !(f.part === WHOLE && f.verdict.kind === 'infected' && named.has(f.verdict.name)));
+  return { verdict: worstOf(kept), findings: kept, cached };
+}
+
+/** Runs the jobs with at most `limit` in flight; the first failure rejects (the others' results are dropped). */
+async function pool(jobs: (() => Promise<void>)[], limit: number): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < jobs.length) await jobs[next++]!();
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker));
 }

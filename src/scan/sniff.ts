@@ -51,6 +51,27 @@ export function sniff(bytes: Uint8Array): SniffedType {
   return null;
 }
 
+export type Container = 'zip' | 'gzip' | 'bzip2' | 'tar';
+
+/**
+ * The containers scan/policy opens itself, by their magic: a zip local
+ * header (or an empty zip's end record), gzip's 1F 8B 08 (RFC 1952, deflate
+ * is its only method), bzip2's "BZh1".."BZh9" and its block or end-of-stream
+ * magic, a POSIX/GNU tar header ("ustar" at 257). A zip that does not start
+ * with `PK` is recognised from its end (archive.isEmbeddedZip).
+ */
+export function containerOf(bytes: Uint8Array): Container | null {
+  const n = bytes.length;
+  if (n >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && ((bytes[2] === 3 && bytes[3] === 4) || (bytes[2] === 5 && bytes[3] === 6))) return 'zip';
+  if (n >= 10 && bytes[0] === 0x1f && bytes[1] === 0x8b && bytes[2] === 8) return 'gzip';
+  if (n >= 10 && bytes[0] === 0x42 && bytes[1] === 0x5a && bytes[2] === 0x68 && bytes[3]! >= 0x31 && bytes[3]! <= 0x39) {
+    const magic = Buffer.from(bytes.buffer, bytes.byteOffset + 4, 6).toString('hex');
+    if (magic === '314159265359' || magic === '177245385090') return 'bzip2';
+  }
+  if (n >= 512 && Buffer.from(bytes.buffer, bytes.byteOffset + 257, 5).toString('latin1') === 'ustar') return 'tar';
+  return null;
+}
+
 const EICAR = Buffer.from('X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*');
 
 /**

@@ -13,10 +13,13 @@ export type Verdict =
 
 export type VerdictKind = Verdict['kind'];
 
+/** A verdict that is not clean: what a finding concludes. */
+export type Concern = Exclude<Verdict, { kind: 'clean' }>;
+
 export const clean: Verdict = { kind: 'clean' };
-export const infected = (name: string, engine: 'clamd' | 'builtin' = 'clamd'): Verdict => ({ kind: 'infected', name, engine });
-export const banned = (test: string): Verdict => ({ kind: 'banned', test });
-export const unscannable = (reason: string): Verdict => ({ kind: 'unscannable', reason });
+export const infected = (name: string, engine: 'clamd' | 'builtin' = 'clamd'): Concern => ({ kind: 'infected', name, engine });
+export const banned = (test: string): Concern => ({ kind: 'banned', test });
+export const unscannable = (reason: string): Concern => ({ kind: 'unscannable', reason });
 
 /** The detail that names what was found: malware name, failed test, or why it could not be scanned. */
 export function verdictDetail(v: Verdict): string | null {

@@ -26,6 +26,15 @@ export interface MessagesTable {
   reply: string;
   scan_ms: number;
   quarantine_id: string | null;
+  /** Every finding of the scan (kind, detail, part), worst first is not promised: in the order found. Null before 0040. */
+  findings: ColumnType<RecordedFinding[] | null, string | null | undefined, string | null>;
+}
+
+/** One scan finding as the message record keeps it (migration 0040). */
+export interface RecordedFinding {
+  verdict: string;
+  detail: string;
+  part: string;
 }
 
 export interface QuarantineTable {

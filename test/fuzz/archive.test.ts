@@ -54,6 +54,8 @@ const settings = (limits: Partial<PolicySettings>): PolicySettings => ({
   maxArchiveEntries: 1000,
   maxExpansionRatio: 100,
   maxExpandedBytes: 200 * 1024 * 1024,
+  maxBufferedEntryBytes: 16 * 1024 * 1024,
+  clamd: false,
   bannedExtensions: new Set(DEFAULT_BANNED_EXTENSIONS),
   bannedTypes: new Set(['PE', 'MS-DOS', 'ELF', 'Mach-O', 'LNK']),
   blocklist: new Set(),
