@@ -519,6 +519,10 @@ export function familyOf(text: string, headerBlock: string): string | null {
   return null;
 }
 
+// The forward prefixes of mail programs: English, German (WG), French (TR),
+// Spanish/Portuguese (RV/ENC), Italian (I), Dutch (Doorst), Scandinavian (VS).
+const FORWARD_SUBJECT = /^(fwd?|fw|wg|tr|rv|enc|i|doorst|vs|vb)\s?:/i;
+
 // Where a notice's quoted copy of the original starts, in whitespace-collapsed
 // text: the MTAs' separator lines, or the quoted header block itself.
 const QUOTE_CUT = /-{2,8} ?(this is a copy of the message|below this line is a copy of the message|original message|forwarded message|the original message headers)|original mail as follows:|\breturn-path: ?</i;
@@ -633,7 +637,11 @@ export async function classify(raw: Uint8Array, limits: ClassifyLimits = DEFAULT
     reasons.push('an MTA delay warning (subject/body text)');
     return result('delay', subjectFmt ?? bodyFmt ?? 'generic');
   }
-  if (strongBody || (subjectFmt !== null && (daemon || nullSender || bodyFmt !== null)) || (daemon && bodyFmt !== null) || evidence >= 4) {
+  // A person forwarding a bounce ("Fwd: Returned mail: …", with a person's
+  // sender and envelope) wrote a message of his own; the bounce is quoted in it.
+  const forwardedByPerson = !daemon && !nullSender && FORWARD_SUBJECT.test(subject.trim());
+  if (forwardedByPerson) reasons.push('a person forwards a bounce (Fwd: subject, a sender that is no mail system)');
+  else if (strongBody || (subjectFmt !== null && (daemon || nullSender || bodyFmt !== null)) || (daemon && bodyFmt !== null) || evidence >= 4) {
     if (daemon) reasons.push('sender is a mail system (MAILER-DAEMON/postmaster)');
     if (nullSender) reasons.push('null Return-Path');
     if (subjectFmt) reasons.push(`bounce subject (${subjectFmt})`);

@@ -432,6 +432,18 @@ const FAMILY_TABLE: [string, string, MessageClass, string | null][] = [
     null,
   ],
   [
+    'a-person-forwarding-a-bounce is normal',
+    `Return-Path: <carol@far.example>\nFrom: Carol <carol@far.example>\nTo: helpdesk@ours.example\nSubject: Fwd: Returned mail: see transcript for details\n\n---------- Forwarded message ----------\nThe original message was received at Mon, 1 Jan 2024\n\n   ----- The following addresses had permanent fatal errors -----\n<bob@far.example>\n`,
+    'normal',
+    null,
+  ],
+  [
+    'a-mailer-daemon-bounce-with-a-fwd-subject is still a bounce',
+    `Return-Path: <>\nFrom: MAILER-DAEMON@mx.far.example\nTo: alice@ours.example\nSubject: Fwd: hello\n\nThis is the mail system at host mx.far.example.\n`,
+    'dsn',
+    'postfix',
+  ],
+  [
     'reply-to-an-automatic-reply is normal',
     `From: Carol <carol@far.example>\nTo: alice@ours.example\nSubject: Re: Automatic reply: hello\n\nYou are away again?\n`,
     'normal',
