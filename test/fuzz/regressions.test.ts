@@ -11,6 +11,10 @@ import { CsvFormatError } from '../../src/desk/formats/csv-table.ts';
 import { parseReport } from '../../src/desk/report-parse.ts';
 import { hasUnsafeCharacters } from '../../src/obs/clean.ts';
 import { ArchiveLimitError, extractEntry, readCentralDirectory } from '../../src/scan/archive.ts';
+import { silentLogger } from '../../src/obs/log.ts';
+import { openStore } from '../../src/store/store.ts';
+import { buildWebApp } from '../../src/web/server.ts';
+import { Client } from '../web/helpers.ts';
 import { corpus } from './fuzz.ts';
 
 const crash = (dir: string, file: string) => corpus(dir).find((c) => c.file === file)!.bytes;
@@ -47,4 +51,18 @@ test('ARF: a Reported-Domain with C1 controls and a right-to-left override does 
   assert.equal(r.kind, 'arf');
   assert.match(r.summary, /reported domain .*elpmaxe/);
   assert.ok(!hasUnsafeCharacters(r.summary), JSON.stringify(r.summary));
+});
+
+test('login: a user name with a NUL byte is a wrong login (401), not a 500 from the throttle table', async () => {
+  const store = await openStore('pglite-memory:');
+  const web = buildWebApp({ store, logger: silentLogger, nodeName: 'fuzz' });
+  try {
+    const c = new Client(web);
+    const res = await c.login('\u0000', '');
+    assert.equal(res.statusCode, 401);
+    assert.match(res.body, /Wrong user name or password/);
+  } finally {
+    await web.close();
+    await store.close();
+  }
 });

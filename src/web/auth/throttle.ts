@@ -10,6 +10,7 @@
  * reset a spray from the same address.
  */
 import { sql } from 'kysely';
+import { cleanText } from '../../obs/clean.ts';
 import type { Db } from '../../store/store.ts';
 
 export interface ThrottleSettings {
@@ -22,7 +23,12 @@ export interface ThrottleSettings {
 
 export const THROTTLE_DEFAULTS: ThrottleSettings = { windowMs: 15 * 60_000, perUser: 5, perIp: 30 };
 
-export const userKey = (name: string) => `user:${name.trim().toLowerCase().slice(0, 128)}`;
+/**
+ * The name as typed is the key, cleaned: a NUL in a text column is an error in PostgreSQL and
+ * PGlite, and a login with one was a 500 (found by test/fuzz/web-forms.test.ts). Real user names
+ * (USER_NAME) have nothing to clean.
+ */
+export const userKey = (name: string) => `user:${cleanText(name.trim().toLowerCase(), 128)}`;
 export const ipKey = (ip: string) => `ip:${ip.slice(0, 64)}`;
 
 /** Seconds until the first of the keys that is over its limit frees up; 0 when none is. */
