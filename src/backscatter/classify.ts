@@ -253,7 +253,9 @@ export const FAMILY_SIGNS: readonly FamilySign[] = [
   { family: 'exim', text: [/a message that you sent could not be delivered to (one or more of its|all of its) recipients/i] },
   // Postfix bounce_template: failure_template and the older wording.
   { family: 'postfix', text: [/this is the mail system at host/i] },
-  { family: 'postfix', text: [/i'm sorry to have to inform you that your message could not/i] },
+  { family: 'postfix', text: [/i'm sorry to have to inform you that (your|the) message (returned below )?could not/i] },
+  // Postfix before 2.3 signed as the program, not the system.
+  { family: 'postfix', text: [/this is the postfix program at host/i] },
   // Postfix's bounce when the template is cut: the ": host … said:" transcript and the daemon.
   { family: 'postfix', text: [/\(in reply to (rcpt to|end of data|mail from|data) command\)/i], header: /^(from: .{0,200}(mail(er)?[- ]?daemon|mail delivery system|postmaster)|return-path: <>)/im },
   // The default failure template's closing advice, which sites keep when they rewrite the headline.

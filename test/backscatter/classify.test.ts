@@ -336,6 +336,12 @@ const FAMILY_TABLE: [string, string, MessageClass, string | null][] = [
     'postfix',
   ],
   [
+    'postfix-before-2.3',
+    `From: MAILER-DAEMON@mx.far.example (Mail Delivery System)\nTo: alice@ours.example\nSubject: Undelivered Mail Returned to Sender\n\nThis is the Postfix program at host mx.far.example.\n\nI'm sorry to have to inform you that the message returned\nbelow could not be delivered to one or more destinations.\n`,
+    'dsn',
+    'postfix',
+  ],
+  [
     'postfix-transcript-pasted-by-a-person is normal',
     `From: Carol <carol@far.example>\nTo: alice@ours.example\nSubject: the log you asked for\n\nhere it is: host in.far.example said: 550 unknown (in reply to RCPT TO command)\n`,
     'normal',
@@ -463,6 +469,11 @@ test('classify: one message per MTA family and auto-reply program (issue 14)', a
     assert.equal(r.class, cls, `${name}: ${r.reasons.join('; ')}`);
     assert.equal(r.format, fmt, name);
   }
+});
+
+test('the family table: every family has a table row that names it', () => {
+  const tested = new Set([...TABLE, ...FAMILY_TABLE].map(([, , , fmt]) => fmt));
+  for (const f of new Set(FAMILY_SIGNS.map((x) => x.family))) assert.ok(tested.has(f), `no table row classified as ${f}`);
 });
 
 test('the family table: every row has a sign that can fail', () => {
