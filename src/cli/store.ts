@@ -13,6 +13,9 @@ import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { openStore, type Store } from '../store/store.ts';
 
+/** `--config FILE` (`-c FILE`), the option of every subcommand that reads the configuration: its value goes to commandConfig or withStore. */
+export const CONFIG_OPTION = { config: { type: 'string', short: 'c' } } as const;
+
 /** The configuration a subcommand runs on: the file named by --config, else $BACKSTOP_CONFIG, else the embedded defaults. */
 export function commandConfig(configPath: string | undefined): Config {
   return loadConfig(configPath ?? process.env.BACKSTOP_CONFIG);

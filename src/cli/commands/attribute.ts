@@ -11,7 +11,7 @@
 import { attribute, canonicalIp, getCustomer, parseTime } from '../../desk/attribute.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { parseCommandArgs } from '../args.ts';
-import { withStore } from '../store.ts';
+import { CONFIG_OPTION, withStore } from '../store.ts';
 import { UsageError, type Command } from '../command.ts';
 
 export const command: Command = {
@@ -19,7 +19,7 @@ export const command: Command = {
   usage: 'backstop attribute IP [TIME] [--port N]  [--config FILE]',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, {
-      config: { type: 'string', short: 'c' },
+      ...CONFIG_OPTION,
       port: { type: 'string', short: 'p' },
     });
     const [ipText, timeText] = positionals;

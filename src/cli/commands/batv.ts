@@ -16,7 +16,7 @@ import { BatvKeyError, parseKeyFile, signPrvs, stripPrvs, verifyPrvs, type BatvK
 import { loadKeys, rotateKeys } from '../../backscatter/keys.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { parseCommandArgs } from '../args.ts';
-import { withStore } from '../store.ts';
+import { CONFIG_OPTION, withStore } from '../store.ts';
 import { UsageError, type Command } from '../command.ts';
 
 function readKeyFile(path: string): BatvKeyring | null {
@@ -44,7 +44,7 @@ export const command: Command = {
   summary: 'Sign, verify or strip BATV (prvs) tags on envelope addresses.',
   usage: 'backstop batv sign|verify|strip ADDRESS... [--key-file FILE | --config FILE] [--at ISO-DATE] | backstop batv rotate [--config FILE]',
   async run(args) {
-    const { values, positionals } = parseCommandArgs(args, { 'key-file': { type: 'string', short: 'k' }, at: { type: 'string' }, config: { type: 'string', short: 'c' } });
+    const { values, positionals } = parseCommandArgs(args, { 'key-file': { type: 'string', short: 'k' }, at: { type: 'string' }, ...CONFIG_OPTION });
     const [action, ...addresses] = positionals;
     if (action === 'rotate') {
       const nums = await withStore(values.config, (store) => rotateKeys(store.db));

@@ -13,6 +13,7 @@ import { classify, type Classification } from '../../backscatter/classify.ts';
 import { bounceVerdict, type VerdictContext, type VerdictResult } from '../../backscatter/verdict.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { parseCommandArgs } from '../args.ts';
+import { readEachFile } from '../files.ts';
 import { UsageError, type Command } from '../command.ts';
 
 function keysFrom(file: string): Buffer[] {
@@ -71,11 +72,8 @@ export const command: Command = {
     }
     let status = 0;
     for (const file of positionals) {
-      let bytes: Buffer;
-      try {
-        bytes = readFileSync(file);
-      } catch (err) {
-        console.error(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      const bytes = readEachFile(file);
+      if (!bytes) {
         status = 2;
         continue;
       }

@@ -7,12 +7,12 @@
  * re-importing the same file changes nothing. The import is audited.
  * Exit 0 done, 2 bad file or environment.
  */
-import { readFileSync } from 'node:fs';
 import { importCustomers, listCustomers } from '../../desk/customers.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { audit } from '../../store/audit.ts';
 import { operator, parseCommandArgs, parseLimit } from '../args.ts';
-import { withStore } from '../store.ts';
+import { readInputText } from '../files.ts';
+import { CONFIG_OPTION, withStore } from '../store.ts';
 import { UsageError, type Command } from '../command.ts';
 
 
@@ -21,7 +21,7 @@ export const command: Command = {
   usage: 'backstop customers import FILE.csv | list [--after ID] [--limit N]  [--config FILE]',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, {
-      config: { type: 'string', short: 'c' },
+      ...CONFIG_OPTION,
       limit: { type: 'string' },
       after: { type: 'string' },
     });
@@ -29,14 +29,7 @@ export const command: Command = {
     if (sub !== 'import' && sub !== 'list') throw new UsageError('expected import or list');
     if (sub === 'import' && (!file || positionals.length !== 2)) throw new UsageError('import needs exactly one CSV file');
     const limit = parseLimit(values.limit);
-    let text = '';
-    if (sub === 'import') {
-      try {
-        text = readFileSync(file!, 'utf8');
-      } catch (err) {
-        throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
-      }
-    }
+    const text = sub === 'import' ? readInputText(file!) : '';
     return withStore(values.config, async (store) => {
       if (sub === 'import') {
         const r = await importCustomers(store.db, text);

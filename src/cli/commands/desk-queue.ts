@@ -20,7 +20,7 @@ import { deskQueue } from '../../desk/intake.ts';
 import { assignReport, dismissReport, getReport, type QueueRefusal } from '../../desk/queue.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { operator, parseCommandArgs, parseLimit } from '../args.ts';
-import { withStore } from '../store.ts';
+import { CONFIG_OPTION, withStore } from '../store.ts';
 import { UsageError, type Command } from '../command.ts';
 
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : '-');
@@ -31,7 +31,7 @@ export const command: Command = {
   usage: 'backstop desk-queue list [--limit N] | show ID | assign ID CUSTOMER | dismiss ID --reason TEXT  [--config FILE]',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, {
-      config: { type: 'string', short: 'c' },
+      ...CONFIG_OPTION,
       limit: { type: 'string' },
       reason: { type: 'string' },
     });

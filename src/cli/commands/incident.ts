@@ -16,7 +16,7 @@ import { getIncident, incidentSettings, listIncidents, tick, transition } from '
 import { EVENTS, type IncidentEvent } from '../../desk/lifecycle.ts';
 import { cleanText } from '../../obs/clean.ts';
 import { operator, parseCommandArgs, parseLimit } from '../args.ts';
-import { withStore } from '../store.ts';
+import { CONFIG_OPTION, withStore } from '../store.ts';
 import { UsageError, type Command } from '../command.ts';
 
 const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : '-');
@@ -26,7 +26,7 @@ export const command: Command = {
   usage: 'backstop incident list [--open] [--limit N] | show ID | transition ID EVENT | tick [--now TIME]  [--config FILE]',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, {
-      config: { type: 'string', short: 'c' },
+      ...CONFIG_OPTION,
       open: { type: 'boolean' },
       limit: { type: 'string' },
       now: { type: 'string' },

@@ -9,13 +9,13 @@
  * the latest runs with their counts or error.
  * Exit 0 done, 2 bad file, unknown format or environment.
  */
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { importLeaseRecords, leaseImportStatus, type ImportCounts, type ImportSource, type LeaseRecord } from '../../desk/leases.ts';
 import { cleanText } from '../../obs/clean.ts';
 import type { Db } from '../../store/store.ts';
 import { parseCommandArgs, parseLimit } from '../args.ts';
-import { withStore } from '../store.ts';
+import { readInputText } from '../files.ts';
+import { CONFIG_OPTION, withStore } from '../store.ts';
 import { UsageError, type Command } from '../command.ts';
 
 export const FORMATS = ['isc-dhcpd', 'kea-csv', 'radius-detail', 'static-csv', 'cgnat-csv'] as const;
@@ -43,7 +43,7 @@ export const command: Command = {
   usage: `backstop leases import --format ${FORMATS.join('|')} FILE | status [--limit N]  [--config FILE]`,
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, {
-      config: { type: 'string', short: 'c' },
+      ...CONFIG_OPTION,
       format: { type: 'string', short: 'f' },
       limit: { type: 'string' },
     });
@@ -56,11 +56,7 @@ export const command: Command = {
       if (!values.format) throw new UsageError('import needs --format');
       if (!file || positionals.length !== 2) throw new UsageError('import needs exactly one FILE');
       mod = await loadFormat(values.format);
-      try {
-        text = readFileSync(file, 'utf8');
-      } catch (err) {
-        throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
-      }
+      text = readInputText(file);
     }
     return withStore(values.config, async (store) => {
       if (sub === 'import') {

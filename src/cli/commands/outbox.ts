@@ -15,7 +15,7 @@ import { setState } from '../../store/jobs.ts';
 import { isUuid } from '../../store/quarantine.ts';
 import type { Db } from '../../store/store.ts';
 import { operator, parseCommandArgs, parseLimit, subcommandWithId } from '../args.ts';
-import { withStore } from '../store.ts';
+import { CONFIG_OPTION, withStore } from '../store.ts';
 import { UsageError, type Command } from '../command.ts';
 
 const STATES = ['queued', 'running', 'done', 'failed', 'cancelled', 'review'];
@@ -25,7 +25,7 @@ export const command: Command = {
   usage: 'backstop outbox list [--state S] [--kind K]… [--limit N] | show ID | retry ID… | cancel ID… | approve ID…  [--config FILE]',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, {
-      config: { type: 'string', short: 'c' },
+      ...CONFIG_OPTION,
       state: { type: 'string' },
       // Repeatable: one listing of several kinds is one process, not one each.
       kind: { type: 'string', multiple: true },

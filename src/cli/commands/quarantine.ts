@@ -13,7 +13,7 @@ import { cleanText } from '../../obs/clean.ts';
 import { audit } from '../../store/audit.ts';
 import { getQuarantined, listQuarantine, markDeleted } from '../../store/quarantine.ts';
 import { operator, parseCommandArgs, parseLimit, subcommandWithId } from '../args.ts';
-import { withStore } from '../store.ts';
+import { CONFIG_OPTION, withStore } from '../store.ts';
 import type { Command } from '../command.ts';
 
 
@@ -22,7 +22,7 @@ export const command: Command = {
   usage: 'backstop quarantine list [--all] [--verdict V] | show ID | release ID | delete ID  [--config FILE]',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, {
-      config: { type: 'string', short: 'c' },
+      ...CONFIG_OPTION,
       all: { type: 'boolean' },
       verdict: { type: 'string' },
       limit: { type: 'string' },

@@ -6,7 +6,7 @@
  */
 import { IANA_BOOTSTRAP, refreshBootstrapFiles } from '../../notify/lookup.ts';
 import { parseCommandArgs } from '../args.ts';
-import { commandConfig } from '../store.ts';
+import { CONFIG_OPTION, commandConfig } from '../store.ts';
 import { UsageError, type Command } from '../command.ts';
 
 export const command: Command = {
@@ -14,7 +14,7 @@ export const command: Command = {
   usage: 'backstop rdap refresh [--config FILE] [--ipv4 URL|FILE] [--ipv6 URL|FILE]',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, {
-      config: { type: 'string', short: 'c' },
+      ...CONFIG_OPTION,
       ipv4: { type: 'string' },
       ipv6: { type: 'string' },
     });

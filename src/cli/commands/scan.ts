@@ -13,14 +13,14 @@
  * File names are the operator's own and printed as given; verdict texts are
  * already cleaned by the scanner.
  */
-import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { cleanText } from '../../obs/clean.ts';
 import { ClamdClient } from '../../scan/clamd.ts';
 import { createScanner } from '../../scan/scanner.ts';
 import { formatVerdict } from '../../scan/verdict.ts';
 import { parseCommandArgs } from '../args.ts';
-import { commandConfig } from '../store.ts';
+import { readEachFile } from '../files.ts';
+import { CONFIG_OPTION, commandConfig } from '../store.ts';
 import { UsageError, type Command } from '../command.ts';
 
 /**
@@ -46,7 +46,7 @@ export const command: Command = {
   summary: "Scan files (or whole messages) with Backstop's scanner: clamd plus the built-in policy.",
   usage: 'backstop scan [--clamd tcp://HOST:PORT|unix:PATH] [--config FILE] FILE...',
   async run(args) {
-    const { values, positionals } = parseCommandArgs(args, { clamd: { type: 'string' }, config: { type: 'string', short: 'c' } });
+    const { values, positionals } = parseCommandArgs(args, { clamd: { type: 'string' }, ...CONFIG_OPTION });
     if (positionals.length === 0) throw new UsageError('name at least one file to scan');
     const config = commandConfig(values.config);
     if (values.clamd !== undefined) {
@@ -61,11 +61,8 @@ export const command: Command = {
     let status = 0;
     try {
       for (const file of positionals) {
-        let bytes: Buffer;
-        try {
-          bytes = readFileSync(file);
-        } catch (err) {
-          console.error(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        const bytes = readEachFile(file);
+        if (!bytes) {
           status = 2;
           continue;
         }

@@ -25,14 +25,14 @@ import { buildWebApp } from '../../web/server.ts';
 import { deskIntake } from '../../desk/wiring.ts';
 import { deskRuntime } from '../../desk/runtime.ts';
 import { parseCommandArgs } from '../args.ts';
-import { commandConfig } from '../store.ts';
+import { CONFIG_OPTION, commandConfig } from '../store.ts';
 import type { Command } from '../command.ts';
 
 export const command: Command = {
   summary: 'Run a Backstop node (SMTP gateway and web) on the given configuration, or on the embedded defaults.',
   usage: 'backstop serve [--config FILE]',
   async run(args) {
-    const { values } = parseCommandArgs(args, { config: { type: 'string', short: 'c' } });
+    const { values } = parseCommandArgs(args, CONFIG_OPTION);
     const config = commandConfig(values.config);
     const logger = createLogger(config.log.level);
     const nodeName = config.nodeName ?? hostname();

@@ -17,7 +17,7 @@ import { audit } from '../../store/audit.ts';
 import { addUser, listUsers, removeUser, setDisabled, setPassword, UserError, type Role } from '../../web/auth/users.ts';
 import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH } from '../../web/auth/passwords.ts';
 import { operator, parseCommandArgs } from '../args.ts';
-import { withStore } from '../store.ts';
+import { CONFIG_OPTION, withStore } from '../store.ts';
 import { UsageError, type Command } from '../command.ts';
 
 const SUBS = ['add', 'passwd', 'disable', 'enable', 'remove', 'list'] as const;
@@ -93,7 +93,7 @@ export const command: Command = {
   usage: 'backstop user add NAME --admin|--analyst [--password-file FILE] | passwd NAME [--password-file FILE] | disable NAME | enable NAME | remove NAME | list  [--config FILE]',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, {
-      config: { type: 'string', short: 'c' },
+      ...CONFIG_OPTION,
       admin: { type: 'boolean' },
       analyst: { type: 'boolean' },
       'password-file': { type: 'string' },
