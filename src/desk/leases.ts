@@ -284,6 +284,18 @@ function explain(err: unknown, at: string): Error {
 }
 
 /**
+ * A re-read row that matches a stored one by its key (network or address and
+ * ports, and start): `unchanged` when customer and end agree; otherwise the
+ * stored row takes the new customer and end, counted `closed` when an open
+ * row gets an end and `added` for any other change.
+ */
+export function rereadChange(stored: { customer_id: string; upper: Date | null }, read: { customerId: string; to: Date | null }): 'unchanged' | 'closed' | 'added' {
+  const storedTo = stored.upper === null ? null : new Date(stored.upper).getTime();
+  if (stored.customer_id === read.customerId && storedTo === (read.to?.getTime() ?? null)) return 'unchanged';
+  return storedTo === null && read.to !== null ? 'closed' : 'added';
+}
+
+/**
  * Merges static assignments: same network and start → unchanged, or its end
  * and customer replaced ("closed" when an open one gets an end); else added.
  * One transaction; an overlap names the record.
@@ -298,13 +310,9 @@ export async function importStaticAssignments(db: Db, records: StaticRecord[], s
             select id, customer_id, upper(valid) as upper from static_assignments where network = ${r.network}::cidr and lower(valid) = ${r.from}::timestamptz`.execute(tx);
           const old = rows[0];
           if (old) {
-            const oldTo = old.upper === null ? null : new Date(old.upper).getTime();
-            if (old.customer_id === r.customerId && oldTo === (r.to?.getTime() ?? null)) counts.unchanged++;
-            else {
-              await sql`update static_assignments set customer_id = ${r.customerId}, valid = tstzrange(${r.from}::timestamptz, ${r.to}::timestamptz), source = ${source.format} where id = ${old.id}`.execute(tx);
-              if (oldTo === null && r.to !== null) counts.closed++;
-              else counts.added++;
-            }
+            const change = rereadChange(old, r);
+            if (change !== 'unchanged') await sql`update static_assignments set customer_id = ${r.customerId}, valid = tstzrange(${r.from}::timestamptz, ${r.to}::timestamptz), source = ${source.format} where id = ${old.id}`.execute(tx);
+            counts[change]++;
           } else {
             await sql`insert into static_assignments (customer_id, network, valid, source) values (${r.customerId}, ${r.network}::cidr, tstzrange(${r.from}::timestamptz, ${r.to}::timestamptz), ${source.format})`.execute(tx);
             counts.added++;
@@ -331,13 +339,9 @@ export async function importCgnatBlocks(db: Db, records: CgnatRecord[], source: 
             where public_ip = ${ip}::inet and ports = int4range(${r.low}, ${r.high}, '[]') and lower(valid) = ${r.from}::timestamptz`.execute(tx);
           const old = rows[0];
           if (old) {
-            const oldTo = old.upper === null ? null : new Date(old.upper).getTime();
-            if (old.customer_id === r.customerId && oldTo === (r.to?.getTime() ?? null)) counts.unchanged++;
-            else {
-              await sql`update cgnat_blocks set customer_id = ${r.customerId}, valid = tstzrange(${r.from}::timestamptz, ${r.to}::timestamptz), source = ${source.format} where id = ${old.id}`.execute(tx);
-              if (oldTo === null && r.to !== null) counts.closed++;
-              else counts.added++;
-            }
+            const change = rereadChange(old, r);
+            if (change !== 'unchanged') await sql`update cgnat_blocks set customer_id = ${r.customerId}, valid = tstzrange(${r.from}::timestamptz, ${r.to}::timestamptz), source = ${source.format} where id = ${old.id}`.execute(tx);
+            counts[change]++;
           } else {
             await sql`insert into cgnat_blocks (public_ip, ports, valid, customer_id, source)
               values (${ip}::inet, int4range(${r.low}, ${r.high}, '[]'), tstzrange(${r.from}::timestamptz, ${r.to}::timestamptz), ${r.customerId}, ${source.format})`.execute(tx);
