@@ -33,7 +33,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, waitForPort, type RunningProcess } from '../../src/replay/processes.ts';
+import { freePort, stopper, track, waitForPort, type RunningProcess } from '../../src/replay/processes.ts';
 
 /** Installs Haraka 3 and haraka-plugin-clamd under prefix (unless already there); returns its versions. */
 export function installHaraka(prefix: string, log: (s: string) => void): { haraka: string; clamd: string } {
@@ -79,28 +79,12 @@ export async function startHaraka(prefix: string, dir: string, clamdUrl: string,
   };
   for (const [name, text] of Object.entries(files)) writeFileSync(join(config, name), text);
   const child = spawn(process.execPath, [...(opts.noDelay ? ['--require', NODELAY] : []), bin, '-c', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const keep = (d: Buffer) => {
-    out += d.toString();
-    if (out.length > 200_000) out = out.slice(-100_000);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const { output, exited } = track(child);
   await Promise.race([
     waitForPort(port, '127.0.0.1', 60_000),
     exited.then(() => {
-      throw new Error(`haraka exited during start-up:\n${out}`);
+      throw new Error(`haraka exited during start-up:\n${output()}`);
     }),
   ]);
-  return {
-    child,
-    port,
-    output: () => out,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    },
-  };
+  return { child, port, output, stop: stopper(child, exited) };
 }

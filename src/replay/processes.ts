@@ -45,7 +45,8 @@ export interface RunningProcess {
   output(): string;
 }
 
-function track(child: ChildProcess): { output: () => string; exited: Promise<void> } {
+/** Keeps the last 100–200 kB of a child's stdout and stderr (for the error that says why it died) and its exit as a promise. */
+export function track(child: ChildProcess): { output: () => string; exited: Promise<void> } {
   let text = '';
   const keep = (chunk: Buffer) => {
     text += chunk.toString();
@@ -57,7 +58,8 @@ function track(child: ChildProcess): { output: () => string; exited: Promise<voi
   return { output: () => text, exited };
 }
 
-function stopper(child: ChildProcess, exited: Promise<void>) {
+/** Stops a child: the signal, up to 10 s for it to exit, then SIGKILL. */
+export function stopper(child: ChildProcess, exited: Promise<void>) {
   return async (signal: NodeJS.Signals = 'SIGTERM') => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
