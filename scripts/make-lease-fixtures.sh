@@ -82,6 +82,37 @@ udhcpc_bg() { # ns args... : stay running (SIGUSR1 renews, SIGUSR2 releases)
   sleep 2
 }
 
+# The same clients for every DHCPv4 server (started, with udhcpc_script
+# written): c1 stays and renews (a unicast REQUEST), c2 sends option 82
+# itself (sub-option 1, circuit-id "eth0/1/7"), takes an address and quits,
+# c3 stays and releases.
+v4_clients() {
+  udhcpc_bg bsl-c1 -x hostname:alice-pc
+  udhcpc bsl-c2 -x 0x52:0108657468302f312f37
+  udhcpc_bg bsl-c3 -x hostname:carol
+  sleep 2
+  kill -USR1 "$(cat "$WORK/udhcpc-bsl-c1.pid")"  # renewal
+  sleep 2
+  kill -USR2 "$(cat "$WORK/udhcpc-bsl-c3.pid")"  # release
+  sleep 1
+  kill "$(cat "$WORK/udhcpc-bsl-c1.pid")" "$(cat "$WORK/udhcpc-bsl-c3.pid")" 2>/dev/null || true
+}
+
+# The same clients for every DHCPv6 server (IA_NA, files under DIR): c1 and
+# c2 take an address with dhclient -6; c2 then releases it (dhclient -r
+# sends a RELEASE and exits).
+v6_clients() { # DIR
+  local d=$1 i
+  for i in 1 2; do
+    ip netns exec "bsl-c$i" dhclient -6 -1 -v -sf /bin/true -lf "$d/dhclient6-$i.leases" -pf "$d/dhclient6-$i.pid" eth0 >> "$d/dhclient6.log" 2>&1 || true
+    sleep 1
+  done
+  sleep 2
+  ip netns exec bsl-c2 dhclient -6 -r -v -sf /bin/true -lf "$d/dhclient6-2.leases" -pf "$d/dhclient6-2.pid" eth0 >> "$d/dhclient6.log" 2>&1 || true
+  sleep 1
+  for i in 1 2; do [ -f "$d/dhclient6-$i.pid" ] && kill "$(cat "$d/dhclient6-$i.pid")" 2>/dev/null || true; done
+}
+
 isc() {
   local d="$WORK/isc"
   mkdir -p "$d"
@@ -104,17 +135,10 @@ CONF
   PIDS+=($!)
   sleep 1
   udhcpc_script
-  udhcpc_bg bsl-c1 -x hostname:alice-pc         # 10.77.0.100, MAC ...:01, stays
-  # c2 sends option 82 itself (sub-option 1, circuit-id "eth0/1/7"): dhcpd
-  # accepts it and, with stash-agent-options, writes option agent.circuit-id
-  udhcpc bsl-c2 -x 0x52:0108657468302f312f37    # 10.77.0.101
-  udhcpc_bg bsl-c3 -x hostname:carol            # 10.77.0.102, stays
-  sleep 2
-  kill -USR1 "$(cat "$WORK/udhcpc-bsl-c1.pid")"  # renewal (unicast REQUEST): a new entry
-  sleep 2
-  kill -USR2 "$(cat "$WORK/udhcpc-bsl-c3.pid")"  # release: the entry goes to "free"
-  sleep 1
-  kill "$(cat "$WORK/udhcpc-bsl-c1.pid")" "$(cat "$WORK/udhcpc-bsl-c3.pid")" 2>/dev/null || true
+  # 10.77.0.100 (c1), .101 (c2), .102 (c3); dhcpd accepts c2's option 82
+  # and, with stash-agent-options, writes option agent.circuit-id; c1's
+  # renewal is a new entry, c3's release sends its entry to "free"
+  v4_clients
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
   cp "$d/dhcpd.leases" "$OUT/isc-dhcpd.leases"
 
@@ -130,16 +154,7 @@ CONF
   ip netns exec bsl-srv dhcpd -6 -f -cf "$d/dhcpd6.conf" -lf "$d/dhcpd6.leases" -pf "$d/dhcpd6.pid" br0 > "$d/dhcpd6.log" 2>&1 &
   PIDS+=($!)
   sleep 3   # link-local addresses finish DAD
-  local i
-  for i in 1 2; do
-    ip netns exec "bsl-c$i" dhclient -6 -1 -v -sf /bin/true -lf "$d/dhclient6-$i.leases" -pf "$d/dhclient6-$i.pid" eth0 >> "$d/dhclient6.log" 2>&1 || true
-    sleep 1
-  done
-  sleep 2
-  # c2 releases its address (dhclient -r sends a RELEASE and exits)
-  ip netns exec bsl-c2 dhclient -6 -r -v -sf /bin/true -lf "$d/dhclient6-2.leases" -pf "$d/dhclient6-2.pid" eth0 >> "$d/dhclient6.log" 2>&1 || true
-  sleep 1
-  for i in 1 2; do [ -f "$d/dhclient6-$i.pid" ] && kill "$(cat "$d/dhclient6-$i.pid")" 2>/dev/null || true; done
+  v6_clients "$d"
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
   cp "$d/dhcpd6.leases" "$OUT/isc-dhcpd6.leases"
 }
@@ -163,17 +178,9 @@ CONF
   KEA_PIDFILE_DIR="$d" KEA_LOCKFILE_DIR="$d" ip netns exec bsl-srv kea-dhcp4 -c "$d/kea-dhcp4.conf" > "$d/kea-dhcp4.out" 2>&1 &
   PIDS+=($!)
   sleep 2
-  udhcpc_bg bsl-c1 -x hostname:alice-pc         # stays; renews below
-  # c2 sends option 82 (circuit-id "eth0/1/7"); with store-extended-info Kea
-  # keeps it in user_context (ISC / relay-agent-info)
-  udhcpc bsl-c2 -x 0x52:0108657468302f312f37    # takes an address and quits
-  udhcpc_bg bsl-c3 -x hostname:carol             # stays; releases below
-  sleep 2
-  kill -USR1 "$(cat "$WORK/udhcpc-bsl-c1.pid")"  # renewal: a new row, later expire
-  sleep 2
-  kill -USR2 "$(cat "$WORK/udhcpc-bsl-c3.pid")"  # release
-  sleep 1
-  kill "$(cat "$WORK/udhcpc-bsl-c1.pid")" "$(cat "$WORK/udhcpc-bsl-c3.pid")" 2>/dev/null || true
+  # with store-extended-info Kea keeps c2's option 82 in user_context (ISC /
+  # relay-agent-info); c1's renewal is a new row with a later expire
+  v4_clients
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
   cp "$d/kea-leases4.csv" "$OUT/kea-leases4.csv"
 
@@ -189,16 +196,8 @@ CONF
 CONF
   KEA_PIDFILE_DIR="$d" KEA_LOCKFILE_DIR="$d" ip netns exec bsl-srv kea-dhcp6 -c "$d/kea-dhcp6.conf" > "$d/kea-dhcp6.out" 2>&1 &
   PIDS+=($!)
-  sleep 3
-  local i
-  for i in 1 2; do
-    ip netns exec "bsl-c$i" dhclient -6 -1 -v -sf /bin/true -lf "$d/dhclient6-$i.leases" -pf "$d/dhclient6-$i.pid" eth0 >> "$d/dhclient6.log" 2>&1 || true
-    sleep 1
-  done
-  sleep 2
-  ip netns exec bsl-c2 dhclient -6 -r -v -sf /bin/true -lf "$d/dhclient6-2.leases" -pf "$d/dhclient6-2.pid" eth0 >> "$d/dhclient6.log" 2>&1 || true
-  sleep 1
-  for i in 1 2; do [ -f "$d/dhclient6-$i.pid" ] && kill "$(cat "$d/dhclient6-$i.pid")" 2>/dev/null || true; done
+  sleep 3   # link-local addresses finish DAD
+  v6_clients "$d"
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
   cp "$d/kea-leases6.csv" "$OUT/kea-leases6.csv"
 }
