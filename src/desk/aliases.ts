@@ -66,8 +66,3 @@ export function aliasFor(ip: string, abuseDomain: string): string {
   const text = addr.kind() === 'ipv6' ? (addr as ipaddr.IPv6).toRFC5952String() : addr.toString();
   return `${text.replace(/[.:]/g, '-')}@${abuseDomain.toLowerCase()}`;
 }
-
-/** True when the recipient is one of the desk's (an IP alias or abuse@). */
-export function isDeskRecipient(recipient: string, abuseDomain: string): boolean {
-  return parseAlias(recipient, abuseDomain) !== null;
-}
