@@ -42,7 +42,7 @@ import { lookupContact, type ContactSources } from '../notify/contact.ts';
 import { headersOnly } from '../notify/notice.ts';
 import { verifiedReverseName } from '../notify/postmaster.ts';
 import { cleanText } from '../obs/clean.ts';
-import { enqueue, type Job } from '../store/jobs.ts';
+import { enqueue, type Handoff, type Job, type JobContext } from '../store/jobs.ts';
 import type { Db } from '../store/store.ts';
 import { version } from '../version.ts';
 import { BOUNCER_JOB, type BouncerPayload } from './hooks.ts';
@@ -284,7 +284,7 @@ export async function claimComplaint(db: Db, organisation: string, now = new Dat
 // The jobs.
 
 /** Sends one message to several recipients through the relay in one transaction; throws unless all are taken. */
-export async function sendToMany(relay: string, hostname: string, envelopeFrom: string, to: readonly string[], raw: Buffer): Promise<void> {
+export async function sendToMany(relay: string, hostname: string, envelopeFrom: string, to: readonly string[], raw: Buffer, handoff?: Pick<Handoff, 'sending' | 'sent'>): Promise<void> {
   for (const a of [envelopeFrom, ...to]) if (!ADDRESS.test(a.toLowerCase())) throw new Error('refusing to send to or from a malformed address');
   const hostPort = relay.slice('smtp://'.length);
   const at = hostPort.lastIndexOf(':');
@@ -296,8 +296,10 @@ export async function sendToMany(relay: string, hostname: string, envelopeFrom: 
       const r = await client.command(`RCPT TO:<${rcpt}>`);
       if (r.code !== 250 && r.code !== 251) throw new Error(`relay refused RCPT ${rcpt}: ${r.code} ${r.text}`);
     }
+    await handoff?.sending(); // store/jobs: a crash from here to sent() is the one way this letter goes twice
     const done = await client.data([raw]);
     if (done.code !== 250) throw new Error(`relay refused DATA: ${done.code} ${done.text}`);
+    await handoff?.sent();
   } finally {
     client.close();
   }
@@ -362,10 +364,10 @@ export function complaintHandlers(o: ComplaintHandlerOptions): Record<string, (p
       await enqueue(o.db, { kind: COMPLAINT_JOB, payload: facts, state: mode === 'review' ? 'review' : 'queued', dedupeKey: `complaint:${org.key}:${Math.floor(at.getTime() / COMPLAINT_INTERVAL_MS)}`, maxAttempts: 8 });
       report(mode === 'review' ? 'queued-for-review' : 'queued', { organisation: org.key, to });
     },
-    [COMPLAINT_JOB]: async (payload, job) => {
+    [COMPLAINT_JOB]: async (payload, job, ctx?: JobContext) => {
       const facts = payload as ComplaintFacts;
       const raw = await composeComplaint({ ...facts, from, hostname, languages: b.complaints.languages, texts: b.complaints.texts, letterId: job.id, now: now() });
-      await sendToMany(notify.relay, hostname, from, facts.to, raw);
+      await sendToMany(notify.relay, hostname, from, facts.to, raw, ctx?.handoff);
       await o.db.updateTable('backscatter_complaints').set((eb) => ({ complaints_sent: eb('complaints_sent', '+', 1) })).where('organisation', '=', facts.organisation).execute();
       report('sent', { organisation: facts.organisation, to: facts.to });
     },

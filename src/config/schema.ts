@@ -415,6 +415,19 @@ const outbreakSchema = z
   })
   .strict();
 
+/**
+ * How a message's record is committed before its reply (store/message-log):
+ * one transaction per group of records, the first waiting groupCommitMs for
+ * company; a reply waits at most commitTimeoutMs, then it is 451 4.3.0.
+ */
+const recordsSchema = z
+  .object({
+    groupCommitMs: nonNegativeInt('groupCommitMs').max(1000, 'groupCommitMs must be at most 1000 (every reply waits this long)').default(4),
+    maxGroup: positiveInt('maxGroup').max(10_000, 'maxGroup must be at most 10000').default(500),
+    commitTimeoutMs: positiveInt('commitTimeoutMs').max(600_000, 'commitTimeoutMs must be at most 600000 (senders wait 10 minutes for a reply to DATA, RFC 5321 §4.5.3.2.6)').default(5000),
+  })
+  .strict();
+
 const webSchema = z
   .object({
     listen: hostPort.default('127.0.0.1:8025'),
@@ -459,6 +472,7 @@ export const configSchema = z
     nextHop: nextHopSchema,
     clamd: clamdSchema.optional(),
     store: storeSchema,
+    records: recordsSchema.default(recordsSchema.parse({})),
     web: webSchema.default(webSchema.parse({})),
     actions: actionsSchema.default(actionsSchema.parse({})),
     scan: scanSchema.default(scanSchema.parse({})),

@@ -15,7 +15,7 @@
 import MailComposer from 'nodemailer/lib/mail-composer';
 import type { Config } from '../config/schema.ts';
 import { sendThroughRelay } from '../notify/postmaster.ts';
-import type { Job } from '../store/jobs.ts';
+import type { Job, JobContext } from '../store/jobs.ts';
 import type { Db } from '../store/store.ts';
 import { FORWARD_JOB, type DeskSettings } from './intake.ts';
 import { canonicalIp } from './report-parse.ts';
@@ -131,6 +131,8 @@ export async function composeForward(
   customer: CustomerContact,
   from: string,
   now = new Date(),
+  /** The job's Message-ID (store/jobs jobMessageId), the same on every attempt. */
+  messageId?: string,
 ): Promise<Buffer> {
   const lang = (customer.language ?? '').toLowerCase().slice(0, 2);
   const texts = TEXTS[lang] ?? TEXTS.en!;
@@ -145,6 +147,7 @@ export async function composeForward(
     subject: texts.subject(report.ip),
     text,
     date: now,
+    ...(messageId ? { messageId } : {}),
     headers: { 'Auto-Submitted': 'auto-generated', 'X-Auto-Response-Suppress': 'All', 'Content-Language': TEXTS[lang] ? lang : 'en' },
     attachments: headers ? [{ filename: 'headers.txt', contentType: 'text/rfc822-headers', content: headers, contentDisposition: 'inline' }] : [],
   });
@@ -158,10 +161,10 @@ export function forwardHandlers(
   settings: DeskSettings,
   hostname: string,
   ports: ForwardPorts,
-): Record<string, (payload: unknown, job: Job) => Promise<void>> {
+): Record<string, (payload: unknown, job: Job, ctx?: JobContext) => Promise<void>> {
   const mailbox = settings.mailbox ?? `abuse@${settings.abuseDomain}`;
   return {
-    [FORWARD_JOB]: async (payload) => {
+    [FORWARD_JOB]: async (payload, _job, ctx?: JobContext) => {
       const reportId = (payload as { reportId?: unknown })?.reportId;
       if (typeof reportId !== 'string') throw new Error('forward job without a report id');
       const row = await db.selectFrom('desk_reports').selectAll().where('id', '=', reportId).executeTakeFirst();
@@ -173,8 +176,10 @@ export function forwardHandlers(
         { ip: row.ip, port: row.port, observedAt: new Date(row.observed_at), summary: row.summary, malware: row.malware ?? [], headers: row.headers },
         customer,
         `Abuse desk <${mailbox}>`,
+        new Date(),
+        ctx?.handoff.messageId,
       );
-      await sendThroughRelay(config.notify.relay, hostname, customer.email, raw, mailbox);
+      await sendThroughRelay(config.notify.relay, hostname, customer.email, raw, mailbox, ctx?.handoff);
       await db.updateTable('desk_reports').set({ state: 'forwarded' }).where('id', '=', reportId).where('state', '=', 'attributed').execute();
     },
   };

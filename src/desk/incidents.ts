@@ -24,7 +24,7 @@ import { sql } from 'kysely';
 import type { Config } from '../config/schema.ts';
 import { sendThroughRelay } from '../notify/postmaster.ts';
 import { audit } from '../store/audit.ts';
-import { claim, complete, enqueue, fail, type Job } from '../store/jobs.ts';
+import { claim, complete, enqueue, fail, jobHandoff, type Handoff, type Job, type JobContext } from '../store/jobs.ts';
 import type { IncidentsTable } from '../store/schema.ts';
 import type { Db } from '../store/store.ts';
 import type { Selectable } from 'kysely';
@@ -291,7 +291,7 @@ export interface DeskHandlerDeps {
   hostname: string;
   clock?: () => Date;
   /** Hands a composed mail to the relay (default: notify.relay through sendThroughRelay). */
-  send?: (to: string, raw: Buffer, envelopeFrom: string) => Promise<void>;
+  send?: (to: string, raw: Buffer, envelopeFrom: string, handoff?: Handoff) => Promise<void>;
   /** The enforcement publisher (desk/enforce.ts publishEnforcement bound to its deps); absent: no outputs. */
   publish?: (now: Date) => Promise<void>;
   /** Sends one signed webhook (desk/enforce.ts). */
@@ -299,7 +299,7 @@ export interface DeskHandlerDeps {
   log?: (msg: string, detail?: Record<string, unknown>) => void;
 }
 
-type Handler = (payload: unknown, job: Job) => Promise<void>;
+type Handler = (payload: unknown, job: Job, ctx?: JobContext) => Promise<void>;
 
 /** The job handlers of the desk's incidents: notices, grace and probation timers, enforcement publish and webhook. */
 export function deskHandlers(db: Db, config: Pick<Config, 'notify' | 'desk'>, deps: DeskHandlerDeps): Record<string, Handler> {
@@ -309,9 +309,9 @@ export function deskHandlers(db: Db, config: Pick<Config, 'notify' | 'desk'>, de
   const mailbox = desk?.notice.from ?? (desk?.abuseDomain ? `abuse@${desk.abuseDomain}` : config.notify?.from ?? `abuse@${deps.hostname}`);
   const send =
     deps.send ??
-    (async (to: string, raw: Buffer, envelopeFrom: string) => {
+    (async (to: string, raw: Buffer, envelopeFrom: string, handoff?: Handoff) => {
       if (!config.notify) throw new Error('notify.relay is not configured: customer notices wait');
-      await sendThroughRelay(config.notify.relay, deps.hostname, to, raw, envelopeFrom);
+      await sendThroughRelay(config.notify.relay, deps.hostname, to, raw, envelopeFrom, handoff);
     });
   const idOf = (payload: unknown) => {
     const id = (payload as { incidentId?: unknown })?.incidentId;
@@ -323,7 +323,7 @@ export function deskHandlers(db: Db, config: Pick<Config, 'notify' | 'desk'>, de
     if (!r.ok) deps.log?.(`desk ${event} timer dropped`, { incidentId: idOf(payload), reason: r.refused });
   };
   return {
-    [NOTICE_JOB]: async (payload, job) => {
+    [NOTICE_JOB]: async (payload, job, ctx) => {
       const incidentId = idOf(payload);
       const reason = ((payload as { reason?: NoticeReason }).reason ?? 'opened') as NoticeReason;
       const now = clock();
@@ -354,7 +354,7 @@ export function deskHandlers(db: Db, config: Pick<Config, 'notify' | 'desk'>, de
         texts: desk?.notice.texts,
         defaultLanguage: desk?.notice.defaultLanguage,
       });
-      await send(contact.email, raw, mailbox);
+      await send(contact.email, raw, mailbox, ctx?.handoff);
       if (reason === 'opened') await transition(db, incidentId, 'notice-sent', 'system', now, settings, { job: job.id });
       else await logEvent(db, incidentId, now, 'notice-sent', 'system', incident.state, incident.state, { reason, job: job.id });
     },
@@ -383,7 +383,7 @@ export async function tick(db: Db, handlers: Record<string, Handler>, now: Date,
     if (jobs.length === 0) break;
     for (const job of jobs) {
       try {
-        await handlers[job.kind]!(job.payload, job);
+        await handlers[job.kind]!(job.payload, job, { handoff: jobHandoff(db, job, worker, 'backstop.invalid') });
         await complete(db, job.id, worker);
         ran++;
       } catch (err) {

@@ -18,7 +18,7 @@
  */
 import { sql } from 'kysely';
 import type { Config } from '../config/schema.ts';
-import { enqueue, type Job } from '../store/jobs.ts';
+import { enqueue, type Job, type JobContext } from '../store/jobs.ts';
 import type { Db } from '../store/store.ts';
 import { composeArf, isFeedbackReport, type FeedbackType } from './arf.ts';
 import { lookupContact, TransientLookupError, type ContactResult, type ContactSources } from './contact.ts';
@@ -82,7 +82,10 @@ export async function recordAbuse(db: Db, ds: readonly Detection[], settings: Ab
   }
   const decisions = new Map<string, WindowDecision>();
   const windowMs = settings.window;
-  for (const [ip, { count, first }] of bySource) {
+  // Rows are locked in one order on every node (sources sorted, then the hourly cap), so two nodes'
+  // group commits never wait on each other in a cycle: first every source's window, then the decisions.
+  const opened: { ip: string; first: Detection; row: { window_start: Date; streak: number } }[] = [];
+  for (const [ip, { count, first }] of [...bySource].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     // One statement decides whether this batch opened a new window: the row's
     // lock serialises nodes, and every CASE reads the row as it was.
     const { rows } = await sql<{ window_start: Date; streak: number; detections: number }>`
@@ -99,6 +102,9 @@ export async function recordAbuse(db: Db, ds: readonly Detection[], settings: Ab
       returning window_start, streak, detections`.execute(db);
     const row = rows[0]!;
     if (row.detections !== count) continue; // the window was already open: counted, nothing to decide
+    opened.push({ ip, first, row });
+  }
+  for (const { ip, first, row } of opened) {
     let capOk = false;
     const decision = decideWindow(settings.reports, row.streak, () => true);
     if (decision === 'report') {
@@ -140,7 +146,7 @@ export interface AbuseHandlerOptions {
 /** The report job: find the contact, honour opt-outs, send the ARF with our mailbox as envelope sender, record it. */
 export function abuseHandlers(opts: AbuseHandlerOptions) {
   return {
-    [ABUSE_JOB]: async (raw: unknown, job: Job) => {
+    [ABUSE_JOB]: async (raw: unknown, job: Job, ctx?: JobContext) => {
       const payload = raw as AbusePayload;
       const record = (outcome: string, result: ContactResult | null, contact: string | null, source: string | null) =>
         opts.db
@@ -189,7 +195,7 @@ export function abuseHandlers(opts: AbuseHandlerOptions) {
       // Our reporting mailbox as envelope sender: desks reply to reports and
       // many refuse null-sender mail; a report is never sent about a report,
       // so no loop can form.
-      await sendThroughRelay(opts.notify.relay, opts.hostname, result.address, raw822, opts.notify.from);
+      await sendThroughRelay(opts.notify.relay, opts.hostname, result.address, raw822, opts.notify.from, ctx?.handoff);
       await record('sent', result, result.address, result.source);
       opts.onOutcome?.('sent', payload, result);
     },

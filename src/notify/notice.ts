@@ -88,7 +88,8 @@ export function headersOnly(rawHeaderBlock: string): string {
   return block.slice(0, 64 * 1024);
 }
 
-export async function composeNotice(d: Detection, settings: NoticeSettings, reverseName: string | null): Promise<Buffer> {
+/** `messageId`: the job's (store/jobs jobMessageId), the same on every attempt; by default one from the detection id. */
+export async function composeNotice(d: Detection, settings: NoticeSettings, reverseName: string | null, messageId?: string): Promise<Buffer> {
   const text = [
     `Backstop at ${settings.hostname} found ${d.verdict === 'infected' ? 'a virus' : 'forbidden content'} in a message and ${d.action === 'reject' ? 'refused it during the SMTP session' : d.action === 'quarantine' ? 'kept the whole message in quarantine' : d.action === 'discard' ? 'discarded it' : 'did not accept it'}.`,
     'This is the first detection of this name; further ones are gathered into a digest.',
@@ -97,7 +98,7 @@ export async function composeNotice(d: Detection, settings: NoticeSettings, reve
     '',
     'The original message is not attached (it carries the payload); its header block is, as text/rfc822-headers.',
   ].join('\n');
-  return compose(settings, noticeSubject(d.detail), text, `<notice-${d.id}@${settings.hostname}>`, headersOnly(d.headers));
+  return compose(settings, noticeSubject(d.detail), text, messageId ?? `<notice-${d.id}@${settings.hostname}>`, headersOnly(d.headers));
 }
 
 /**
@@ -105,7 +106,7 @@ export async function composeNotice(d: Detection, settings: NoticeSettings, reve
  * qualifies): same subject and facts, addressed to the sender, saying how it
  * was authenticated, and still without the message's body.
  */
-export async function composeSenderNotice(d: Detection, settings: NoticeSettings, authenticatedVia: string): Promise<Buffer> {
+export async function composeSenderNotice(d: Detection, settings: NoticeSettings, authenticatedVia: string, messageId?: string): Promise<Buffer> {
   const text = [
     `Backstop at ${settings.hostname} did not deliver a message sent from your address, because it ${d.verdict === 'infected' ? 'contains a virus' : 'contains a file type that is not accepted'}.`,
     'You are told because your address was authenticated for this message; check the computer it was sent from.',
@@ -114,7 +115,7 @@ export async function composeSenderNotice(d: Detection, settings: NoticeSettings
     '',
     `Nothing was delivered. Questions: ${settings.postmaster}. The message is not attached; its header block is, as text/rfc822-headers.`,
   ].join('\n');
-  return compose(settings, noticeSubject(d.detail), text, `<sender-notice-${d.id}@${settings.hostname}>`, headersOnly(d.headers), d.mailFrom);
+  return compose(settings, noticeSubject(d.detail), text, messageId ?? `<sender-notice-${d.id}@${settings.hostname}>`, headersOnly(d.headers), d.mailFrom);
 }
 
 export interface DigestEntry {

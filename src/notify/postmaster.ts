@@ -12,7 +12,7 @@ import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Config } from '../config/schema.ts';
 import { SmtpClient } from '../edge/smtp-client.ts';
-import { enqueue, type Job } from '../store/jobs.ts';
+import { enqueue, type Handoff, type Job, type JobContext } from '../store/jobs.ts';
 import type { Db } from '../store/store.ts';
 import { composeDigest, composeNotice, noticeKey, type DigestEntry, type Detection } from './notice.ts';
 
@@ -40,9 +40,12 @@ export async function recordDetection(db: Db, d: Detection, digestMinutes: numbe
 export async function recordDetections(db: Db, ds: readonly Detection[], digestMinutes: number, now = new Date()): Promise<('notice' | 'digest')[]> {
   if (ds.length === 0) return [];
   const names = ds.map((d) => noticeKey(d.verdict, d.detail));
-  return db.transaction().execute(async (tx) => {
+  // Inside the gateway's group commit the caller's transaction is used as it is (Kysely has no nesting).
+  const inTransaction = <R>(work: (tx: Db) => Promise<R>): Promise<R> => (db.isTransaction ? work(db) : db.transaction().execute(work));
+  return inTransaction(async (tx) => {
+    // Names in one order on every node, so two nodes' groups never wait on each other in a cycle.
     const fresh = new Set(
-      (await tx.insertInto('notice_names').values([...new Set(names)].map((name) => ({ name }))).onConflict((oc) => oc.column('name').doNothing()).returning('name').execute()).map((r) => r.name),
+      (await tx.insertInto('notice_names').values([...new Set(names)].sort().map((name) => ({ name }))).onConflict((oc) => oc.column('name').doNothing()).returning('name').execute()).map((r) => r.name),
     );
     const outcomes = names.map((name) => {
       if (!fresh.has(name)) return 'digest' as const;
@@ -80,8 +83,12 @@ export async function verifiedReverseName(ip: string, timeoutMs = 1500): Promise
  * Hands one message to the relay, by default with a null sender; throws (so
  * the job is retried) unless the relay says 250. The recipient is checked:
  * it arrived from outside (RDAP, DNS) and goes into an SMTP command line.
+ * With a job's handoff (store/jobs), the job is marked `sending` after the
+ * relay took the recipient and before the message, and `done` the moment
+ * the relay's 250 arrives: a crash between the two is the one way a mail
+ * goes out twice, and it leaves the job flagged as a possible duplicate.
  */
-export async function sendThroughRelay(relay: string, hostname: string, to: string, raw: Buffer, envelopeFrom = ''): Promise<void> {
+export async function sendThroughRelay(relay: string, hostname: string, to: string, raw: Buffer, envelopeFrom = '', handoff?: Pick<Handoff, 'sending' | 'sent'>): Promise<void> {
   if (!/^[^\s<>@]{1,64}@[A-Za-z0-9.-]{1,253}$/.test(to)) throw new Error('refusing to send to a malformed address');
   const hostPort = relay.slice('smtp://'.length);
   const at = hostPort.lastIndexOf(':');
@@ -95,8 +102,10 @@ export async function sendThroughRelay(relay: string, hostname: string, to: stri
     if (mail.code !== 250) throw new Error(`relay refused MAIL: ${mail.code} ${mail.text}`);
     const rcpt = await client.command(`RCPT TO:<${to}>`);
     if (rcpt.code !== 250 && rcpt.code !== 251) throw new Error(`relay refused RCPT: ${rcpt.code} ${rcpt.text}`);
+    await handoff?.sending();
     const done = await client.data([raw]);
     if (done.code !== 250) throw new Error(`relay refused DATA: ${done.code} ${done.text}`);
+    await handoff?.sent();
   } finally {
     client.close();
   }
@@ -108,16 +117,24 @@ type Notify = NonNullable<Config['notify']>;
 export function postmasterHandlers(db: Db, notify: Notify, hostname: string, reverse: (ip: string) => Promise<string | null> = verifiedReverseName) {
   const settings = { from: notify.from, postmaster: notify.postmaster, hostname };
   return {
-    [NOTICE_JOB]: async (payload: unknown) => {
+    [NOTICE_JOB]: async (payload: unknown, job: Job, ctx?: JobContext) => {
       const d = payload as Detection;
-      await sendThroughRelay(notify.relay, hostname, notify.postmaster, await composeNotice(d, settings, await reverse(d.clientIp)));
+      await sendThroughRelay(notify.relay, hostname, notify.postmaster, await composeNotice(d, settings, await reverse(d.clientIp), ctx?.handoff.messageId), '', ctx?.handoff);
     },
-    [DIGEST_JOB]: async (payload: unknown, job: Job) => {
+    [DIGEST_JOB]: async (payload: unknown, job: Job, ctx?: JobContext) => {
       const windowEnd = new Date((payload as { windowEnd: string }).windowEnd);
-      // Take the window's items and send in one transaction: if the relay fails, they stay for the retry.
-      await db.transaction().execute(async (tx) => {
-        const items = await tx.deleteFrom('notice_digest_items').where('created_at', '<', windowEnd).returning(['name', 'client_ip']).execute();
-        if (items.length === 0) return;
+      // The window's items are claimed for this job, sent, and only then deleted, with the job's done mark, in
+      // one transaction: a relay failure leaves them for the retry, another node's digest never takes them,
+      // and a crash after the relay's 250 sends them again under the same Message-ID (flagged).
+      const items = await db
+        .updateTable('notice_digest_items')
+        .set({ job_id: job.id })
+        .where('created_at', '<', windowEnd)
+        .where((eb) => eb.or([eb('job_id', 'is', null), eb('job_id', '=', job.id)]))
+        .returning(['id', 'name', 'client_ip'])
+        .execute();
+      if (items.length === 0) return;
+      {
         const byName = new Map<string, DigestEntry>();
         for (const item of items) {
           const entry = byName.get(item.name) ?? { detail: item.name, count: 0, sources: [] };
@@ -126,8 +143,18 @@ export function postmasterHandlers(db: Db, notify: Notify, hostname: string, rev
           byName.set(item.name, entry);
         }
         const entries = [...byName.values()].sort((a, b) => b.count - a.count);
-        await sendThroughRelay(notify.relay, hostname, notify.postmaster, await composeDigest(windowEnd.toISOString(), entries, settings, job.id));
-      });
+        const raw = await composeDigest(windowEnd.toISOString(), entries, settings, job.id);
+        const ids = items.map((i) => i.id);
+        const consume = (tx: Db) => tx.deleteFrom('notice_digest_items').where('id', 'in', ids).execute();
+        await sendThroughRelay(notify.relay, hostname, notify.postmaster, raw, '', {
+          sending: () => ctx?.handoff.sending() ?? Promise.resolve(),
+          sent: () =>
+            db.transaction().execute(async (tx) => {
+              await consume(tx);
+              await ctx?.handoff.sent(tx);
+            }),
+        });
+      }
     },
   };
 }

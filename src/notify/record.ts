@@ -3,7 +3,9 @@
  * banned verdict, and the job handlers a node runs for what it enqueues.
  *
  *   recordDetection(db, detection, policy)   one detection
- *   NotifyRecorder                            the same, batched off the SMTP path
+ *   detectionWriter(policy)                   the same for a group, inside the gateway's
+ *                                             group commit (store/message-log): a detection is
+ *                                             committed with its message's record, before the reply
  *   notifyHandlers(db, config, hostname)      postmaster notices, digests, abuse reports
  *
  * Decides nothing itself: the postmaster policy (notify/postmaster) and the
@@ -12,7 +14,6 @@
  * notices (R2) are decided and enqueued by notify/sender's own hook.
  */
 import type { Config } from '../config/schema.ts';
-import { Batcher } from '../store/batcher.ts';
 import type { Job } from '../store/jobs.ts';
 import type { Db } from '../store/store.ts';
 import { abuseHandlers, recordAbuse, type AbuseHandlerOptions, type AbuseSettings, type WindowDecision } from './abuse.ts';
@@ -51,11 +52,14 @@ export function recordDetection(db: Db, d: Detection, policy: NotifyPolicy, now 
   return recordDetections(db, [d], policy, now);
 }
 
-/** Gathers detections and records them in batches, off the SMTP hot path. */
-export class NotifyRecorder extends Batcher<Detection> {
-  constructor(db: Db, policy: NotifyPolicy, onError: (err: Error, lost: number) => void) {
-    super({ write: async (batch) => void (await recordDetections(db, batch, policy)), onError });
-  }
+/**
+ * Records a group's detections in the caller's transaction — the message
+ * log's group commit — so a detection is committed exactly when its
+ * message's record is, and the reply (550, or 250 for discard/quarantine)
+ * waits for both.
+ */
+export function detectionWriter(policy: NotifyPolicy): (tx: Db, ds: Detection[]) => Promise<void> {
+  return async (tx, ds) => void (await recordDetections(tx, ds, policy));
 }
 
 /** The contact sources the configuration names (RDAP, DNS, reverse DNS, the store cache). */

@@ -19,7 +19,7 @@ import { authenticate } from 'mailauth';
 import { getDomain } from 'tldts';
 import type { Config } from '../config/schema.ts';
 import type { DecidedMessage, TransactionView } from '../edge/gateway.ts';
-import { enqueue } from '../store/jobs.ts';
+import { enqueue, type Job, type JobContext } from '../store/jobs.ts';
 import type { Db } from '../store/store.ts';
 import { detectionFrom } from './detection.ts';
 import { composeSenderNotice, type Detection } from './notice.ts';
@@ -133,9 +133,9 @@ export function senderNoticeHook(db: Db, notify: Notify, hostname: string, onDec
 export function senderNoticeHandlers(notify: Notify, hostname: string) {
   const settings = { from: notify.from, postmaster: notify.postmaster, hostname };
   return {
-    [SENDER_NOTICE_JOB]: async (payload: unknown) => {
+    [SENDER_NOTICE_JOB]: async (payload: unknown, _job: Job, ctx?: JobContext) => {
       const { detection, via } = payload as SenderNoticePayload;
-      await sendThroughRelay(notify.relay, hostname, detection.mailFrom, await composeSenderNotice(detection, settings, via));
+      await sendThroughRelay(notify.relay, hostname, detection.mailFrom, await composeSenderNotice(detection, settings, via, ctx?.handoff.messageId), '', ctx?.handoff);
     },
   };
 }

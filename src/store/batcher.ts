@@ -44,3 +44,134 @@ export class Batcher<T> {
     return this.inFlight;
   }
 }
+
+/*
+ * GroupCommit — the durable sibling of Batcher, the way PostgreSQL's own
+ * commit_delay and Postfix's cleanup+fsync-before-250 do it: every caller
+ * waits for the transaction that holds its item, and one transaction carries
+ * every item that arrived while the previous one was committing (or within
+ * windowMs of the first). Throughput comes from the group, durability from
+ * waiting.
+ *
+ * Promises: commit() resolves only after the transaction holding the item
+ * committed; it rejects when that transaction failed, or when timeoutMs
+ * passed first (the caller answers 451 then; an item already in flight may
+ * still commit, which is the harmless direction: a record without a 250).
+ * An item that timed out before its group started is never written. One bad
+ * item does not sink its group: a failed group is retried one item per
+ * transaction, so only the item that fails alone is refused.
+ */
+export class StoreTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`the store did not commit within ${ms} ms`);
+  }
+}
+
+export interface GroupCommitOptions<T> {
+  /** Writes a group in one transaction; throws when it did not commit. */
+  write(group: T[]): Promise<void>;
+  /** How long the first item of a group waits for company before the transaction starts. */
+  windowMs: number;
+  /** A group this large starts at once. */
+  maxGroup: number;
+  /** The longest a caller waits for its commit. */
+  timeoutMs: number;
+}
+
+interface Waiting<T> {
+  item: T;
+  resolve(): void;
+  reject(err: Error): void;
+  settled: boolean;
+  timer: NodeJS.Timeout;
+}
+
+export class GroupCommit<T> {
+  private pending: Waiting<T>[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  /** Groups committed and their sizes, for the bench and /metrics. */
+  groups = 0;
+  items = 0;
+
+  constructor(private readonly options: GroupCommitOptions<T>) {}
+
+  /** Resolves once `item` is committed; rejects on failure or after timeoutMs. */
+  commit(item: T): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiting<T> = {
+        item,
+        settled: false,
+        resolve: () => {
+          if (w.settled) return;
+          w.settled = true;
+          clearTimeout(w.timer);
+          resolve();
+        },
+        reject: (err) => {
+          if (w.settled) return;
+          w.settled = true;
+          clearTimeout(w.timer);
+          reject(err);
+        },
+        timer: setTimeout(() => {
+          // Not started yet: drop it, so a record of a message answered 451 is never written late.
+          const i = this.pending.indexOf(w);
+          if (i >= 0) this.pending.splice(i, 1);
+          w.reject(new StoreTimeoutError(this.options.timeoutMs));
+        }, this.options.timeoutMs),
+      };
+      this.pending.push(w);
+      this.schedule();
+    });
+  }
+
+  /** Resolves when everything submitted so far has been tried. */
+  async flush(): Promise<void> {
+    while (this.pending.length > 0 || this.running) {
+      if (!this.running) this.start();
+      await this.running;
+    }
+  }
+
+  private schedule(): void {
+    if (this.running) return; // the next group starts when this one ends
+    if (this.pending.length >= this.options.maxGroup) this.start();
+    else this.timer ??= setTimeout(() => this.start(), this.options.windowMs);
+  }
+
+  private start(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.running || this.pending.length === 0) return;
+    const group = this.pending.splice(0, this.options.maxGroup);
+    this.running = this.run(group).finally(() => {
+      this.running = null;
+      // Whoever arrived during the commit has waited long enough: go at once.
+      if (this.pending.length > 0) this.start();
+    });
+  }
+
+  private async run(group: Waiting<T>[]): Promise<void> {
+    try {
+      await this.options.write(group.map((w) => w.item));
+      this.groups++;
+      this.items += group.length;
+      for (const w of group) w.resolve();
+      return;
+    } catch (err) {
+      if (group.length === 1) return group[0]!.reject(err as Error);
+    }
+    for (const w of group) {
+      if (w.settled) continue;
+      try {
+        await this.options.write([w.item]);
+        this.groups++;
+        this.items++;
+        w.resolve();
+      } catch (err) {
+        w.reject(err as Error);
+      }
+    }
+  }
+}

@@ -9,16 +9,22 @@
  * max_attempts, then left `failed` for a human. A dedupe key makes enqueueing
  * idempotent: the same notice can never be queued twice.
  *
- * What this does not promise: a handler that sends mail and then dies
- * before complete() will be run again after the lease, so handlers must be
- * idempotent where the outside world allows (Message-ID per job id).
+ * What this does not promise: exactly-once mail. A worker that dies after
+ * handing a mail to the relay and before marking the job done leaves it to
+ * be sent again once the lease runs out. That window is kept as small as it
+ * can be and made visible: a handler's mail goes out through a Handoff
+ * (jobHandoff), which marks the job `sending` just before the relay gets the
+ * message and `done` right after its 250; a job claimed again while it is
+ * `sending` is flagged possible_duplicate, and its mail carries the same
+ * Message-ID (jobMessageId, from the job id) so the recipient's side can
+ * tell the copies apart.
  */
 import { sql, type Selectable } from 'kysely';
 import type { JobsTable } from './schema.ts';
 import type { Db } from './store.ts';
 
 export type Job = Selectable<JobsTable>;
-export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled' | 'review';
+export type JobState = 'queued' | 'running' | 'sending' | 'done' | 'failed' | 'cancelled' | 'review';
 
 export interface NewJob {
   kind: string;
@@ -59,12 +65,14 @@ export async function enqueue(db: Db, job: NewJob): Promise<string | null> {
 export async function claim(db: Db, worker: string, kinds: readonly string[], limit = 10, leaseMs = 60_000, now = new Date()): Promise<Job[]> {
   if (kinds.length === 0) return [];
   const until = new Date(now.getTime() + leaseMs);
+  // A job taken back from `sending` was handed to the relay by a worker that never said how it went.
   const result = await sql<Job>`
-    update jobs set state = 'running', locked_by = ${worker}, locked_until = ${until}, attempts = attempts + 1
+    update jobs set state = 'running', locked_by = ${worker}, locked_until = ${until}, attempts = attempts + 1,
+      possible_duplicate = possible_duplicate or state = 'sending'
     where id in (
       select id from jobs
       where kind in (${sql.join(kinds)})
-        and ((state = 'queued' and run_at <= ${now}) or (state = 'running' and locked_until < ${now}))
+        and ((state = 'queued' and run_at <= ${now}) or (state in ('running', 'sending') and locked_until < ${now}))
       order by run_at
       limit ${limit}
       for update skip locked
@@ -80,9 +88,55 @@ export async function complete(db: Db, id: string, worker: string): Promise<bool
     .set({ state: 'done', done_at: new Date(), locked_by: null, locked_until: null, last_error: null })
     .where('id', '=', id)
     .where('locked_by', '=', worker)
-    .where('state', '=', 'running')
+    .where('state', 'in', ['running', 'sending'])
     .executeTakeFirst();
   return Number(r.numUpdatedRows) === 1;
+}
+
+/**
+ * Marks a claimed job `sending`: its mail is about to be handed to the relay.
+ * False (and nothing may be sent) when this worker no longer holds it.
+ */
+export async function markSending(db: Db, id: string, worker: string, now = new Date()): Promise<boolean> {
+  const r = await db
+    .updateTable('jobs')
+    .set((eb) => ({ state: 'sending', sending_at: now, sent_by: worker, handoffs: eb('handoffs', '+', 1) }))
+    .where('id', '=', id)
+    .where('locked_by', '=', worker)
+    .where('state', 'in', ['running', 'sending'])
+    .executeTakeFirst();
+  return Number(r.numUpdatedRows) === 1;
+}
+
+/** The Message-ID of every mail a job sends, on every attempt: derived from the job id alone. */
+export function jobMessageId(job: Pick<Job, 'id' | 'kind'>, hostname: string): string {
+  const kind = job.kind.replace(/[^A-Za-z0-9.-]/g, '-').slice(0, 40);
+  const host = hostname.replace(/[^A-Za-z0-9.-]/g, '').slice(0, 253) || 'backstop.invalid';
+  return `<${kind}.${job.id}@${host}>`;
+}
+
+/**
+ * What a handler's mail goes out through: `sending()` just before the relay
+ * gets the message (throws when the job was taken by another worker, so it is
+ * not sent by two), `sent(db?)` right after the relay's 250 (marks the job
+ * done; pass a transaction to make it part of the handler's own commit).
+ */
+export interface Handoff {
+  messageId: string;
+  sending(): Promise<void>;
+  sent(db?: Db): Promise<void>;
+}
+
+export function jobHandoff(db: Db, job: Pick<Job, 'id' | 'kind'>, worker: string, hostname: string): Handoff {
+  return {
+    messageId: jobMessageId(job, hostname),
+    async sending() {
+      if (!(await markSending(db, job.id, worker))) throw new Error('the job was taken by another worker (its lease ran out): not sending it from here');
+    },
+    async sent(tx = db) {
+      await complete(tx, job.id, worker);
+    },
+  };
 }
 
 /** Exponential back-off: 30 s, 1 min, 2 min … capped at 6 hours. */
@@ -120,10 +174,19 @@ export async function setState(db: Db, id: string, action: 'cancel' | 'retry' | 
   return Number(r.numUpdatedRows) === 1;
 }
 
+/** A handler's third argument: how its mail goes out (see Handoff). */
+export interface JobContext {
+  handoff: Handoff;
+}
+
+export type JobHandler = (payload: unknown, job: Job, ctx?: JobContext) => Promise<void>;
+
 export interface WorkerOptions {
   db: Db;
   worker: string;
-  handlers: Record<string, (payload: unknown, job: Job) => Promise<void>>;
+  /** The host name in every job's Message-ID. */
+  hostname?: string;
+  handlers: Record<string, JobHandler>;
   pollMs?: number;
   leaseMs?: number;
   signal: AbortSignal;
@@ -142,7 +205,8 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     }
     for (const job of jobs) {
       try {
-        await opts.handlers[job.kind]!(job.payload, job);
+        await opts.handlers[job.kind]!(job.payload, job, { handoff: jobHandoff(opts.db, job, opts.worker, opts.hostname ?? 'backstop.invalid') });
+        // Done already when the handler's mail went out through the handoff; this covers handlers that send nothing.
         await complete(opts.db, job.id, opts.worker);
       } catch (err) {
         const outcome = await fail(opts.db, job, opts.worker, (err as Error).message);

@@ -1,32 +1,101 @@
 /*
- * store/message-log — one record per message, written in batches.
+ * store/message-log — one record per message, committed before the reply.
  *
- * Batches of up to 1,000 rows, written at least once a second: on the
- * embedded PGlite an insert costs ~0.2 ms of the main thread per row in
- * batches of 50 and ~0.11 ms in batches of 200 or more (measured, on disk),
- * and PGlite runs on the SMTP thread.
+ * The Postfix rule (cleanup writes and fsyncs the queue file before smtpd
+ * says 250): the reply to the end of DATA is sent only once the message's
+ * record — and whatever rides with it, the detection that feeds postmaster
+ * notices and abuse reports — is committed. commit() waits for that; the
+ * records of many concurrent messages share one transaction (group commit,
+ * store/batcher), so the price is a few milliseconds of latency, not a
+ * transaction per message.
  *
- * What this trades: a record may be lost if the process dies within one
- * flush interval (1 s) of the reply. It never loses mail — the record describes a
- * decision already answered in the SMTP session, and anything that must be
- * durable before the reply (the quarantined message itself) is written
- * synchronously by the quarantine repository instead.
+ * Trusts its caller to have cleaned every peer string. Never resolves
+ * commit() for a record that is not committed; a failed or slow store makes
+ * commit() reject, and the gateway answers 451 4.3.0 so the sender keeps the
+ * message. record() is for replies the sender will retry anyway (4xx): the
+ * record is written in the next group, nobody waits, a failure is counted.
+ *
+ * `waitForCommit: false` brings back the old behaviour (commit() resolves at
+ * once, groups of up to 1,000 every second): only `npm run bench` uses it,
+ * to show the cost of waiting side by side.
  */
 import type { Insertable } from 'kysely';
-import { Batcher } from './batcher.ts';
+import { GroupCommit, StoreTimeoutError } from './batcher.ts';
 import type { MessagesTable } from './schema.ts';
 import type { Db } from './store.ts';
 
 export type MessageRecord = Insertable<MessagesTable>;
+export { StoreTimeoutError };
 
-export interface MessageLogOptions {
-  maxBatch?: number;
-  flushMs?: number;
-  onError?(err: Error, lost: number): void;
+/** A message's record and what rides with it in the same transaction (a detection, for notify:). */
+export interface LogEntry<E> {
+  row: MessageRecord;
+  extra: E | null;
 }
 
-export class MessageLog extends Batcher<MessageRecord> {
-  constructor(db: Db, options: MessageLogOptions = {}) {
-    super({ maxBatch: 1000, flushMs: 1000, ...options, write: async (batch) => void (await db.insertInto('messages').values(batch).execute()) });
+export interface DurabilitySettings {
+  /** How long the first record of a group waits for others before its transaction starts. */
+  groupCommitMs: number;
+  /** Records per transaction at most. */
+  maxGroup: number;
+  /** The longest a reply waits for its record; past it the reply is 451 4.3.0. */
+  commitTimeoutMs: number;
+}
+
+export const DEFAULT_DURABILITY: DurabilitySettings = { groupCommitMs: 4, maxGroup: 500, commitTimeoutMs: 5000 };
+
+export interface MessageLogOptions<E> extends Partial<DurabilitySettings> {
+  /** Writes the extras of a group inside the group's transaction. */
+  writeExtra?(tx: Db, extras: E[]): Promise<void>;
+  /** A record nobody waited for (record()) could not be written. */
+  onError?(err: Error, lost: number): void;
+  /** Bench only: answer before the commit (the old batching). */
+  waitForCommit?: boolean;
+}
+
+export class MessageLog<E = never> {
+  private readonly group: GroupCommit<LogEntry<E>>;
+  private readonly wait: boolean;
+
+  constructor(
+    db: Db,
+    private readonly options: MessageLogOptions<E> = {},
+  ) {
+    this.wait = options.waitForCommit ?? true;
+    const old = this.wait ? DEFAULT_DURABILITY : { ...DEFAULT_DURABILITY, groupCommitMs: 1000, maxGroup: 1000 };
+    this.group = new GroupCommit<LogEntry<E>>({
+      windowMs: options.groupCommitMs ?? old.groupCommitMs,
+      maxGroup: options.maxGroup ?? old.maxGroup,
+      timeoutMs: options.commitTimeoutMs ?? old.commitTimeoutMs,
+      write: (entries) =>
+        db.transaction().execute(async (tx) => {
+          await tx.insertInto('messages').values(entries.map((e) => e.row)).execute();
+          const extras = entries.flatMap((e) => (e.extra === null ? [] : [e.extra]));
+          if (extras.length > 0 && options.writeExtra) await options.writeExtra(tx, extras);
+        }),
+    });
+  }
+
+  /** Resolves once the record (and its extra) is committed; rejects when the store failed or was too slow. */
+  commit(row: MessageRecord, extra: E | null = null): Promise<void> {
+    const done = this.group.commit({ row, extra });
+    if (this.wait) return done;
+    done.catch((err: Error) => this.options.onError?.(err, 1));
+    return Promise.resolve();
+  }
+
+  /** Writes the record with the next group; nobody waits (for replies the sender retries anyway). */
+  record(row: MessageRecord, extra: E | null = null): void {
+    this.group.commit({ row, extra }).catch((err: Error) => this.options.onError?.(err, 1));
+  }
+
+  /** Tries everything submitted so far (at shutdown). */
+  flush(): Promise<void> {
+    return this.group.flush();
+  }
+
+  /** Transactions committed and the records they carried. */
+  get stats(): { groups: number; records: number } {
+    return { groups: this.group.groups, records: this.group.items };
   }
 }

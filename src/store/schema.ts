@@ -71,6 +71,13 @@ export interface JobsTable {
   dedupe_key: string | null;
   created_at: DefaultTimestamp;
   done_at: Timestamp | null;
+  /** When the job's mail was last handed to the relay, and by which worker (node:pid). */
+  sending_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  sent_by: Generated<string | null>;
+  /** How many times its mail was handed to the relay (DATA started). */
+  handoffs: Generated<number>;
+  /** A worker died after handing the mail over and before marking it done: the recipient may have it twice. */
+  possible_duplicate: Generated<boolean>;
 }
 
 export interface AuditTable {
@@ -92,6 +99,8 @@ export interface NoticeDigestItemsTable {
   name: string;
   client_ip: string;
   created_at: DefaultTimestamp;
+  /** The digest job that claimed it (migration 0102). */
+  job_id: Generated<string | null>;
 }
 
 export interface AbuseSourcesTable {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { backoffMs, claim, complete, enqueue, fail, runWorker, setState } from '../../src/store/jobs.ts';
+import { backoffMs, claim, complete, enqueue, fail, jobHandoff, jobMessageId, markSending, runWorker, setState } from '../../src/store/jobs.ts';
 import { openStore } from '../../src/store/store.ts';
 import { createTestDatabase, openTestStore } from '../helpers/pg.ts';
 
@@ -59,6 +59,56 @@ for (const kind of ['pglite', 'postgres'] as const) {
       assert.equal(again!.id, id);
       assert.equal(await complete(store.db, id, 'dead'), false);
       assert.equal(await complete(store.db, id, 'alive'), true);
+    });
+
+    test('a job its worker handed to the relay before dying comes back flagged a possible duplicate, with the same Message-ID; one that died before the hand-off does not', async () => {
+      const handed = (await enqueue(store.db, { kind: 'k-handoff', payload: {} }))!;
+      const before = (await enqueue(store.db, { kind: 'k-handoff', payload: {} }))!;
+      const now = new Date();
+      const first = await claim(store.db, 'node-a:1', ['k-handoff'], 10, 1000, now);
+      assert.equal(first.length, 2);
+      const idFirst = jobMessageId(first.find((j) => j.id === handed)!, 'mx.example.net');
+      assert.equal(await markSending(store.db, handed, 'node-a:1'), true); // … and node-a dies with the relay's 250 on the wire
+      const later = new Date(now.getTime() + 2000);
+      const again = await claim(store.db, 'node-b:1', ['k-handoff'], 10, 1000, later);
+      const byId = new Map(again.map((j) => [j.id, j]));
+      assert.equal(byId.get(handed)!.possible_duplicate, true);
+      assert.equal(byId.get(before)!.possible_duplicate, false);
+      assert.equal(jobMessageId(byId.get(handed)!, 'mx.example.net'), idFirst);
+      assert.equal(idFirst, `<k-handoff.${handed}@mx.example.net>`);
+      // The dead worker, were it only slow, may not hand it over a second time now that node-b holds it.
+      await assert.rejects(jobHandoff(store.db, first[0]!, 'node-a:1', 'mx.example.net').sending(), /taken by another worker/);
+      const handoff = jobHandoff(store.db, byId.get(handed)!, 'node-b:1', 'mx.example.net');
+      await handoff.sending();
+      await handoff.sent();
+      const row = await store.db.selectFrom('jobs').select(['state', 'sent_by', 'handoffs', 'possible_duplicate', 'locked_by']).where('id', '=', handed).executeTakeFirstOrThrow();
+      assert.deepEqual(row, { state: 'done', sent_by: 'node-b:1', handoffs: 2, possible_duplicate: true, locked_by: null });
+    });
+
+    test('the worker gives every handler a handoff: the job is done the moment the mail is, with the node that sent it', async () => {
+      const id = (await enqueue(store.db, { kind: 'k-worker-handoff', payload: {} }))!;
+      const stop = new AbortController();
+      const seen: { state: string; messageId: string }[] = [];
+      const worker = runWorker({
+        db: store.db,
+        worker: 'node-c:7',
+        hostname: 'mx.example.net',
+        pollMs: 20,
+        signal: stop.signal,
+        handlers: {
+          'k-worker-handoff': async (_payload, _job, ctx) => {
+            await ctx!.handoff.sending();
+            const during = await store.db.selectFrom('jobs').select('state').where('id', '=', id).executeTakeFirstOrThrow();
+            await ctx!.handoff.sent();
+            seen.push({ state: during.state, messageId: ctx!.handoff.messageId });
+            stop.abort();
+          },
+        },
+      });
+      await worker;
+      assert.deepEqual(seen, [{ state: 'sending', messageId: `<k-worker-handoff.${id}@mx.example.net>` }]);
+      const row = await store.db.selectFrom('jobs').select(['state', 'sent_by', 'handoffs', 'possible_duplicate']).where('id', '=', id).executeTakeFirstOrThrow();
+      assert.deepEqual(row, { state: 'done', sent_by: 'node-c:7', handoffs: 1, possible_duplicate: false });
     });
 
     test('review jobs wait for approval; cancel stops a job', async () => {

@@ -43,26 +43,54 @@ for (const kind of ['pglite', 'postgres'] as const) {
       assert.deepEqual(await migrate(store.db), []);
     });
 
-    test('message log writes batches and keeps every record', async () => {
-      const errors: Error[] = [];
-      const log = new MessageLog(store.db, { maxBatch: 7, flushMs: 20, onError: (e) => errors.push(e) });
+    test('message log: every commit() resolves only once its record is readable, in few transactions', async () => {
+      const log = new MessageLog(store.db, { maxGroup: 7, groupCommitMs: 5 });
       const ids = Array.from({ length: 30 }, () => randomUUID());
-      for (const id of ids) log.add(record({ id, rcpt_to: ['a@example.net', 'b@example.net'] }));
-      await log.flush();
-      assert.deepEqual(errors, []);
+      const seen = await Promise.all(
+        ids.map(async (id) => {
+          await log.commit(record({ id, rcpt_to: ['a@example.net', 'b@example.net'] }));
+          return (await store.db.selectFrom('messages').select('id').where('id', '=', id).execute()).length;
+        }),
+      );
+      assert.deepEqual(seen, ids.map(() => 1));
       const rows = await store.db.selectFrom('messages').select(['id', 'rcpt_to', 'client_ip']).where('id', 'in', ids).execute();
       assert.equal(rows.length, 30);
       assert.deepEqual(rows[0]!.rcpt_to, ['a@example.net', 'b@example.net']);
       assert.equal(rows[0]!.client_ip, '192.0.2.7');
+      // 30 records in groups of at most 7: at least 5 transactions, and far fewer than 30.
+      assert.ok(log.stats.groups >= 5 && log.stats.groups <= 10, `groups: ${log.stats.groups}`);
     });
 
-    test('message log reports a failed batch instead of throwing into the SMTP path', async () => {
+    test('message log: a record the store refuses rejects its own commit only, and record() reports what it lost', async () => {
       const errors: [Error, number][] = [];
-      const log = new MessageLog(store.db, { onError: (e, n) => errors.push([e, n]) });
-      log.add(record({ client_ip: 'not-an-ip' }));
+      const log = new MessageLog(store.db, { groupCommitMs: 20, onError: (e, n) => errors.push([e, n]) });
+      const good = randomUUID();
+      const results = await Promise.allSettled([log.commit(record({ client_ip: 'not-an-ip' })), log.commit(record({ id: good }))]);
+      assert.equal(results[0]!.status, 'rejected');
+      assert.equal(results[1]!.status, 'fulfilled');
+      assert.equal((await store.db.selectFrom('messages').select('id').where('id', '=', good).execute()).length, 1);
+      log.record(record({ client_ip: 'not-an-ip' }));
       await log.flush();
+      await new Promise((r) => setImmediate(r));
       assert.equal(errors.length, 1);
       assert.equal(errors[0]![1], 1);
+    });
+
+    test('message log: the extras of a group commit in the same transaction as the records, or not at all', async () => {
+      const log = new MessageLog<string>(store.db, {
+        groupCommitMs: 20,
+        writeExtra: async (tx, extras) => {
+          await tx.insertInto('notice_names').values(extras.map((name) => ({ name }))).execute();
+          if (extras.includes('poison')) throw new Error('extra refused');
+        },
+      });
+      const [a, b] = [randomUUID(), randomUUID()];
+      const results = await Promise.allSettled([log.commit(record({ id: a }), `name-${a}`), log.commit(record({ id: b }), 'poison')]);
+      assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected']);
+      const messages = await store.db.selectFrom('messages').select('id').where('id', 'in', [a, b]).execute();
+      const names = await store.db.selectFrom('notice_names').select('name').where('name', 'in', [`name-${a}`, 'poison']).execute();
+      assert.deepEqual(messages.map((m) => m.id), [a]);
+      assert.deepEqual(names.map((n) => n.name), [`name-${a}`]);
     });
 
     test('quarantine keeps the whole raw message byte for byte, once released it cannot be released again', async () => {

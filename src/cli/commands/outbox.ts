@@ -6,6 +6,10 @@
  * approving a morning's held complaints should not start a process for each):
  * each id is done on its own and reported on its own line, and one failing
  * does not stop the rest.
+ * A job whose worker died after handing its mail to the relay was sent again
+ * under the same Message-ID: `list` marks it `possible-duplicate` (with the
+ * node and worker that sent it last), `list --possible-duplicates` shows only
+ * those.
  * Exit 0 done (every id), 1 some id not found or not in a state that allows
  * it, 2 error.
  */
@@ -18,11 +22,11 @@ import { operator, parseCommandArgs, parseLimit, subcommandWithId } from '../arg
 import { CONFIG_OPTION, withStore } from '../store.ts';
 import { UsageError, type Command } from '../command.ts';
 
-const STATES = ['queued', 'running', 'done', 'failed', 'cancelled', 'review'];
+const STATES = ['queued', 'running', 'sending', 'done', 'failed', 'cancelled', 'review'];
 
 export const command: Command = {
   summary: 'Show and steer the outbox: notices, abuse reports and complaints waiting, sent or failed.',
-  usage: 'backstop outbox list [--state S] [--kind K]… [--limit N] | show ID | retry ID… | cancel ID… | approve ID…  [--config FILE]',
+  usage: 'backstop outbox list [--state S] [--kind K]… [--limit N] [--possible-duplicates] | show ID | retry ID… | cancel ID… | approve ID…  [--config FILE]',
   async run(args) {
     const { values, positionals } = parseCommandArgs(args, {
       ...CONFIG_OPTION,
@@ -30,17 +34,19 @@ export const command: Command = {
       // Repeatable: one listing of several kinds is one process, not one each.
       kind: { type: 'string', multiple: true },
       limit: { type: 'string' },
+      'possible-duplicates': { type: 'boolean' },
     });
     const { sub, ids } = outboxSubcommand(positionals);
     if (values.state && !STATES.includes(values.state)) throw new UsageError(`--state must be one of ${STATES.join(', ')}`);
     const limit = parseLimit(values.limit);
     return withStore(values.config, async (store) => {
       if (sub === 'list') {
-        let q = store.db.selectFrom('jobs').select(['id', 'kind', 'state', 'attempts', 'run_at', 'last_error']).orderBy('created_at', 'desc').limit(limit);
+        let q = store.db.selectFrom('jobs').select(['id', 'kind', 'state', 'attempts', 'run_at', 'last_error', 'sent_by', 'possible_duplicate']).orderBy('created_at', 'desc').limit(limit);
         if (values.state) q = q.where('state', '=', values.state);
         if (values.kind?.length) q = q.where('kind', 'in', values.kind);
+        if (values['possible-duplicates']) q = q.where('possible_duplicate', '=', true);
         for (const j of await q.execute()) {
-          console.log([j.id, j.kind, j.state, String(j.attempts), j.run_at.toISOString(), j.last_error ?? ''].map((v) => cleanText(v, 200)).join('\t'));
+          console.log([j.id, j.kind, j.state, String(j.attempts), j.run_at.toISOString(), j.last_error ?? '', j.sent_by ?? '', j.possible_duplicate ? 'possible-duplicate' : ''].map((v) => cleanText(v, 200)).join('\t'));
         }
         return 0;
       }

@@ -13,7 +13,8 @@ import { startGateway, type GatewayHooks } from '../../edge/gateway.ts';
 import { createJudge } from '../../edge/judge.ts';
 import { startMilter, type MilterServer } from '../../milter/server.ts';
 import { detectionFrom } from '../../notify/detection.ts';
-import { notifyHandlers, notifyPolicy, NotifyRecorder } from '../../notify/record.ts';
+import type { Detection } from '../../notify/notice.ts';
+import { detectionWriter, notifyHandlers, notifyPolicy } from '../../notify/record.ts';
 import { senderNoticeHook } from '../../notify/sender.ts';
 import { runWorker } from '../../store/jobs.ts';
 import { createLogger } from '../../obs/log.ts';
@@ -38,10 +39,14 @@ export const command: Command = {
     const nodeName = config.nodeName ?? hostname();
 
     const store = await openStore(config.store);
-    const messageLog = new MessageLog(store.db, {
+    // Every message's record, and with it the detection behind notices and reports, is committed
+    // before the reply to DATA (group commit, config.records); a store that fails or is slow is a 451.
+    const messageLog = new MessageLog<Detection>(store.db, {
+      ...config.records,
+      ...(config.notify ? { writeExtra: detectionWriter(notifyPolicy(config)) } : {}),
       onError: (err, lost) => {
         storeErrorsTotal.inc({ what: 'message-log' });
-        logger.error({ err: err.message, lost }, 'message log batch could not be written');
+        logger.error({ err: err.message, lost }, 'message log record (of a 4xx reply) could not be written');
       },
     });
     const scanner = createScanner(config, { onClamdError: () => clamdErrorsTotal.inc() });
@@ -53,7 +58,6 @@ export const command: Command = {
     const hooks: Partial<GatewayHooks> = { decided: [] };
     const stopWorkers = new AbortController();
     const workers: Promise<void>[] = [];
-    let recorder: NotifyRecorder | null = null;
     // The backscatter shield (R7): hooks in the gateway, complaint jobs in this node's worker.
     const shield = await startShield(config, store, logger);
     if (shield) Object.assign(hooks, shield.hooks);
@@ -70,6 +74,7 @@ export const command: Command = {
         runWorker({
           db: store.db,
           worker: `${nodeName}:${process.pid}:desk`,
+          hostname: config.smtp.hostname,
           handlers: incidents.handlers,
           signal: stopWorkers.signal,
           onError: (job, err, outcome) => logger.warn({ job: job.id, kind: job.kind, err: err.message, outcome }, 'desk job failed'),
@@ -79,19 +84,11 @@ export const command: Command = {
     if (desk && !config.notify) logger.warn('desk: reports are taken in, but forwards to customers wait until notify.relay is configured');
     if (config.notify) {
       const policy = notifyPolicy(config);
-      const detections = new NotifyRecorder(store.db, policy, (err, lost) => {
-        storeErrorsTotal.inc({ what: 'detections' });
-        logger.error({ err: err.message, lost }, 'detections could not be recorded: notices and reports for them are missing');
-      });
-      recorder = detections;
-      hooks.decided!.push(async (t, decided) => {
-        const detection = detectionFrom(t, decided);
-        if (detection) detections.add(detection);
-      });
       workers.push(
         runWorker({
           db: store.db,
           worker: `${nodeName}:${process.pid}`,
+          hostname: config.smtp.hostname,
           handlers: { ...notifyHandlers(store.db, config, config.smtp.hostname), ...shield?.handlers, ...desk?.handlers },
           signal: stopWorkers.signal,
           onError: (job, err, outcome) => logger.warn({ job: job.id, kind: job.kind, err: err.message, outcome }, 'outbox job failed'),
@@ -109,12 +106,12 @@ export const command: Command = {
       logger.info('notify: not configured, no postmaster notices or abuse reports are sent');
     }
 
-    const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks, ...(desk ? { routes: [desk.route] } : {}) });
+    const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks, ...(config.notify ? { detect: detectionFrom } : {}), ...(desk ? { routes: [desk.route] } : {}) });
     // The milter role: the same checks and the same judge as the gateway, for an MTA that asks (smtpd_milters).
     let milter: MilterServer | null = null;
     if (config.milter) {
       const all: GatewayHooks = { mail: [], rcpt: [], data: [], decided: [], ...hooks };
-      const judge = createJudge({ config, store, scanner, logger: logger.child({ role: 'milter' }), messageLog, nodeName, hooks: all, hookTimeoutMs: 30_000 });
+      const judge = createJudge({ config, store, scanner, logger: logger.child({ role: 'milter' }), messageLog, nodeName, hooks: all, hookTimeoutMs: 30_000, ...(config.notify ? { detect: detectionFrom } : {}) });
       milter = await startMilter({ config: { ...config, milter: config.milter }, judge, hooks: all, hookTimeoutMs: 30_000, logger });
     }
     // The console shows this configuration (secrets masked) and releases quarantined mail through its next hop.
@@ -133,7 +130,6 @@ export const command: Command = {
     });
     await milter?.close();
     await gateway.close();
-    await recorder?.flush();
     await shield?.close();
     stopWorkers.abort();
     await Promise.all(workers);

@@ -15,6 +15,11 @@
  * addresses and names. The payload is shown as JSON text through preText
  * (escaped, controls and bidi overrides neutralised) and cut at 64 kB; the
  * summary in the list goes through clip().
+ *
+ * At-least-once, shown: a job whose worker died after handing its mail to the
+ * relay (store/jobs: `sending` when its lease ran out) was sent again under
+ * the same Message-ID; it is marked "possible duplicate", with the node that
+ * sent it.
  */
 import { z } from 'zod';
 import { setState, type JobState } from '../../store/jobs.ts';
@@ -22,7 +27,7 @@ import { clip, html, preText, qs, utc, type SafeHtml } from '../html.ts';
 import { csrfBody, idParams, noQuery } from '../schemas.ts';
 import type { ConsolePage } from './registry.ts';
 
-export const JOB_STATES: readonly JobState[] = ['review', 'queued', 'running', 'failed', 'done', 'cancelled'];
+export const JOB_STATES: readonly JobState[] = ['review', 'queued', 'running', 'sending', 'failed', 'done', 'cancelled'];
 const ACTIONS = ['retry', 'cancel', 'approve'] as const;
 type JobAction = (typeof ACTIONS)[number];
 
@@ -82,6 +87,8 @@ const listQuery = {
 const showQuery = { type: 'object', additionalProperties: false, properties: { done: { type: 'string', enum: ACTIONS } } } as const;
 const actionParams = { ...idParams, required: ['id', 'action'], properties: { ...idParams.properties, action: { type: 'string', enum: ACTIONS } } } as const;
 
+const duplicateBadge = html` <span class="state s-failed" title="its worker died after handing it to the relay; sent again with the same Message-ID">possible duplicate</span>`;
+
 const stateBadge = (state: string): SafeHtml => html`<span class="state s-${JOB_STATES.includes(state as JobState) ? state : 'other'}">${state}</span>`;
 
 export const page: ConsolePage = {
@@ -96,7 +103,7 @@ export const page: ConsolePage = {
       const q = request.query as { kind?: string; state?: string; limit: number };
       let list = db
         .selectFrom('jobs')
-        .select(['id', 'kind', 'state', 'attempts', 'max_attempts', 'run_at', 'created_at', 'done_at', 'last_error', 'payload'])
+        .select(['id', 'kind', 'state', 'attempts', 'max_attempts', 'run_at', 'created_at', 'done_at', 'last_error', 'payload', 'sent_by', 'possible_duplicate'])
         .orderBy('created_at', 'desc')
         .limit(q.limit);
       let counts = db.selectFrom('jobs').select(['state', (eb) => eb.fn.countAll<number>().as('n')]).groupBy('state');
@@ -126,14 +133,15 @@ ${count('review') > 0 && q.state !== 'review' ? html`<p class="warn">${count('re
 <p class="meta">${rows.length} job${rows.length === 1 ? '' : 's'}${rows.length === q.limit ? ' (the newest; narrow the filter for older ones)' : ''}.</p>
 ${rows.length === 0
   ? html`<p class="empty">Nothing in the outbox matches.</p>`
-  : html`<table class="grid outbox"><thead><tr><th>Created (UTC)</th><th>Kind</th><th>About</th><th>State</th><th class="num">Attempts</th><th>Runs at (UTC)</th><th>Last error</th></tr></thead><tbody>
+  : html`<table class="grid outbox"><thead><tr><th>Created (UTC)</th><th>Kind</th><th>About</th><th>State</th><th class="num">Attempts</th><th>Runs at (UTC)</th><th>Sent by</th><th>Last error</th></tr></thead><tbody>
 ${rows.map((r) => html`<tr>
 <td class="nowrap"><a href="/outbox/${r.id}">${utc(r.created_at)}</a></td>
 <td class="mono">${r.kind}</td>
 <td class="mono">${clip(describePayload(r.payload).summary, 60)}</td>
-<td>${stateBadge(r.state)}</td>
+<td>${stateBadge(r.state)}${r.possible_duplicate ? duplicateBadge : ''}</td>
 <td class="num">${r.attempts}/${r.max_attempts}</td>
 <td class="nowrap">${r.state === 'done' ? html`<span class="none">sent ${utc(r.done_at)}</span>` : utc(r.run_at)}</td>
+<td class="mono">${clip(r.sent_by, 40)}</td>
 <td>${clip(r.last_error, 60)}</td></tr>`)}
 </tbody></table>`}`;
       return ctx.render(request, reply, { title: 'Outbox', slot: 'outbox', body });
@@ -158,8 +166,9 @@ ${rows.map((r) => html`<tr>
           )
         : [];
       const body = html`
-<div class="head"><h1>Outbox job</h1>${stateBadge(job.state)}<a href="/outbox${qs({ kind: job.kind })}">All ${job.kind} jobs</a></div>
+<div class="head"><h1>Outbox job</h1>${stateBadge(job.state)}${job.possible_duplicate ? duplicateBadge : ''}<a href="/outbox${qs({ kind: job.kind })}">All ${job.kind} jobs</a></div>
 ${done ? html`<p class="done" role="status">${LABEL[done].done}</p>` : ''}
+${job.possible_duplicate ? html`<p class="warn">Possible duplicate: a worker handed this mail to the relay and died before it could mark it sent, so it was sent again with the same Message-ID (it is made from the job id). The recipient may have it twice.</p>` : ''}
 ${job.state === 'review' ? html`<p class="warn">This job waits for a person's approval before it is sent. Read the payload below first.</p>` : ''}
 ${actions.length ? html`<div class="actions">${actions}</div>` : ctx.can(request, 'admin') ? '' : html`<p class="meta">Retry, cancel and approve need the admin role.</p>`}
 <section class="cols">
@@ -173,6 +182,7 @@ ${actions.length ? html`<div class="actions">${actions}</div>` : ctx.can(request
 <tr><th>Created</th><td>${utc(job.created_at)}</td></tr>
 <tr><th>Runs at</th><td>${utc(job.run_at)}</td></tr>
 ${job.done_at ? html`<tr><th>Done</th><td>${utc(job.done_at)}</td></tr>` : ''}
+${job.sent_by ? html`<tr><th>Sent by</th><td class="mono">${job.sent_by}, handed to the relay ${job.handoffs} time${job.handoffs === 1 ? '' : 's'}, last ${utc(job.sending_at)}</td></tr>` : ''}
 ${job.locked_by ? html`<tr><th>Held by</th><td class="mono">${job.locked_by} until ${utc(job.locked_until)}</td></tr>` : ''}
 <tr><th>Last error</th><td class="mono wrap">${job.last_error ?? html`<span class="none">none</span>`}</td></tr>
 <tr><th>Dedupe key</th><td class="mono wrap">${clip(job.dedupe_key, 200)}</td></tr>
