@@ -27,7 +27,7 @@ import type { MessageLog } from '../store/message-log.ts';
 import type { Store } from '../store/store.ts';
 import { clientOf } from './client.ts';
 import { runHooks, type GatewayHooks, type TransactionView } from './hooks.ts';
-import { createJudge } from './judge.ts';
+import { createJudge, type JudgeDeps } from './judge.ts';
 import { parseNextHop, type NextHop, type NextHopSession } from './next-hop.ts';
 import { receivedHeader } from './received.ts';
 import { compileNetworks, compileRelayPolicy, inNetworks, relayDecision } from './relay.ts';
@@ -60,6 +60,8 @@ export interface GatewayDeps {
   scanner: Scanner;
   logger: Logger;
   messageLog: MessageLog;
+  /** What rides with each message's record in its transaction (edge/judge): serve passes notify's detectionFrom. */
+  detect?: JudgeDeps['detect'];
   nodeName: string;
   hooks?: Partial<GatewayHooks>;
   routes?: readonly LocalRoute[];
@@ -197,7 +199,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const tls = config.smtp.tls ? readCertificate(config.smtp.tls) : await ensureCertificate(config.dataDir, config.smtp.hostname);
   const sessions = new Map<string, SessionState>();
   const maxBytes = config.smtp.maxMessageBytes;
-  const judge = createJudge({ config, store, scanner, logger: log, messageLog, nodeName, hooks, hookTimeoutMs });
+  const judge = createJudge({ config, store, scanner, logger: log, messageLog, nodeName, hooks, hookTimeoutMs, ...(deps.detect ? { detect: deps.detect } : {}) });
   const budget = new BufferBudget(config.smtp.maxBufferedBytes);
   const limits = anvilLimits(config);
   const connections = new ConnectionCounter(limits);

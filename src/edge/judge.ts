@@ -13,6 +13,16 @@
  * the outlet delivered it, or the quarantine row is committed, or it was
  * deliberately discarded and logged. A check or scan that throws is a 451.
  *
+ * Durable before the reply (the Postfix way): a final reply — 250 for any
+ * action, 5xx for a refusal — is given only once the message's record, and
+ * the detection that feeds notices and reports, is committed (the message
+ * log's group commit). A store that fails or is slower than
+ * records.commitTimeoutMs turns the reply into 451 4.3.0: the sender keeps
+ * the message and tries again. For delivered mail the next hop then has it
+ * already and the retry delivers it twice — duplication, never loss
+ * (RFC 5321 §6.1), and never a 250 without its record. A 4xx reply's record
+ * is written without waiting: the sender retries anyway.
+ *
  * Trusts the transaction's strings no more than the gateway does: every
  * value that is logged or stored is cleaned here.
  */
@@ -29,8 +39,8 @@ import type { MessageLog } from '../store/message-log.ts';
 import { quarantineMessage } from '../store/quarantine.ts';
 import type { Store } from '../store/store.ts';
 import { headerBlock, headerField } from './headers.ts';
-import { runHooks, type GatewayHooks, type TransactionView } from './hooks.ts';
-import { LOCAL_ERROR, type Reply } from './replies.ts';
+import { runHooks, type DecidedMessage, type GatewayHooks, type TransactionView } from './hooks.ts';
+import { LOCAL_ERROR, STORE_UNAVAILABLE, type Reply } from './replies.ts';
 
 /** A message judged "deliver", as the outlet gets it. */
 export interface Deliverable {
@@ -65,6 +75,8 @@ export interface JudgeDeps {
   scanner: Scanner;
   logger: Logger;
   messageLog: MessageLog;
+  /** What rides with a message's record in its transaction (notify: the Detection); null for none. */
+  detect?: (t: TransactionView, m: DecidedMessage) => unknown;
   nodeName: string;
   hooks: Pick<GatewayHooks, 'data' | 'decided'>;
   /** Per-hook time limit; a hook that takes longer is a 451. */
@@ -146,8 +158,7 @@ export function createJudge(deps: JudgeDeps): Judge {
       action = 'tempfail';
     }
 
-    messagesTotal.inc({ verdict: verdict.kind, action });
-    messageLog.add({
+    const row = {
       id,
       received_at: receivedAt,
       node: nodeName,
@@ -166,7 +177,20 @@ export function createJudge(deps: JudgeDeps): Judge {
       scan_ms: scanMs,
       quarantine_id: quarantineId,
       findings,
-    });
+    };
+    const extra = deps.detect?.(t, { id, verdict, action, reply, raw, quarantineId, receivedAt }) ?? null;
+    if (reply.code >= 400 && reply.code < 500) messageLog.record(row, extra);
+    else {
+      try {
+        await messageLog.commit(row, extra);
+      } catch (err) {
+        storeErrorsTotal.inc({ what: 'message-log' });
+        log.error({ err: (err as Error).message, id, was: row.reply }, 'the record could not be committed: answering 451 so the sender keeps the message');
+        reply = STORE_UNAVAILABLE;
+        action = 'tempfail';
+      }
+    }
+    messagesTotal.inc({ verdict: verdict.kind, action });
     for (const hook of hooks.decided) {
       hook(t, { id, verdict, action, reply, raw, quarantineId, receivedAt }).catch((err: Error) => log.error({ err: err.message, id }, 'after-decision hook failed'));
     }

@@ -31,6 +31,8 @@ export function mirror(reply: SmtpReply): Reply {
 /** The next hop could not be reached or went away mid-transaction: temporary, the sender retries (RFC 3463 4.4.1, 4.4.2). */
 export const NEXT_HOP_UNREACHABLE: Reply = { code: 451, message: '4.4.1 Next hop not reachable, try again later' };
 export const NEXT_HOP_LOST: Reply = { code: 451, message: '4.4.2 Connection to the next hop lost, try again later' };
+/** The message's record could not be committed (store down or slower than records.commitTimeoutMs): never a 250 whose record may be lost. */
+export const STORE_UNAVAILABLE: Reply = { code: 451, message: '4.3.0 Cannot record the message now, try again later' };
 export const LOCAL_ERROR: Reply = { code: 451, message: '4.3.0 Local error in processing, try again later' };
 export const RELAY_DENIED: Reply = { code: 550, message: '5.7.1 Relay access denied' };
 /** RFC 5321 §4.5.3.1.10: the client sends the rest of its recipients in another transaction. */

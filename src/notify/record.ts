@@ -14,11 +14,14 @@
  * notices (R2) are decided and enqueued by notify/sender's own hook.
  */
 import type { Config } from '../config/schema.ts';
+import { STORE_UNAVAILABLE } from '../edge/replies.ts';
 import type { Job } from '../store/jobs.ts';
+import { MessageLog } from '../store/message-log.ts';
 import type { Db } from '../store/store.ts';
 import { abuseHandlers, recordAbuse, type AbuseHandlerOptions, type AbuseSettings, type WindowDecision } from './abuse.ts';
 import type { ContactSources } from './contact.ts';
 import { bootstrapSource, dnsTxtLookup, fcrdns, RdapClient, storeCache } from './lookup.ts';
+import { detectionFrom } from './detection.ts';
 import type { Detection } from './notice.ts';
 import { postmasterHandlers, recordDetections as recordPostmaster } from './postmaster.ts';
 import { senderNoticeHandlers } from './sender.ts';
@@ -60,6 +63,25 @@ export function recordDetection(db: Db, d: Detection, policy: NotifyPolicy, now 
  */
 export function detectionWriter(policy: NotifyPolicy): (tx: Db, ds: Detection[]) => Promise<void> {
   return async (tx, ds) => void (await recordDetections(tx, ds, policy));
+}
+
+/**
+ * A node's message log as the configuration asks (config.records), with the
+ * detections riding in its transactions when notify: is on; `detect` is the
+ * gateway's (and milter's) half of the same wiring.
+ */
+export function messageLogFor(
+  db: Db,
+  config: Pick<Config, 'records' | 'notify' | 'abuse'>,
+  onError?: (err: Error, lost: number) => void,
+): { messageLog: MessageLog<Detection>; detect?: typeof detectionFrom } {
+  const messageLog = new MessageLog<Detection>(db, {
+    ...config.records,
+    ...(config.notify ? { writeExtra: detectionWriter(notifyPolicy(config)) } : {}),
+    ...(onError ? { onError } : {}),
+    late: { action: 'tempfail', reply: `${STORE_UNAVAILABLE.code} ${STORE_UNAVAILABLE.message} (record committed late)` },
+  });
+  return config.notify ? { messageLog, detect: detectionFrom } : { messageLog };
 }
 
 /** The contact sources the configuration names (RDAP, DNS, reverse DNS, the store cache). */

@@ -55,8 +55,12 @@ export class Batcher<T> {
  *
  * Promises: commit() resolves only after the transaction holding the item
  * committed; it rejects when that transaction failed, or when timeoutMs
- * passed first (the caller answers 451 then; an item already in flight may
- * still commit, which is the harmless direction: a record without a 250).
+ * passed first (the caller answers 451 then). write() is told the deadline
+ * of its group's oldest caller, so the transaction can give up by itself
+ * before it (the message log sets statement_timeout to it). An item whose
+ * caller gave up while its transaction went on and committed after all is
+ * handed to onLate (the message log corrects the record to say what the
+ * sender was told).
  * An item that timed out before its group started is never written. One bad
  * item does not sink its group: a failed group is retried one item per
  * transaction, so only the item that fails alone is refused.
@@ -68,14 +72,16 @@ export class StoreTimeoutError extends Error {
 }
 
 export interface GroupCommitOptions<T> {
-  /** Writes a group in one transaction; throws when it did not commit. */
-  write(group: T[]): Promise<void>;
+  /** Writes a group in one transaction; throws when it did not commit. `deadline`: epoch ms its oldest caller stops waiting. */
+  write(group: T[], deadline: number): Promise<void>;
   /** How long the first item of a group waits for company before the transaction starts. */
   windowMs: number;
   /** A group this large starts at once. */
   maxGroup: number;
   /** The longest a caller waits for its commit. */
   timeoutMs: number;
+  /** Items committed after their caller had been told they were not. */
+  onLate?(items: T[]): void;
 }
 
 interface Waiting<T> {
@@ -83,6 +89,7 @@ interface Waiting<T> {
   resolve(): void;
   reject(err: Error): void;
   settled: boolean;
+  deadline: number;
   timer: NodeJS.Timeout;
 }
 
@@ -102,6 +109,7 @@ export class GroupCommit<T> {
       const w: Waiting<T> = {
         item,
         settled: false,
+        deadline: Date.now() + this.options.timeoutMs,
         resolve: () => {
           if (w.settled) return;
           w.settled = true;
@@ -154,10 +162,12 @@ export class GroupCommit<T> {
 
   private async run(group: Waiting<T>[]): Promise<void> {
     try {
-      await this.options.write(group.map((w) => w.item));
+      await this.options.write(group.map((w) => w.item), Math.min(...group.map((w) => w.deadline)));
       this.groups++;
       this.items += group.length;
+      const late = group.filter((w) => w.settled);
       for (const w of group) w.resolve();
+      if (late.length > 0) this.options.onLate?.(late.map((w) => w.item));
       return;
     } catch (err) {
       if (group.length === 1) return group[0]!.reject(err as Error);
@@ -165,9 +175,10 @@ export class GroupCommit<T> {
     for (const w of group) {
       if (w.settled) continue;
       try {
-        await this.options.write([w.item]);
+        await this.options.write([w.item], w.deadline);
         this.groups++;
         this.items++;
+        if (w.settled) this.options.onLate?.([w.item]);
         w.resolve();
       } catch (err) {
         w.reject(err as Error);

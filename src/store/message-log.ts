@@ -19,7 +19,7 @@
  * once, groups of up to 1,000 every second): only `npm run bench` uses it,
  * to show the cost of waiting side by side.
  */
-import type { Insertable } from 'kysely';
+import { sql, type Insertable } from 'kysely';
 import { GroupCommit, StoreTimeoutError } from './batcher.ts';
 import type { MessagesTable } from './schema.ts';
 import type { Db } from './store.ts';
@@ -51,9 +51,14 @@ export interface MessageLogOptions<E> extends Partial<DurabilitySettings> {
   onError?(err: Error, lost: number): void;
   /** Bench only: answer before the commit (the old batching). */
   waitForCommit?: boolean;
+  /** What a record committed after its caller was told 451 is corrected to say (the gateway's 451). */
+  late?: Pick<MessageRecord, 'action' | 'reply'>;
 }
 
-export class MessageLog<E = never> {
+/** Of a transaction's time, what is kept back so it gives up before its waiters do, not just after. */
+const MARGIN_MS = (timeoutMs: number) => Math.min(200, Math.max(20, Math.round(timeoutMs / 10)));
+
+export class MessageLog<E = unknown> {
   private readonly group: GroupCommit<LogEntry<E>>;
   private readonly wait: boolean;
 
@@ -62,13 +67,25 @@ export class MessageLog<E = never> {
     private readonly options: MessageLogOptions<E> = {},
   ) {
     this.wait = options.waitForCommit ?? true;
+    const margin = MARGIN_MS(options.commitTimeoutMs ?? DEFAULT_DURABILITY.commitTimeoutMs);
     const old = this.wait ? DEFAULT_DURABILITY : { ...DEFAULT_DURABILITY, groupCommitMs: 1000, maxGroup: 1000 };
     this.group = new GroupCommit<LogEntry<E>>({
       windowMs: options.groupCommitMs ?? old.groupCommitMs,
       maxGroup: options.maxGroup ?? old.maxGroup,
       timeoutMs: options.commitTimeoutMs ?? old.commitTimeoutMs,
-      write: (entries) =>
+      onLate: (entries) => {
+        const late = options.late;
+        if (!late) return;
+        db.updateTable('messages')
+          .set(late)
+          .where('id', 'in', entries.map((e) => e.row.id))
+          .execute()
+          .catch((err: Error) => options.onError?.(err, entries.length));
+      },
+      write: (entries, deadline) =>
         db.transaction().execute(async (tx) => {
+          // The transaction gives up when its oldest waiter does (they were told 451), rather than commit behind their backs.
+          if (this.wait) await sql`select set_config('statement_timeout', ${String(Math.max(1, deadline - Date.now() - margin))}, true)`.execute(tx);
           await tx.insertInto('messages').values(entries.map((e) => e.row)).execute();
           const extras = entries.flatMap((e) => (e.extra === null ? [] : [e.extra]));
           if (extras.length > 0 && options.writeExtra) await options.writeExtra(tx, extras);

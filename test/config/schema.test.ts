@@ -36,6 +36,8 @@ test('defaults: SMTP 2525, web 8025, PGlite and Maildir under ./data, localhost 
   assert.deepEqual(config.domains, ['localhost']);
   assert.deepEqual(config.relayFrom, []);
   assert.deepEqual(config.actions, { infected: 'reject', banned: 'reject', unscannable: 'tempfail' });
+  // Records are committed before the reply: groups every 4 ms, at most 500 a transaction, a reply waits at most 5 s.
+  assert.deepEqual(config.records, { groupCommitMs: 4, maxGroup: 500, commitTimeoutMs: 5000 });
 });
 
 const refused: [string, unknown, RegExp][] = [
@@ -52,6 +54,9 @@ const refused: [string, unknown, RegExp][] = [
   ['a negative size', { smtp: { maxMessageBytes: -1 } }, /smtp\.maxMessageBytes: got -1: maxMessageBytes must be greater than 0/],
   ['a misspelt key', { smtp: { lisen: '127.0.0.1:25' } }, /smtp\.lisen: unknown key/],
   ['a bad domain', { domains: ['exa mple.net'] }, /domains\.0: got "exa mple\.net": expected a domain name/],
+  ['a group commit window every reply would wait on', { records: { groupCommitMs: 5000 } }, /records\.groupCommitMs: got 5000: groupCommitMs must be at most 1000/],
+  ['a commit timeout past the sender\'s patience', { records: { commitTimeoutMs: 900_000 } }, /records\.commitTimeoutMs: got 900000: .*RFC 5321/],
+  ['an empty group', { records: { maxGroup: 0 } }, /records\.maxGroup: got 0: maxGroup must be greater than 0/],
 ];
 
 for (const [name, raw, message] of refused) {

@@ -13,7 +13,8 @@ import { startGateway, type Gateway, type GatewayHooks, type LocalRoute } from '
 import { silentLogger } from '../../src/obs/log.ts';
 import { startSmtpSink, type SmtpSink } from '../../src/replay/processes.ts';
 import { createScanner } from '../../src/scan/scanner.ts';
-import { MessageLog } from '../../src/store/message-log.ts';
+import { messageLogFor } from '../../src/notify/record.ts';
+import type { MessageLog } from '../../src/store/message-log.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 
 export interface TestGateway {
@@ -44,8 +45,9 @@ export async function startTestGateway(
     ...Object.fromEntries(Object.entries(overrides).filter(([k]) => k !== 'smtp')),
   });
   const store = options.store ?? (await openStore('pglite-memory:'));
-  const messageLog = new MessageLog(store.db, { flushMs: 10 });
-  const gateway = await startGateway({ config, store, scanner: createScanner(config), logger: silentLogger, messageLog, nodeName: 'test', hooks: options.hooks, routes: options.routes });
+  // As `backstop serve` wires it: config.records, and the detections in the same commits when notify: is on.
+  const { messageLog, detect } = messageLogFor(store.db, config);
+  const gateway = await startGateway({ config, store, scanner: createScanner(config), logger: silentLogger, messageLog, nodeName: 'test', hooks: options.hooks, routes: options.routes, ...(detect ? { detect } : {}) });
   return {
     gateway,
     port: gateway.address.port,

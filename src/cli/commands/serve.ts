@@ -12,15 +12,12 @@ import { startShield } from '../../backscatter/serve.ts';
 import { startGateway, type GatewayHooks } from '../../edge/gateway.ts';
 import { createJudge } from '../../edge/judge.ts';
 import { startMilter, type MilterServer } from '../../milter/server.ts';
-import { detectionFrom } from '../../notify/detection.ts';
-import type { Detection } from '../../notify/notice.ts';
-import { detectionWriter, notifyHandlers, notifyPolicy } from '../../notify/record.ts';
+import { messageLogFor, notifyHandlers, notifyPolicy } from '../../notify/record.ts';
 import { senderNoticeHook } from '../../notify/sender.ts';
 import { runWorker } from '../../store/jobs.ts';
 import { createLogger } from '../../obs/log.ts';
 import { clamdErrorsTotal, storeErrorsTotal } from '../../obs/metrics.ts';
 import { createScanner } from '../../scan/scanner.ts';
-import { MessageLog } from '../../store/message-log.ts';
 import { openStore } from '../../store/store.ts';
 import { buildWebApp } from '../../web/server.ts';
 import { deskIntake } from '../../desk/wiring.ts';
@@ -41,13 +38,9 @@ export const command: Command = {
     const store = await openStore(config.store);
     // Every message's record, and with it the detection behind notices and reports, is committed
     // before the reply to DATA (group commit, config.records); a store that fails or is slow is a 451.
-    const messageLog = new MessageLog<Detection>(store.db, {
-      ...config.records,
-      ...(config.notify ? { writeExtra: detectionWriter(notifyPolicy(config)) } : {}),
-      onError: (err, lost) => {
-        storeErrorsTotal.inc({ what: 'message-log' });
-        logger.error({ err: err.message, lost }, 'message log record (of a 4xx reply) could not be written');
-      },
+    const { messageLog, detect } = messageLogFor(store.db, config, (err, lost) => {
+      storeErrorsTotal.inc({ what: 'message-log' });
+      logger.error({ err: err.message, lost }, 'message log record (of a 4xx reply) could not be written');
     });
     const scanner = createScanner(config, { onClamdError: () => clamdErrorsTotal.inc() });
     if (!config.clamd) logger.warn('no clamd configured: scanning with the built-in policy only (EICAR, banned names and types, archives)');
@@ -106,12 +99,12 @@ export const command: Command = {
       logger.info('notify: not configured, no postmaster notices or abuse reports are sent');
     }
 
-    const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks, ...(config.notify ? { detect: detectionFrom } : {}), ...(desk ? { routes: [desk.route] } : {}) });
+    const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks, ...(detect ? { detect } : {}), ...(desk ? { routes: [desk.route] } : {}) });
     // The milter role: the same checks and the same judge as the gateway, for an MTA that asks (smtpd_milters).
     let milter: MilterServer | null = null;
     if (config.milter) {
       const all: GatewayHooks = { mail: [], rcpt: [], data: [], decided: [], ...hooks };
-      const judge = createJudge({ config, store, scanner, logger: logger.child({ role: 'milter' }), messageLog, nodeName, hooks: all, hookTimeoutMs: 30_000, ...(config.notify ? { detect: detectionFrom } : {}) });
+      const judge = createJudge({ config, store, scanner, logger: logger.child({ role: 'milter' }), messageLog, nodeName, hooks: all, hookTimeoutMs: 30_000, ...(detect ? { detect } : {}) });
       milter = await startMilter({ config: { ...config, milter: config.milter }, judge, hooks: all, hookTimeoutMs: 30_000, logger });
     }
     // The console shows this configuration (secrets masked) and releases quarantined mail through its next hop.
