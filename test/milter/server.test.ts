@@ -19,7 +19,8 @@ import { decodeReply, encodeCommand, PacketReader, SMFIF, SMFIP, type MilterComm
 import { startMilter, type MilterServer } from '../../src/milter/server.ts';
 import { silentLogger } from '../../src/obs/log.ts';
 import { createScanner } from '../../src/scan/scanner.ts';
-import { MessageLog } from '../../src/store/message-log.ts';
+import { messageLogFor } from '../../src/notify/record.ts';
+import type { MessageLog } from '../../src/store/message-log.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { EICAR } from '../helpers/gateway.ts';
 
@@ -43,9 +44,10 @@ async function rig(overrides: Record<string, unknown> = {}, hooks: Partial<Gatew
     ...Object.fromEntries(Object.entries(overrides).filter(([k]) => k !== 'milter')),
   });
   const store = await openStore('pglite-memory:');
-  const messageLog = new MessageLog(store.db, { flushMs: 10 });
+  // As `backstop serve` wires it: the milter's replies wait for the same group commit as the gateway's.
+  const { messageLog, detect } = messageLogFor(store.db, config);
   const all: GatewayHooks = { mail: [], rcpt: [], data: [], decided: [], ...hooks };
-  const judge = createJudge({ config, store, scanner: createScanner(config), logger: silentLogger, messageLog, nodeName: 'test', hooks: all, hookTimeoutMs: 5000 });
+  const judge = createJudge({ config, store, scanner: createScanner(config), logger: silentLogger, messageLog, nodeName: 'test', hooks: all, hookTimeoutMs: 5000, ...(detect ? { detect } : {}) });
   const milter = await startMilter({ config: { ...config, milter: config.milter! }, judge, hooks: all, hookTimeoutMs: 5000, logger: silentLogger });
   return {
     milter,
