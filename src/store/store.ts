@@ -4,13 +4,44 @@
  * `pglite:DIR` (embedded, one process — the default), `pglite-memory:` (tests),
  * or `postgres://…` (any number of Backstop nodes share it). Same schema, same
  * SQL; the rest of Backstop only ever sees a Kysely<Database>.
+ *
+ * The embedded store's memory (issue 16; measured by `npm run bench:memory`,
+ * figures in bench/README.md). PGlite runs PostgreSQL compiled to WASM in
+ * this process, and WASM linear memory never shrinks: every page PostgreSQL
+ * touches once stays resident for the life of the node. Two things set it:
+ *   - Its settings (PGLITE_SETTINGS, passed on PostgreSQL's command line on
+ *     every start, so databases created before they existed get them too, and
+ *     to initdb so a new postgresql.conf says the same). shared_buffers is the
+ *     big one: PGlite's own 128MB is allocated and zeroed at start (its mmap
+ *     is malloc + memset), so all of it is resident from the first second.
+ *     16MB holds the embedded store's working set (one node's message log,
+ *     jobs and desk tables); reads past it come from the kernel's page cache,
+ *     which NODEFS reads through anyway. maintenance_work_mem 16MB (from 64MB):
+ *     an index build or VACUUM that used 64MB would keep it resident forever.
+ *     work_mem, temp_buffers and wal_buffers (1/32 of shared_buffers) stay at
+ *     PostgreSQL's values. Durability is untouched: commits are PGlite's.
+ *   - Creating the database. PGlite's initdb runs in a second PGlite instance
+ *     (its own 128MB heap, plus a copy of that heap it restores before each of
+ *     initdb's PostgreSQL runs, plus a tar of the result): ~450 MB above a
+ *     running node, and garbage V8 keeps until some later GC. So a fresh
+ *     directory is filled from pglite-template/pgdata.tar.gz instead — the
+ *     output of that same initdb, with the same settings, made by
+ *     `npm run pglite:template` (scripts/pglite-template.ts) — through
+ *     PGlite's own `loadDataDir`. The template is used only when its stamp
+ *     names the installed PGlite version and these settings; otherwise PGlite
+ *     runs initdb as before (correct, only bigger), and
+ *     test/store/pglite-memory.test.ts fails until the template is made
+ *     again. Every database made from it shares its system identifier
+ *     (pg_control), which only replication would care about; PGlite has none.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.ts';
 import { migrate } from './migrations.ts';
 import { PGliteDialect } from './pglite-dialect.ts';
+import { extractTemplate, PGLITE_TEMPLATE, templateFits } from './pglite-template.ts';
 
 export type Db = Kysely<Database>;
 
@@ -30,12 +61,8 @@ export async function openStore(url: string, options: { migrate?: boolean; poolS
   let db: Db;
   let kind: Store['kind'];
   if (url.startsWith('pglite')) {
-    const { PGlite } = await import('@electric-sql/pglite');
-    const { btree_gist } = await import('@electric-sql/pglite/contrib/btree_gist');
     const dir = url === 'pglite-memory:' ? undefined : url.slice('pglite:'.length);
-    if (dir) mkdirSync(dir, { recursive: true });
-    // new PGlite(undefined, options) ignores the options (and so the extension): pass them alone.
-    const pglite = dir ? new PGlite(dir, { extensions: { btree_gist } }) : new PGlite({ extensions: { btree_gist } });
+    const pglite = await openPGlite(dir);
     db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
     kind = 'pglite';
   } else {
@@ -47,4 +74,33 @@ export async function openStore(url: string, options: { migrate?: boolean; poolS
   }
   if (options.migrate !== false) await migrate(db);
   return { db, kind, url, close: () => db.destroy() };
+}
+
+/** PostgreSQL settings of the embedded store; why each, in the header. */
+export const PGLITE_SETTINGS: Readonly<Record<string, string>> = {
+  shared_buffers: '16MB',
+  maintenance_work_mem: '16MB',
+};
+
+/** `-c name=value` (PostgreSQL) or `--set name=value` (initdb) for each setting. */
+export function pgliteParams(flag: '-c' | '--set'): string[] {
+  return Object.entries(PGLITE_SETTINGS).flatMap(([name, value]) => [flag, `${name}=${value}`]);
+}
+
+async function openPGlite(dir: string | undefined) {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { btree_gist } = await import('@electric-sql/pglite/contrib/btree_gist');
+  if (dir) mkdirSync(dir, { recursive: true });
+  const fits = templateFits(PGLITE_SETTINGS).ok;
+  // A directory is streamed full from the template before PGlite sees it; memory (tests) gets it via loadDataDir.
+  if (dir && fits && !existsSync(join(dir, 'PG_VERSION'))) await extractTemplate(dir);
+  const template = !dir && fits ? new Blob([readFileSync(PGLITE_TEMPLATE.tarball)]) : undefined;
+  const options = {
+    extensions: { btree_gist },
+    startParams: [...PGlite.defaultStartParams, ...pgliteParams('-c')],
+    initDbStartParams: pgliteParams('--set'),
+    ...(template ? { loadDataDir: template } : {}),
+  };
+  // new PGlite(undefined, options) ignores the options (and so the extension): pass them alone.
+  return dir ? new PGlite(dir, options) : new PGlite(options);
 }
