@@ -170,6 +170,8 @@ export async function startClamd(options: ClamdOptions = {}): Promise<RunningCla
       `MaxFileSize ${options.maxFileSize ?? '5M'}`,
       `MaxScanSize ${options.maxScanSize ?? '20M'}`,
       'MaxRecursion 17', // clamd's default: clam_cache_emax.tgz nests nine .tgz deep
+      // Past a limit clamd says so (Heuristics.Limits.Exceeded.*) instead of OK: Backstop answers unscannable.
+      'AlertExceedsMax yes',
       'MaxFiles 1000',
       'MaxThreads 4',
       'ReadTimeout 30',

@@ -361,6 +361,9 @@ export function parseReply(reply: string): ClamdAnswer {
   const text = reply.trim();
   if (text === 'stream: OK') return { kind: 'clean' };
   const found = /^stream: (.+) FOUND$/.exec(text);
+  // With AlertExceedsMax, clamd names the limit it stopped at instead of answering OK for what it did not read:
+  // that is a message nobody looked inside, so unscannable, never infected (it may be legitimate) nor clean.
+  if (found && /^Heuristics\.Limits\.Exceeded/.test(found[1]!)) return refuse(`clamd stopped at a scan limit (${found[1]})`);
   if (found) return { kind: 'infected', name: cleanText(found[1]!, 120) };
   const error = /^(?:stream: )?(.*?)\.? ERROR$/.exec(text);
   if (error) return refuse(`clamd: ${error[1] || 'error'}`);
