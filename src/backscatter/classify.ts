@@ -198,7 +198,7 @@ type Marker = [RegExp, string];
 const DAEMON_FROM = /(^|[<\s"])(mailer-daemon|postmaster|mail-daemon|mailerdaemon|mmdf|mail delivery (system|subsystem)|mail administrator|internet mail delivery|mail ?delivery ?service|nobody|mdaemon|system administrator)[@\s">]|^(mailer-daemon|postmaster)$|mail delivery (system|subsystem)|<\s*>\s*$/i;
 
 const DSN_SUBJECT: Marker[] = [
-  [/undelivered mail returned to sender/i, 'postfix'],
+  [/undelivered mail returned to sender|^postmaster copy: undelivered mail/i, 'postfix'],
   [/^mail delivery failed/i, 'exim'],
   [/^failure notice/i, 'qmail'],
   [/^returned mail:/i, 'sendmail'],
@@ -311,8 +311,11 @@ const DSN_BODY: Marker[] = [
   [/\b(an? |the |your )(e-?mail|message|mail) (you sent |you have sent )?(was|has been) (rejected|refused|bounced)/i, 'generic'],
 ];
 
-const DELAY_SUBJECT = /^(warning: (could not send message for past|message .{0,200}delayed|message has not yet been delivered)|delayed mail|delivery status notification \(delay\)|mail delivery (warning|delayed)|delivery delayed|message delayed|delivery warning|mail delivery delay)/i;
-const DELAY_BODY = /this is a warning message only|(is|was) only a warning|you do not need to resend your message|no action is required on your part|will (continue to|keep) (try|attempt|retry)|(delivery|retry) attempts? will continue|still (being )?(retried|trying|undelivered)|has not yet been delivered|message (has been )?delayed|delivery (is|has been) delayed|not been able to deliver .{0,160} for .{0,24}(hours|days)|could not be delivered for \d+ (hours|days)/i;
+// Postfix's defaults (bounce(8) templates) included: "Delayed Mail (still being
+// retried)", "Postmaster Warning: Delayed Mail", "could not be delivered for
+// more than N hour(s)".
+const DELAY_SUBJECT = /^(postmaster warning: delayed mail|warning: (could not send message for past|message .{0,200}delayed|message has not yet been delivered)|delayed mail|delivery status notification \(delay\)|mail delivery (warning|delayed)|delivery delayed|message delayed|delivery warning|mail delivery delay)/i;
+const DELAY_BODY = /this is a warning message only|(is|was) only a warning|you do not need to resend your message|no action is required on your part|will (continue to|keep) (try|attempt|retry)|(delivery|retry) attempts? will continue|still (being )?(retried|trying|undelivered)|has not yet been delivered|message (has been )?delayed|delivery (is|has been) delayed|not been able to deliver .{0,160} for .{0,24}(hours|days)|could not be delivered for (more than )?\d{1,4} ?(hours?|days?|\(?hour\(s\)|day\(s\))/i;
 
 // Antivirus notices: the products' own texts and the common generic ones.
 const AV_VENDOR: Marker[] = [

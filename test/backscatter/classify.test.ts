@@ -342,6 +342,18 @@ const FAMILY_TABLE: [string, string, MessageClass, string | null][] = [
     'postfix',
   ],
   [
+    'postfix-delay-template',
+    `From: MAILER-DAEMON@mx.far.example (Mail Delivery System)\nTo: alice@ours.example\nSubject: Delayed Mail (still being retried)\n\nThis is the mail system at host mx.far.example.\n\nYour message could not be delivered for more than 4 hour(s).\nIt will be retried until it is 5 day(s) old.\n`,
+    'delay',
+    'postfix',
+  ],
+  [
+    'postfix-postmaster-delay-copy',
+    `From: MAILER-DAEMON@mx.far.example (Mail Delivery System)\nTo: postmaster@mx.far.example\nSubject: Postmaster Warning: Delayed Mail\n\nThe message is still queued.\n`,
+    'delay',
+    'generic',
+  ],
+  [
     'postfix-transcript-pasted-by-a-person is normal',
     `From: Carol <carol@far.example>\nTo: alice@ours.example\nSubject: the log you asked for\n\nhere it is: host in.far.example said: 550 unknown (in reply to RCPT TO command)\n`,
     'normal',
