@@ -5,20 +5,26 @@
  *
  * Classes:
  *   dsn          a delivery failure: RFC 3464 multipart/report with
- *                report-type=delivery-status, or the older formats of common
- *                MTAs (qmail, Exim, Sendmail, Postfix, Exchange, Lotus Notes,
- *                GroupWise, …) recognised by sender, subject and body markers
+ *                report-type=delivery-status, or an MTA family's own format
+ *                (FAMILY_SIGNS: qmail, Exim, Postfix, Sendmail, Exchange and
+ *                Exchange 2003, Lotus, Amazon SES, Apache James, Verizon, fml,
+ *                KDDI, …), or generic bounce phrases with a second sign (a
+ *                mail-system sender, a null Return-Path, a bounce subject)
  *   delay        a delivery *warning* (RFC 3464 2.3.3 Action: delayed, or
  *                the MTAs' "still being retried" texts): not a failure
  *   av-notice    an antivirus product telling the (forged) sender that "his"
  *                mail carried a virus (Norton/Symantec, McAfee, Trend Micro,
  *                MailScanner, MessageLabs, Antigen, MAILsweeper, Sophos, …)
  *   challenge    a challenge/response system asking the sender to confirm
- *   auto-reply   RFC 3834 automatic response (vacation, out of office) —
- *                needs both a header sign (3.1.7 Auto-Submitted, or the de
- *                facto X-Autoreply/Precedence) and a phrase
+ *   auto-reply   RFC 3834 automatic response (vacation, out of office):
+ *                Auto-Submitted: auto-replied or a vacation program's own
+ *                header alone; an out-of-office program's fixed words
+ *                (Exchange's "Automatic reply:", Lotus Notes' agent); or a
+ *                weaker header sign (auto-generated, Precedence, X-Loop) and
+ *                a phrase
  *   read-receipt RFC 8098 message disposition notification
- *   normal       anything else
+ *   normal       anything else, RFC 5965 feedback reports and a person's
+ *                forward of a bounce included
  * and it extracts: the quoted original's Message-ID, envelope (Return-Path)
  * and header sender, Subject and Received chain; the DSN's Reporting-MTA and,
  * per recipient, Final-Recipient, Action, Status and Diagnostic-Code.
