@@ -470,6 +470,12 @@ export const configSchema = z
     domains: z.array(domain).default([]),
     relayFrom: z.array(cidr).default([]),
     nextHop: nextHopSchema,
+    /**
+     * When the next hop offers XCLIENT (Postfix smtpd_authorized_xclient_hosts), use it to hand over the
+     * real client — its restrictions, logs and Received line then see that client. Off: XFORWARD when
+     * offered (smtpd_authorized_xforward_hosts), which only informs logs and Received.
+     */
+    nextHopXclient: z.union([z.boolean(), z.enum(['on', 'off'])]).default('off').transform((v) => v === true || v === 'on'),
     clamd: clamdSchema.optional(),
     store: storeSchema,
     records: recordsSchema.default(recordsSchema.parse({})),

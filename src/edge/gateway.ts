@@ -25,10 +25,11 @@ import { nextHopErrorsTotal, openSessions } from '../obs/metrics.ts';
 import type { Scanner } from '../scan/types.ts';
 import type { MessageLog } from '../store/message-log.ts';
 import type { Store } from '../store/store.ts';
-import { clientOf } from './client.ts';
+import { clientOf, type EffectiveClient } from './client.ts';
+import type { ClientToForward } from './xforward.ts';
 import { runHooks, type GatewayHooks, type TransactionView } from './hooks.ts';
 import { createJudge, type JudgeDeps } from './judge.ts';
-import { parseNextHop, type NextHop, type NextHopSession } from './next-hop.ts';
+import { parseNextHop, type MailOptions, type NextHop, type NextHopSession } from './next-hop.ts';
 import { receivedHeader } from './received.ts';
 import { compileNetworks, compileRelayPolicy, inNetworks, relayDecision } from './relay.ts';
 import { anvilLimits, ConnectionCounter, SharedRateCounter, TOO_MANY_RECIPIENTS, TOO_MUCH_MAIL } from './anvil.ts';
@@ -77,7 +78,7 @@ export interface Gateway {
 
 interface Transaction {
   mailFrom: string;
-  mailOptions: { size?: number; eightBit?: boolean; smtpUtf8?: boolean };
+  mailOptions: MailOptions;
   accepted: string[];
   /** The recipients as the next hop got them (a check may have rewritten them), parallel to accepted. */
   delivered: string[];
@@ -178,6 +179,11 @@ function readAll(stream: Readable, limit: number, budget: BufferBudget, deadline
   });
 }
 
+/** The client as the next hop is told it (XCLIENT/XFORWARD): SOURCE=REMOTE, mail from the outside; the protocol it spoke to us unless a trusted MTA named another. */
+function toForward(c: EffectiveClient, session: SMTPServerSession): ClientToForward {
+  return { addr: c.ip, port: c.port || null, name: c.hostname, helo: c.helo || null, proto: c.proto ?? receivedProtocol(null, session), ident: c.ident, source: c.source ?? 'REMOTE' };
+}
+
 /** The WITH of our Received line: the forwarded client's protocol when a trusted MTA named one we can write, else ours. */
 function receivedProtocol(forwarded: string | null, session: SMTPServerSession): 'SMTP' | 'ESMTP' | 'ESMTPS' {
   const p = forwarded?.toUpperCase();
@@ -193,7 +199,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const hooks: GatewayHooks = { mail: [], rcpt: [], data: [], decided: [], ...deps.hooks };
   const hookTimeoutMs = deps.hookTimeoutMs ?? 30_000;
   const policy = compileRelayPolicy(config.domains, config.relayFrom);
-  const nextHop = parseNextHop(config.nextHop);
+  const nextHop = parseNextHop(config.nextHop, { xclient: config.nextHopXclient });
   const routes = deps.routes ?? [];
   const nextHopOf = (route: string): NextHop => routes.find((r) => r.name === route)?.nextHop ?? nextHop;
   const tls = config.smtp.tls ? readCertificate(config.smtp.tls) : await ensureCertificate(config.dataDir, config.smtp.hostname);
@@ -293,6 +299,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         size: size > 0 ? size : undefined,
         eightBit: String(args.BODY ?? args.body ?? '').toUpperCase() === '8BITMIME',
         smtpUtf8: Boolean(args.SMTPUTF8 ?? args.smtputf8),
+        client: toForward(clientOf(session), session),
       },
       accepted: [],
       delivered: [],

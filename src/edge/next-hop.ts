@@ -13,11 +13,21 @@ import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { SmtpClient, SmtpClientError, type SmtpReply } from './smtp-client.ts';
+import { xclientCommand, xforwardCommands, type ClientToForward } from './xforward.ts';
 
 export interface MailOptions {
   size?: number;
   eightBit?: boolean;
   smtpUtf8?: boolean;
+  /** Who the client really was, told to a next hop that offers XCLIENT or XFORWARD (see SmtpNextHop). */
+  client?: ClientToForward;
+}
+
+export interface NextHopOptions {
+  commandTimeoutMs?: number;
+  dataTimeoutMs?: number;
+  /** Prefer XCLIENT (the next hop then treats the client as its own, restrictions and all) over XFORWARD. */
+  xclient?: boolean;
 }
 
 export interface NextHopSession {
@@ -35,7 +45,7 @@ export interface NextHop {
   session(heloName: string): NextHopSession;
 }
 
-export function parseNextHop(setting: string, timeouts: { commandTimeoutMs?: number; dataTimeoutMs?: number } = {}): NextHop {
+export function parseNextHop(setting: string, timeouts: NextHopOptions = {}): NextHop {
   if (setting.startsWith('maildir:')) return new MaildirNextHop(setting.slice('maildir:'.length));
   const hostPort = setting.slice('smtp://'.length);
   const at = hostPort.lastIndexOf(':');
@@ -52,23 +62,69 @@ export class SmtpNextHop implements NextHop {
   constructor(
     readonly host: string,
     readonly port: number,
-    private readonly timeouts: { commandTimeoutMs?: number; dataTimeoutMs?: number },
+    private readonly timeouts: NextHopOptions,
   ) {
     this.description = `smtp://${host}:${port}`;
   }
 
+  /**
+   * The next hop's sessions tell it the real client (Postfix's
+   * smtpd_authorized_xclient_hosts / smtpd_authorized_xforward_hosts) when its
+   * EHLO offers a way: XCLIENT when `xclient` is set, which restarts the
+   * session as that client (then EHLO again, with the client's HELO name, as
+   * XCLIENT_README shows), else XFORWARD before each MAIL (its attributes last
+   * one transaction). A refusal is no failure: XCLIENT refused falls back to
+   * XFORWARD, XFORWARD refused to nothing, and the mail goes on as ours.
+   * A connection XCLIENT made into one client is never used for another.
+   */
   session(heloName: string): NextHopSession {
     let client: SmtpClient | null = null;
     let inTransaction = false;
+    /** The client this connection was XCLIENTed into, as a key. */
+    let xclientAs: string | null = null;
+    let xclientRefused = false;
+    const preferXclient = this.timeouts.xclient ?? false;
     const open = async () => {
       if (client?.isOpen) return client;
+      xclientAs = null;
       client = await SmtpClient.open({ host: this.host, port: this.port, heloName, ...this.timeouts });
       return client;
+    };
+    const introduce = async (who: ClientToForward): Promise<SmtpClient> => {
+      const key = JSON.stringify(who);
+      let c = await open();
+      if (xclientAs === key) return c;
+      if (xclientAs !== null) {
+        c.close();
+        c = await open();
+      }
+      const offered = c.extensions.get('XCLIENT');
+      const line = preferXclient && !xclientRefused && offered !== undefined ? xclientCommand(who, offered) : null;
+      if (line) {
+        const reply = await c.command(line);
+        if (reply.code === 220) {
+          await c.hello(who.helo && /^[!-~]{1,255}$/.test(who.helo) ? who.helo : heloName);
+          xclientAs = key;
+          return c;
+        }
+        // Postfix applies XCLIENT attributes one by one: a refusal may leave half of them in place. A fresh connection is clean.
+        xclientRefused = true;
+        c.close();
+        c = await open();
+      }
+      const xforward = c.extensions.get('XFORWARD');
+      if (xforward !== undefined) {
+        for (const cmd of xforwardCommands(who, xforward)) {
+          const reply = await c.command(cmd);
+          if (reply.code !== 250) break;
+        }
+      }
+      return c;
     };
     return {
       async mail(from, options) {
         if (UNSAFE_IN_ADDRESS.test(from)) return { code: 501, text: '5.1.7 Bad sender address syntax' };
-        const c = await open();
+        const c = options.client ? await introduce(options.client) : await open();
         const params: string[] = [];
         if (options.size && c.extensions.has('SIZE')) params.push(`SIZE=${options.size}`);
         if (options.eightBit && c.extensions.has('8BITMIME')) params.push('BODY=8BITMIME');

@@ -4,6 +4,11 @@
  * The row is claimed (marked released) before delivery, so two operators
  * releasing at once cannot deliver it twice; if the next hop does not say
  * 250 the claim is undone and the release can be tried again.
+ *
+ * A next hop that offers XFORWARD is told the original client with
+ * SOURCE=LOCAL: the message comes from us, by an operator's decision, not
+ * from a client that is connected now. Never XCLIENT: that would make the
+ * next hop judge the (possibly infected) original client's connection again.
  */
 import type { Config } from '../config/schema.ts';
 import { audit } from '../store/audit.ts';
@@ -23,10 +28,11 @@ export async function releaseQuarantined(db: Db, config: Config, id: string, act
   if (!row) return { ok: false, reply: 'not found', refused: [] };
   if (row.deleted_at || row.released_at) return { ok: false, reply: `already ${row.deleted_at ? 'deleted' : 'released'}`, refused: [] };
   if (!(await markReleased(db, row.id, actor))) return { ok: false, reply: 'already released or deleted', refused: [] };
-  const session = parseNextHop(config.nextHop).session(config.smtp.hostname);
+  const session = parseNextHop(config.nextHop, { xclient: false }).session(config.smtp.hostname);
   let delivered = false;
   try {
-    const mail = await session.mail(row.mail_from, { size: row.size });
+    const client = { addr: row.client_ip, port: null, name: null, helo: row.helo || null, proto: null, source: 'LOCAL' as const };
+    const mail = await session.mail(row.mail_from, { size: row.size, client });
     if (mail.code !== 250) return { ok: false, reply: `${mail.code} ${mail.text}`, refused: [] };
     const refused: string[] = [];
     for (const rcpt of row.rcpt_to) {

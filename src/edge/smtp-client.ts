@@ -159,20 +159,29 @@ export class SmtpClient {
       client.close();
       throw new SmtpClientError(`next hop greeted with ${greeting.code}`, 'protocol');
     }
-    const ehlo = await client.command(`EHLO ${options.heloName}`);
+    await client.hello(options.heloName);
+    return client;
+  }
+
+  /**
+   * EHLO (HELO if EHLO is refused), learning the extensions anew: at the
+   * start, and again after XCLIENT, which restarts the session (XCLIENT_README).
+   */
+  async hello(name: string): Promise<void> {
+    this.extensions.clear();
+    const ehlo = await this.command(`EHLO ${name}`);
     if (ehlo.code === 250) {
       for (const line of ehlo.text.split('\n').slice(1)) {
         const [keyword, ...params] = line.trim().split(/\s+/);
-        if (keyword) client.extensions.set(keyword.toUpperCase(), params.join(' '));
+        if (keyword) this.extensions.set(keyword.toUpperCase(), params.join(' '));
       }
-    } else {
-      const helo = await client.command(`HELO ${options.heloName}`);
-      if (helo.code !== 250) {
-        client.close();
-        throw new SmtpClientError(`next hop refused HELO with ${helo.code}`, 'protocol');
-      }
+      return;
     }
-    return client;
+    const helo = await this.command(`HELO ${name}`);
+    if (helo.code !== 250) {
+      this.close();
+      throw new SmtpClientError(`next hop refused HELO with ${helo.code}`, 'protocol');
+    }
   }
 
   get isOpen(): boolean {

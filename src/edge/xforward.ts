@@ -122,3 +122,81 @@ export function parseXforward(args: string): XforwardParse {
 export function encodeXtext(value: string): string {
   return value.replace(/[^!-*,-<>-~]/g, (c) => `+${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
 }
+
+/*
+ * The other direction: Backstop in front of an MTA tells it who the client
+ * was (Postfix XCLIENT_README, XFORWARD_README), with the attributes that MTA
+ * offered in its EHLO line and no others.
+ */
+
+/** The client we pass on; values are already ours (edge/client cleaned them). */
+export interface ClientToForward {
+  addr: string;
+  port: number | null;
+  name: string | null;
+  helo: string | null;
+  proto: string | null;
+  ident?: string | null;
+  source: 'LOCAL' | 'REMOTE';
+}
+
+/** RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with its CRLF. */
+const MAX_COMMAND = 510;
+
+function attributeValues(c: ClientToForward, xclient: boolean): [string, string][] {
+  const unavailable = '[UNAVAILABLE]';
+  const addr = isIP(c.addr) === 6 ? `IPV6:${c.addr}` : c.addr;
+  // XCLIENT's PROTO is SMTP or ESMTP only (XCLIENT_README); XFORWARD takes the protocol as it was.
+  const proto = c.proto ? (xclient ? (/^E?SMTP$/i.test(c.proto) ? c.proto.toUpperCase() : /^ESMTP/i.test(c.proto) ? 'ESMTP' : 'SMTP') : c.proto) : null;
+  const list: [string, string | null | undefined][] = [
+    ['NAME', c.name],
+    ['ADDR', addr],
+    ['PORT', c.port ? String(c.port) : null],
+    ['PROTO', proto],
+    ['HELO', c.helo],
+    ['IDENT', c.ident],
+    ['SOURCE', c.source],
+  ];
+  return list.map(([k, v]) => [k, v ? encodeXtext(v) : unavailable]);
+}
+
+function offeredSet(offered: string): Set<string> {
+  return new Set(offered.toUpperCase().split(/\s+/).filter(Boolean));
+}
+
+/** The XFORWARD commands for this client: the offered attributes, split over lines of at most 512 octets. */
+export function xforwardCommands(c: ClientToForward, offered: string): string[] {
+  const allowed = offeredSet(offered);
+  const lines: string[] = [];
+  let line = 'XFORWARD';
+  for (const [k, v] of attributeValues(c, false)) {
+    if (!allowed.has(k)) continue;
+    const word = ` ${k}=${v}`;
+    if ('XFORWARD'.length + word.length > MAX_COMMAND) continue;
+    if (line.length + word.length > MAX_COMMAND) {
+      lines.push(line);
+      line = 'XFORWARD';
+    }
+    line += word;
+  }
+  if (line !== 'XFORWARD') lines.push(line);
+  return lines;
+}
+
+/**
+ * The one XCLIENT command (each XCLIENT restarts the session, so it is not
+ * split): the offered attributes that fit, ADDR first. Null without ADDR.
+ */
+export function xclientCommand(c: ClientToForward, offered: string): string | null {
+  const allowed = offeredSet(offered);
+  if (!allowed.has('ADDR')) return null;
+  const values = new Map(attributeValues(c, true));
+  let line = 'XCLIENT';
+  for (const k of ['ADDR', 'PORT', 'PROTO', 'NAME', 'HELO']) {
+    // Postfix takes no [UNAVAILABLE] for PROTO (only SMTP or ESMTP): leave it out rather than be refused.
+    if (!allowed.has(k) || (k === 'PROTO' && values.get(k) === '[UNAVAILABLE]')) continue;
+    const word = ` ${k}=${values.get(k)}`;
+    if (line.length + word.length <= MAX_COMMAND) line += word;
+  }
+  return line;
+}

@@ -8,7 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { SMTPServerSession } from 'smtp-server';
 import { clientOf, recordForwarded } from '../../src/edge/client.ts';
-import { decodeXtext, encodeXtext, parseXforward, XFORWARD_EHLO } from '../../src/edge/xforward.ts';
+import { decodeXtext, encodeXtext, parseXforward, xclientCommand, XFORWARD_EHLO, xforwardCommands, type ClientToForward } from '../../src/edge/xforward.ts';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 describe('parseXforward', () => {
@@ -41,6 +41,28 @@ describe('parseXforward', () => {
     for (const s of ['plain', 'a+b=c', 'sp ace', 'ünï\r\n']) assert.equal(decodeXtext(encodeXtext(s)), s);
     assert.equal(encodeXtext('a+b=c d'), 'a+2Bb+3Dc+20d');
   });
+});
+
+describe('XFORWARD / XCLIENT out: the commands for the next hop', () => {
+  const pc: ClientToForward = { addr: '198.51.100.7', port: 4242, name: null, helo: 'pc 7', proto: 'ESMTPS', source: 'REMOTE' };
+  const table: [string, ClientToForward, string, string[] | string | null][] = [
+    ['XFORWARD, every attribute Postfix offers, unknown ones as [UNAVAILABLE], values xtext', pc, 'xforward:NAME ADDR PORT PROTO HELO IDENT SOURCE', ['XFORWARD NAME=[UNAVAILABLE] ADDR=198.51.100.7 PORT=4242 PROTO=ESMTPS HELO=pc+207 IDENT=[UNAVAILABLE] SOURCE=REMOTE']],
+    ['XFORWARD: only what was offered', pc, 'xforward:ADDR HELO', ['XFORWARD ADDR=198.51.100.7 HELO=pc+207']],
+    ['XFORWARD: IPv6 with its prefix', { ...pc, addr: '2001:db8::7' }, 'xforward:ADDR', ['XFORWARD ADDR=IPV6:2001:db8::7']],
+    ['XFORWARD: release from the quarantine is SOURCE=LOCAL', { ...pc, source: 'LOCAL' }, 'xforward:ADDR SOURCE', ['XFORWARD ADDR=198.51.100.7 SOURCE=LOCAL']],
+    ['XFORWARD: long values split over lines of at most 512 octets', { ...pc, name: `${'n'.repeat(250)}.example`, helo: 'h'.repeat(255) }, 'xforward:NAME ADDR HELO', [`XFORWARD NAME=${'n'.repeat(250)}.example ADDR=198.51.100.7`, `XFORWARD HELO=${'h'.repeat(255)}`]],
+    ['XCLIENT: one line, PROTO as SMTP or ESMTP', pc, 'xclient:NAME ADDR PORT PROTO HELO LOGIN DESTADDR', 'XCLIENT ADDR=198.51.100.7 PORT=4242 PROTO=ESMTP NAME=[UNAVAILABLE] HELO=pc+207'],
+    ['XCLIENT: an unknown PROTO is left out (Postfix refuses [UNAVAILABLE] there)', { ...pc, proto: null }, 'xclient:ADDR PROTO', 'XCLIENT ADDR=198.51.100.7'],
+    ['XCLIENT without ADDR on offer: nothing', pc, 'xclient:NAME HELO', null],
+  ];
+  for (const [name, client, offer, expected] of table) {
+    test(name, () => {
+      const [kind, offered] = offer.split(':') as [string, string];
+      const got = kind === 'xforward' ? xforwardCommands(client, offered) : xclientCommand(client, offered);
+      assert.deepEqual(got, expected);
+      for (const line of [got ?? []].flat()) assert.ok(line.length + 2 <= 512, 'RFC 5321 §4.5.3.1.4');
+    });
+  }
 });
 
 describe('clientOf: the effective client', () => {

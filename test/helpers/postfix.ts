@@ -31,7 +31,7 @@ export interface PostfixInstance {
  * The Debian master.cf with every service unchrooted (a chroot would need copies
  * of /etc files inside the temp dir) and the smtpd service on 127.0.0.1:port.
  */
-function masterCf(port: number): string {
+function masterCf(port: number, smtpdArgs: Record<string, string>, services: readonly string[]): string {
   const lines = readFileSync('/etc/postfix/master.cf', 'utf8').split('\n');
   const out: string[] = [];
   for (const line of lines) {
@@ -40,14 +40,23 @@ function masterCf(port: number): string {
       continue;
     }
     const cols = line.split(/\s+/);
-    if (cols[0] === 'smtp' && cols[1] === 'inet') cols[0] = `127.0.0.1:${port}`;
+    const isSmtpd = cols[0] === 'smtp' && cols[1] === 'inet';
+    if (isSmtpd) cols[0] = `127.0.0.1:${port}`;
     if (cols.length >= 8) cols[4] = 'n';
     out.push(cols.join(' '));
+    if (isSmtpd) for (const [k, v] of Object.entries(smtpdArgs)) out.push(`  -o ${k}=${v}`);
   }
-  return out.join('\n');
+  return [...out, ...services].join('\n') + '\n';
 }
 
-export async function startPostfix(mainCf: Record<string, string>): Promise<PostfixInstance> {
+export interface PostfixOptions {
+  /** `-o name=value` lines for the public smtpd (e.g. smtpd_proxy_filter). */
+  smtpdArgs?: Record<string, string>;
+  /** Whole master.cf service entries added at the end (e.g. a re-injection smtpd), continuation lines included. */
+  services?: readonly string[];
+}
+
+export async function startPostfix(mainCf: Record<string, string>, options: PostfixOptions = {}): Promise<PostfixInstance> {
   const dir = mkdtempSync(join(tmpdir(), 'bs-postfix-'));
   // Postfix's daemons run as user postfix: they must be able to walk into the instance's directories.
   chmodSync(dir, 0o755);
@@ -83,7 +92,7 @@ export async function startPostfix(mainCf: Record<string, string>): Promise<Post
     ...mainCf,
   };
   writeFileSync(join(conf, 'main.cf'), Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n');
-  writeFileSync(join(conf, 'master.cf'), masterCf(port));
+  writeFileSync(join(conf, 'master.cf'), masterCf(port, options.smtpdArgs ?? {}, options.services ?? []));
   // The queue directory must exist for postfix to chdir into; `postfix check` makes its subdirectories and owners.
   mkdirSync(join(dir, 'queue'));
   mkdirSync(join(dir, 'data'));
