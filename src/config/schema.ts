@@ -428,6 +428,18 @@ const recordsSchema = z
   })
   .strict();
 
+/**
+ * The outbox workers (store/jobs): how long a claimed job is leased — a job
+ * whose node died is taken by another after this — and how often an idle
+ * worker looks for due jobs.
+ */
+const outboxSchema = z
+  .object({
+    leaseMs: positiveInt('leaseMs').min(1000, 'leaseMs must be at least 1000 (a lease shorter than one relay hand-off sends jobs twice)').default(60_000),
+    pollMs: positiveInt('pollMs').max(60_000, 'pollMs must be at most 60000').default(1000),
+  })
+  .strict();
+
 const webSchema = z
   .object({
     listen: hostPort.default('127.0.0.1:8025'),
@@ -479,6 +491,7 @@ export const configSchema = z
     clamd: clamdSchema.optional(),
     store: storeSchema,
     records: recordsSchema.default(recordsSchema.parse({})),
+    outbox: outboxSchema.default(outboxSchema.parse({})),
     web: webSchema.default(webSchema.parse({})),
     actions: actionsSchema.default(actionsSchema.parse({})),
     scan: scanSchema.default(scanSchema.parse({})),

@@ -7,6 +7,11 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'backstop_process_' });
 
+/** Every series this process reports carries node="NAME", so one Prometheus tells N nodes sharing a store apart. */
+export function labelNode(node: string): void {
+  registry.setDefaultLabels({ node });
+}
+
 export const messagesTotal = new Counter({
   name: 'backstop_messages_total',
   help: 'Messages that reached end of DATA, by verdict and action taken',

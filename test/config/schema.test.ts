@@ -38,6 +38,8 @@ test('defaults: SMTP 2525, web 8025, PGlite and Maildir under ./data, localhost 
   assert.deepEqual(config.actions, { infected: 'reject', banned: 'reject', unscannable: 'tempfail' });
   // Records are committed before the reply: groups every 4 ms, at most 500 a transaction, a reply waits at most 5 s.
   assert.deepEqual(config.records, { groupCommitMs: 4, maxGroup: 500, commitTimeoutMs: 5000 });
+  // A job whose node died is taken by another after a minute; idle workers look once a second.
+  assert.deepEqual(config.outbox, { leaseMs: 60_000, pollMs: 1000 });
 });
 
 const refused: [string, unknown, RegExp][] = [
@@ -57,6 +59,7 @@ const refused: [string, unknown, RegExp][] = [
   ['a group commit window every reply would wait on', { records: { groupCommitMs: 5000 } }, /records\.groupCommitMs: got 5000: groupCommitMs must be at most 1000/],
   ['a commit timeout past the sender\'s patience', { records: { commitTimeoutMs: 900_000 } }, /records\.commitTimeoutMs: got 900000: .*RFC 5321/],
   ['an empty group', { records: { maxGroup: 0 } }, /records\.maxGroup: got 0: maxGroup must be greater than 0/],
+  ['a lease shorter than a hand-off', { outbox: { leaseMs: 10 } }, /outbox\.leaseMs: got 10: leaseMs must be at least 1000/],
 ];
 
 for (const [name, raw, message] of refused) {

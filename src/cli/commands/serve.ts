@@ -16,7 +16,7 @@ import { messageLogFor, notifyHandlers, notifyPolicy } from '../../notify/record
 import { senderNoticeHook } from '../../notify/sender.ts';
 import { runWorker } from '../../store/jobs.ts';
 import { createLogger } from '../../obs/log.ts';
-import { clamdErrorsTotal, storeErrorsTotal } from '../../obs/metrics.ts';
+import { clamdErrorsTotal, labelNode, storeErrorsTotal } from '../../obs/metrics.ts';
 import { createScanner } from '../../scan/scanner.ts';
 import { openStore } from '../../store/store.ts';
 import { buildWebApp } from '../../web/server.ts';
@@ -34,6 +34,7 @@ export const command: Command = {
     const config = commandConfig(values.config);
     const logger = createLogger(config.log.level);
     const nodeName = config.nodeName ?? hostname();
+    labelNode(nodeName);
 
     const store = await openStore(config.store);
     // Every message's record, and with it the detection behind notices and reports, is committed
@@ -68,6 +69,8 @@ export const command: Command = {
           db: store.db,
           worker: `${nodeName}:${process.pid}:desk`,
           hostname: config.smtp.hostname,
+          leaseMs: config.outbox.leaseMs,
+          pollMs: config.outbox.pollMs,
           handlers: incidents.handlers,
           signal: stopWorkers.signal,
           onError: (job, err, outcome) => logger.warn({ job: job.id, kind: job.kind, err: err.message, outcome }, 'desk job failed'),
@@ -82,6 +85,8 @@ export const command: Command = {
           db: store.db,
           worker: `${nodeName}:${process.pid}`,
           hostname: config.smtp.hostname,
+          leaseMs: config.outbox.leaseMs,
+          pollMs: config.outbox.pollMs,
           handlers: { ...notifyHandlers(store.db, config, config.smtp.hostname), ...shield?.handlers, ...desk?.handlers },
           signal: stopWorkers.signal,
           onError: (job, err, outcome) => logger.warn({ job: job.id, kind: job.kind, err: err.message, outcome }, 'outbox job failed'),

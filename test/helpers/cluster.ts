@@ -1,0 +1,182 @@
+/*
+ * test/helpers/cluster — N real `backstop serve` processes on one PostgreSQL,
+ * a capture relay for everything they send (smtp-sink), a next hop, and a
+ * worm-wave client that binds each source to its own 127.x address and
+ * retries like an MTA (a dropped connection or a 4xx is tried again; 250 and
+ * 5xx are final). Then the counting: what the clients were told against what
+ * the store holds and what reached the relay.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { freePort, startBackstop, startSmtpSink, type RunningProcess, type SmtpSink } from '../../src/replay/processes.ts';
+import { EICAR } from './gateway.ts';
+
+export interface Node {
+  name: string;
+  smtpPort: number;
+  webPort: number;
+  config: Record<string, unknown>;
+  proc: (RunningProcess & { configFile: string }) | null;
+}
+
+export interface Cluster {
+  dir: string;
+  nodes: Node[];
+  relay: SmtpSink;
+  nextHop: SmtpSink;
+  start(node: Node): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export const POSTMASTER = 'postmaster@example.net';
+export const ABUSE_DESK = 'abuse@worms.example';
+
+/** Node configs on `storeUrl`: discard worms, quarantine banned files, notices and reports through the capture relay. */
+export async function startCluster(count: number, storeUrl: string, options: { reportDelay: string; digestMinutes: number }): Promise<Cluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'bs-cluster-'));
+  const relay = await startSmtpSink(join(dir, 'relay'));
+  const nextHop = await startSmtpSink(null);
+  const nodes: Node[] = [];
+  for (let i = 1; i <= count; i++) {
+    const smtpPort = await freePort();
+    const webPort = await freePort();
+    nodes.push({
+      name: `node-${i}`,
+      smtpPort,
+      webPort,
+      proc: null,
+      config: {
+        nodeName: `node-${i}`,
+        dataDir: join(dir, `node-${i}`, 'data'),
+        smtp: { listen: `127.0.0.1:${smtpPort}`, hostname: 'mx.example.net', greetingDelayMs: 0, maxClients: 500 },
+        domains: ['example.net'],
+        nextHop: `smtp://127.0.0.1:${nextHop.port}`,
+        store: storeUrl,
+        web: { listen: `127.0.0.1:${webPort}` },
+        actions: { infected: 'discard', banned: 'quarantine', unscannable: 'tempfail' },
+        notify: { relay: `smtp://127.0.0.1:${relay.port}`, from: 'backstop@example.net', postmaster: POSTMASTER, digestMinutes: options.digestMinutes },
+        // Loopback has no registry: every source's desk is an override, nothing leaves the machine.
+        abuse: { reports: 'on', window: '24h', reportDelay: options.reportDelay, hourlyCap: 100_000, overrides: [{ cidr: '127.0.0.0/8', contact: ABUSE_DESK }], rdap: { enabled: false }, dns: { zone: '' }, reverseFallback: false },
+        // A dead node's jobs are taken by another after 3 s.
+        outbox: { leaseMs: 3000, pollMs: 200 },
+        log: { level: 'warn' },
+      },
+    });
+  }
+  const cluster: Cluster = {
+    dir,
+    nodes,
+    relay,
+    nextHop,
+    async start(node) {
+      node.proc = await startBackstop(join(dir, node.name), node.config);
+    },
+    async stop() {
+      for (const n of nodes) await n.proc?.stop();
+      await relay.stop();
+      await nextHop.stop();
+    },
+  };
+  await Promise.all(nodes.map((n) => cluster.start(n)));
+  return cluster;
+}
+
+export type Payload = 'eicar' | 'pif' | 'scr' | 'clean';
+
+export interface WaveMessage {
+  seq: number;
+  sourceIp: string;
+  node: number;
+  payload: Payload;
+  messageId: string;
+}
+
+/** The final answer a message got, or the last attempt's when it never got one. */
+export interface Outcome {
+  message: WaveMessage;
+  code: number;
+  text: string;
+  attempts: number;
+  /** The node whose reply it was. */
+  answeredBy: number;
+  at: number;
+}
+
+export function waveRaw(m: WaveMessage): string {
+  const attachment = m.payload === 'clean' ? null : m.payload === 'eicar' ? { name: 'document.txt', body: EICAR } : { name: `photo.${m.payload}`, body: 'not really a program' };
+  return [
+    `From: friend${m.seq}@home.example`,
+    'To: user@example.net',
+    `Subject: wave ${m.seq}`,
+    `Message-ID: ${m.messageId}`,
+    'MIME-Version: 1.0',
+    'Content-Type: multipart/mixed; boundary="w"',
+    '',
+    '--w',
+    'Content-Type: text/plain',
+    '',
+    'see the attachment',
+    ...(attachment ? ['--w', `Content-Type: application/octet-stream; name="${attachment.name}"`, `Content-Disposition: attachment; filename="${attachment.name}"`, '', attachment.body] : []),
+    '--w--',
+    '',
+  ].join('\r\n');
+}
+
+/** One SMTP transaction from `localAddress`: the reply to DATA (or to what failed); code 0 when the connection died first. */
+export function sendOnce(port: number, localAddress: string, raw: string): Promise<{ code: number; text: string }> {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (r: { code: number; text: string }) => {
+      if (done) return;
+      done = true;
+      resolve(r);
+    };
+    const c = new SMTPConnection({ host: '127.0.0.1', port, localAddress, name: 'home.example', ignoreTLS: true, socketTimeout: 20_000, connectionTimeout: 5000 });
+    c.on('error', (err) => finish({ code: (err as { responseCode?: number }).responseCode ?? 0, text: err.message }));
+    c.on('end', () => finish({ code: 0, text: 'connection closed' }));
+    c.connect(() =>
+      c.send({ from: 'friend@home.example', to: ['user@example.net'] }, raw, (err, info) => {
+        if (err) finish({ code: (err as { responseCode?: number }).responseCode ?? 0, text: (err as { response?: string }).response ?? err.message });
+        else finish({ code: 250, text: info.response });
+        c.quit();
+      }),
+    );
+  });
+}
+
+/** Sends every message with `concurrency` clients, retrying what got no final answer, for up to `deadlineMs`. */
+export async function sendWave(nodes: Node[], messages: WaveMessage[], concurrency: number, deadlineMs: number, onOutcome?: (o: Outcome) => void): Promise<Outcome[]> {
+  const outcomes: Outcome[] = [];
+  const queue = [...messages];
+  const deadline = Date.now() + deadlineMs;
+  const worker = async () => {
+    for (let m = queue.shift(); m; m = queue.shift()) {
+      let attempts = 0;
+      let last = { code: 0, text: 'not sent' };
+      while (Date.now() < deadline) {
+        attempts++;
+        last = await sendOnce(nodes[m.node]!.smtpPort, m.sourceIp, waveRaw(m));
+        if (last.code === 250 || last.code >= 500) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      const o = { message: m, ...last, attempts, answeredBy: m.node, at: Date.now() };
+      outcomes.push(o);
+      onOutcome?.(o);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return outcomes;
+}
+
+/** A header field's value from a captured message (first occurrence, unfolded). */
+export function header(text: string, name: string): string | null {
+  const head = text.slice(0, text.search(/\r?\n\r?\n/) >>> 0);
+  const m = new RegExp(`^${name}:[ \\t]*((?:.*)(?:\\r?\\n[ \\t].*)*)`, 'im').exec(head);
+  return m ? m[1]!.replace(/\r?\n[ \t]+/g, ' ').trim() : null;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
