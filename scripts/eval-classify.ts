@@ -45,22 +45,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { classify, MESSAGE_CLASSES, type MessageClass } from '../src/backscatter/classify.ts';
+import { MESSAGE_CLASSES } from '../src/backscatter/classify.ts';
+import { BOUNCE, CorpusUnavailable, loadLabels, measure, NOTICE, rowsOf, TREE, TREE_SOURCES, type Row, type Source } from './eval-corpus.ts';
 
 const CACHE = process.env.BACKSTOP_EVAL_CACHE ?? join(tmpdir(), 'backstop-eval-corpus');
-const LABELS = new URL('../test/backscatter/eval-labels.tsv', import.meta.url);
-
-interface Source {
-  name: string;
-  kind: 'deb' | 'src' | 'tree';
-  /** The Debian package, or for 'tree' the folder under test/backscatter/corpora. */
-  pkg: string;
-  /** 'fifth': every 5th file is held out (the corpora added after issue 4's rules); 'all': none was read. */
-  holdout?: 'fifth' | 'all';
-  /** Directories inside the unpacked package (glob-free; `*` matches the one top directory of a source tarball). */
-  dirs: string[];
-  file: RegExp;
-}
 
 const SOURCES: Source[] = [
   { name: 'flufl.bounce', kind: 'deb', pkg: 'python3-flufl.bounce', dirs: ['usr/lib/python3/dist-packages/flufl/bounce/tests/data'], file: /\.txt$/ },
@@ -82,16 +70,9 @@ const SOURCES: Source[] = [
     file: /\.eml$/,
   },
   { name: 'spamassassin', kind: 'deb', pkg: 'spamassassin', dirs: ['usr/share/doc/spamassassin/examples'], file: /^sample-(non)?spam\.txt$/ },
-  { name: 'sisimai', kind: 'tree', pkg: 'sisimai', dirs: ['bsd', 'not'], file: /\.eml$/, holdout: 'fifth' },
-  // sisimai's maildir/err (mailbox/mbox-0 cut into files) and maildir/tmp: held out whole, labelled from From and Subject only.
-  { name: 'sisimai-unseen', kind: 'tree', pkg: 'sisimai', dirs: ['err', 'tmp'], file: /\.eml$/, holdout: 'all' },
-  { name: 'bounce-handler', kind: 'tree', pkg: 'bounce-handler', dirs: ['eml'], file: /\.(eml|txt)$/, holdout: 'fifth' },
-  { name: 'mail-mime-parser', kind: 'tree', pkg: 'mail-mime-parser', dirs: ['.'], file: /^(m\d+|github-[\d-]+|invalid-charset)\.txt$/, holdout: 'fifth' },
+  ...TREE_SOURCES,
 ];
 
-const TREE = new URL('../test/backscatter/corpora/', import.meta.url).pathname;
-
-class CorpusUnavailable extends Error {}
 
 function run(cmd: string, args: string[], cwd: string) {
   return spawnSync(cmd, args, { cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
@@ -166,85 +147,8 @@ function fetchSource(pkg: string): string {
   return root;
 }
 
-/** [path, name in the label file]: a tree corpus's files are named with their folder (bsd/x.eml). */
-function filesOf(src: Source, root: string): [string, string][] {
-  const out: [string, string][] = [];
-  for (const d of src.dirs) {
-    const dirs = d.startsWith('*/') ? readdirSync(root).filter((t) => !t.startsWith('.')).map((t) => join(root, t, d.slice(2))) : [join(root, d)];
-    for (const dir of dirs) {
-      if (!existsSync(dir)) throw new CorpusUnavailable(`${src.pkg}: no ${d} in the package (a different version?)`);
-      for (const f of readdirSync(dir).sort()) if (src.file.test(f)) out.push([join(dir, f), src.kind === 'tree' && d !== '.' ? `${d}/${f}` : f]);
-    }
-  }
-  return out;
-}
-
-interface Label {
-  cls: MessageClass;
-  /** The MTA family (or RFC, or product) that wrote the message. */
-  family: string;
-  why: string;
-}
-
-interface LabelLine extends Label {
-  source: string;
-  pattern: RegExp;
-}
-
-/** The label file, in order; for a file the last matching line wins (so "*" lines come first). */
-function loadLabels(): LabelLine[] {
-  const out: LabelLine[] = [];
-  for (const line of readFileSync(LABELS, 'utf8').split('\n')) {
-    if (line.trim() === '' || line.startsWith('#')) continue;
-    const [source, file, cls, family, why] = line.split('\t');
-    if (!source || !file || !family || !MESSAGE_CLASSES.includes(cls as MessageClass)) throw new Error(`eval-labels.tsv: bad line: ${line}`);
-    const pattern = new RegExp(`^${file.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
-    out.push({ source, pattern, cls: cls as MessageClass, family, why: why ?? '' });
-  }
-  return out;
-}
-
-/** "@name": the family a corpus names in its file names (lhost-postfix-03.eml → postfix, yahoo_01.txt → yahoo). */
-function familyOf(family: string, file: string): string {
-  if (family !== '@name') return family;
-  return file.replace(/^.*\//, '').replace(/\.\w+$/, '').replace(/[-_]\d+$/, '').replace(/^lhost-/, '');
-}
-
-function labelOf(labels: LabelLine[], source: string, file: string): Label | null {
-  let hit: LabelLine | null = null;
-  for (const l of labels) if (l.source === source && l.pattern.test(file)) hit = l;
-  return hit && { cls: hit.cls, family: familyOf(hit.family, file), why: hit.why };
-}
-
-const BOUNCE: ReadonlySet<MessageClass> = new Set(['dsn', 'delay']);
-const NOTICE: ReadonlySet<MessageClass> = new Set(['dsn', 'delay', 'av-notice', 'challenge']);
 const pct = (n: number, d: number) => (d === 0 ? 'n/a' : `${((100 * n) / d).toFixed(2)} %`);
 const frac = (n: number, d: number) => (d === 0 ? '-' : `${n}/${d}`);
-
-interface Row {
-  source: string;
-  file: string;
-  set: 'train' | 'held-out';
-  label: MessageClass;
-  family: string;
-  got: MessageClass;
-  format: string | null;
-  why: string;
-}
-
-/** The measures one table line shows, over any set of rows. */
-function measure(r: Row[]) {
-  const pos = r.filter((x) => BOUNCE.has(x.label));
-  const tp = pos.filter((x) => BOUNCE.has(x.got)).length;
-  const predPos = r.filter((x) => BOUNCE.has(x.got)).length;
-  const auto = r.filter((x) => x.label === 'auto-reply');
-  const autoHit = auto.filter((x) => x.got === 'auto-reply').length;
-  const normal = r.filter((x) => x.label === 'normal');
-  const falseNormal = normal.filter((x) => NOTICE.has(x.got)).length;
-  const negatives = r.filter((x) => x.label === 'normal' || x.label === 'auto-reply');
-  const falseNeg = negatives.filter((x) => NOTICE.has(x.got)).length;
-  return { n: r.length, pos: pos.length, tp, predPos, auto: auto.length, autoHit, normal: normal.length, falseNormal, negatives: negatives.length, falseNeg };
-}
 
 async function main(): Promise<number> {
   mkdirSync(CACHE, { recursive: true });
@@ -261,13 +165,7 @@ async function main(): Promise<number> {
       }
       throw err;
     }
-    const files = filesOf(src, root);
-    for (const [i, [path, file]] of files.entries()) {
-      const label = labelOf(labels, src.name, file);
-      if (!label) throw new Error(`eval-labels.tsv: no label for ${src.name}/${file} and no "*" line`);
-      const r = await classify(readFileSync(path));
-      rows.push({ source: src.name, file, set: src.holdout === 'all' || (src.holdout === 'fifth' && i % 5 === 4) ? 'held-out' : 'train', label: label.cls, family: label.family, got: r.class, format: r.format, why: label.why });
-    }
+    rows.push(...(await rowsOf(src, root, labels)));
   }
 
   console.log(`corpus cache: ${CACHE}; in-tree corpora: ${TREE}`);
