@@ -136,7 +136,7 @@ export async function composeForward(
 ): Promise<Buffer> {
   const lang = (customer.language ?? '').toLowerCase().slice(0, 2);
   const texts = TEXTS[lang] ?? TEXTS.en!;
-  const { when, zone } = timeInZone(report.observedAt, customer.time_zone, lang);
+  const { when, zone } = timeInZone(report.observedAt, customer.time_zone);
   const headers = report.headers ? redactForCustomer(report.headers, report.ip) : '';
   const text = texts
     .body({ name: oneLine(customer.name, 100), ip: report.ip, port: report.port, when, zone, summary: oneLine(report.summary, 500), malware: report.malware.map((m) => oneLine(m, 80)), headers: headers !== '' })

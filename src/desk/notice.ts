@@ -165,7 +165,7 @@ export function composeCustomerNotice(opts: {
   const line = EVIDENCE_LINE[lang] ?? EVIDENCE_LINE.en!;
   const evidence = opts.evidence
     .slice(-10)
-    .map((e) => line(timeInZone(e.observedAt, zone, lang).when, e.ip, oneLine(e.malware.length ? e.malware.join(', ') : e.summary, 200)))
+    .map((e) => line(timeInZone(e.observedAt, zone).when, e.ip, oneLine(e.malware.length ? e.malware.join(', ') : e.summary, 200)))
     .join('\n');
   const fill = (s: string) =>
     s.replace(/\{(name|ip|portal|graceUntil|evidence)\}/g, (_m, k: string) => {
@@ -177,7 +177,7 @@ export function composeCustomerNotice(opts: {
         case 'portal':
           return opts.portalUrl;
         case 'graceUntil':
-          return opts.graceUntil ? timeInZone(opts.graceUntil, zone, lang).when : '-';
+          return opts.graceUntil ? timeInZone(opts.graceUntil, zone).when : '-';
         default:
           return evidence;
       }

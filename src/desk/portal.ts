@@ -198,7 +198,7 @@ export function registerPortal(app: FastifyInstance, deps: PortalDeps): void {
     const cookie = cookieOf(request, COOKIE) ?? randomBytes(24).toString('base64url');
     reply.header('set-cookie', `${COOKIE}=${cookie}; Path=/portal; HttpOnly; SameSite=Strict${deps.secureCookies ? '; Secure' : ''}`);
     reply.header('cache-control', 'no-store');
-    const zoned = (d: Date | string) => timeInZone(new Date(d), zone, lang).when;
+    const zoned = (d: Date | string) => timeInZone(new Date(d), zone).when;
     const selfRelease = canSelfRelease(incident.state, incident.self_releases_left);
     const body = html`<h1>${t.title}</h1>
 <p class="state state-${incident.state}">${t.states[incident.state] ?? incident.state}</p>

@@ -55,7 +55,7 @@ export function instantIn(date: string, time: string, zone: string): Date | null
 }
 
 /** The reported time in the customer's zone, e.g. "2026-03-02 09:13:14 CET"; UTC when the zone is not a valid IANA name. */
-export function timeInZone(at: Date, zone: string, language: string): { when: string; zone: string } {
+export function timeInZone(at: Date, zone: string): { when: string; zone: string } {
   let tz = 'UTC';
   try {
     new Intl.DateTimeFormat('en', { timeZone: zone });
@@ -65,6 +65,5 @@ export function timeInZone(at: Date, zone: string, language: string): { when: st
   }
   const parts = new Intl.DateTimeFormat('en-CA', { timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23', timeZoneName: 'short' }).formatToParts(at);
   const get = (t: string) => parts.find((p) => p.type === t)?.value ?? '';
-  void language;
   return { when: `${get('year')}-${get('month')}-${get('day')} ${get('hour')}:${get('minute')}:${get('second')} ${get('timeZoneName')}`, zone: tz };
 }

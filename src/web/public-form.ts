@@ -132,7 +132,7 @@ export async function registerPublicForm(scope: FastifyInstance, deps: PublicFor
     getToken: (request) => (request.body as { _csrf?: unknown } | undefined)?._csrf as string | undefined,
   });
 
-  const page = (request: FastifyRequest, reply: FastifyReply, status: number, body: SafeHtml) =>
+  const page = (reply: FastifyReply, status: number, body: SafeHtml) =>
     reply.status(status).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(frame({ title: 'Report abuse', body, nodeName: deps.nodeName }));
 
   const form = (request: FastifyRequest, reply: FastifyReply, values: Partial<Record<string, string>>, errors: string[], askPort: boolean): SafeHtml => {
@@ -168,7 +168,7 @@ ${askPort
   };
 
   scope.get('/report', { schema: { querystring: { type: 'object', additionalProperties: false, properties: {} } } }, async (request, reply) =>
-    page(request, reply, 200, form(request, reply, {}, [], false)),
+    page(reply, 200, form(request, reply, {}, [], false)),
   );
 
   scope.post(
@@ -182,23 +182,23 @@ ${askPort
     async (request, reply) => {
       const client = request.ip;
       if (await overLimit(deps.db, client, deps.settings)) {
-        return page(request, reply, 429, html`<section class="panel narrow"><h1>Too many reports</h1><p>This address has sent too many reports in a short time. Please try again later.</p></section>`);
+        return page(reply, 429, html`<section class="panel narrow"><h1>Too many reports</h1><p>This address has sent too many reports in a short time. Please try again later.</p></section>`);
       }
       const raw = (request.body ?? {}) as Record<string, string>;
       const parsed = reportSchema.safeParse(raw);
       const kept = Object.fromEntries(Object.entries(raw).filter(([k]) => k !== '_csrf').map(([k, val]) => [k, String(val).slice(0, 32_768)]));
       if (!parsed.success) {
         const errors = [...new Set(parsed.error.issues.map((i) => (i.code === 'custom' || /^(Give|Choose|Say|Keep|Paste|That|The port)/.test(i.message) ? i.message : `${i.path.join('.')}: invalid`)))];
-        return page(request, reply, 400, form(request, reply, kept, errors, false));
+        return page(reply, 400, form(request, reply, kept, errors, false));
       }
       const f: ReportForm = parsed.data;
       const at = instantIn(f.date, f.time, f.zone);
       if (!at || at.getTime() > Date.now() + 3_600_000 || at.getTime() < Date.now() - 400 * 86_400_000) {
-        return page(request, reply, 400, form(request, reply, kept, ['Give a real date and time within the last year.'], false));
+        return page(reply, 400, form(request, reply, kept, ['Give a real date and time within the last year.'], false));
       }
       // Decided from the configuration only, never from who holds the address.
       if (inCgnat(f.ip, deps.settings.cgnatRanges) && f.port === null) {
-        return page(request, reply, 200, form(request, reply, kept, [], true));
+        return page(reply, 200, form(request, reply, kept, [], true));
       }
       const started = Date.now();
       const what = f.what.replace(/[\0-\x08\x0b\x0c\x0e-\x1f\x7f]/g, '').replace(/\s+/g, ' ').trim();
@@ -212,7 +212,7 @@ ${askPort
       });
       const wait = started + deps.settings.answerFloorMs - Date.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-      return page(request, reply, 200, html`<section class="panel narrow"><h1>Report received</h1><p>${THANKS}</p></section>`);
+      return page(reply, 200, html`<section class="panel narrow"><h1>Report received</h1><p>${THANKS}</p></section>`);
     },
   );
 }
