@@ -11,7 +11,7 @@
  */
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
-import { openStore, type Store } from '../store/store.ts';
+import type { Store } from '../store/store.ts';
 
 /** `--config FILE` (`-c FILE`), the option of every subcommand that reads the configuration: its value goes to commandConfig or withStore. */
 export const CONFIG_OPTION = { config: { type: 'string', short: 'c' } } as const;
@@ -24,6 +24,8 @@ export function commandConfig(configPath: string | undefined): Config {
 /** Loads the configuration, opens its store, runs `fn` on both and closes the store, also when `fn` throws. */
 export async function withStore<T>(configPath: string | undefined, fn: (store: Store, config: Config) => Promise<T>): Promise<T> {
   const config = commandConfig(configPath);
+  // Loaded here, not at the top: commands that only read the configuration (scan, config check) do not pay for pg and Kysely.
+  const { openStore } = await import('../store/store.ts');
   const store = await openStore(config.store);
   try {
     return await fn(store, config);
