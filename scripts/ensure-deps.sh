@@ -21,6 +21,7 @@ check named bind9
 check dig bind9-dnsutils
 check chromium chromium
 check nft nftables
+check systemd-analyze systemd
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

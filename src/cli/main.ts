@@ -26,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   attribute: () => import('./commands/attribute.ts'),
   incident: () => import('./commands/incident.ts'),
   'desk-queue': () => import('./commands/desk-queue.ts'),
+  init: () => import('./commands/init.ts'),
 };
 
 function help(): string {
