@@ -18,12 +18,11 @@ import { runWorker } from '../../store/jobs.ts';
 import { createLogger } from '../../obs/log.ts';
 import { clamdErrorsTotal, labelNode, storeErrorsTotal } from '../../obs/metrics.ts';
 import { createScanner } from '../../scan/scanner.ts';
-import { openStore } from '../../store/store.ts';
 import { buildWebApp } from '../../web/server.ts';
 import { deskIntake } from '../../desk/wiring.ts';
 import { deskRuntime } from '../../desk/runtime.ts';
 import { parseCommandArgs } from '../args.ts';
-import { CONFIG_OPTION, commandConfig } from '../store.ts';
+import { CONFIG_OPTION, withStore } from '../store.ts';
 import type { Command } from '../command.ts';
 
 export const command: Command = {
@@ -31,110 +30,110 @@ export const command: Command = {
   usage: 'backstop serve [--config FILE]',
   async run(args) {
     const { values } = parseCommandArgs(args, CONFIG_OPTION);
-    const config = commandConfig(values.config);
-    const logger = createLogger(config.log.level);
-    const nodeName = config.nodeName ?? hostname();
-    labelNode(nodeName);
+    // withStore opens the store first (a node that cannot record or quarantine never takes mail) and closes it last, also when start-up fails.
+    return withStore(values.config, async (store, config) => {
+      const logger = createLogger(config.log.level);
+      const nodeName = config.nodeName ?? hostname();
+      labelNode(nodeName);
 
-    const store = await openStore(config.store);
-    // Every message's record, and with it the detection behind notices and reports, is committed
-    // before the reply to DATA (group commit, config.records); a store that fails or is slow is a 451.
-    const { messageLog, detect } = messageLogFor(store.db, config, (err, lost) => {
-      storeErrorsTotal.inc({ what: 'message-log' });
-      logger.error({ err: err.message, lost }, 'message log record (of a 4xx reply) could not be written');
-    });
-    const scanner = createScanner(config, { onClamdError: () => clamdErrorsTotal.inc() });
-    if (!config.clamd) logger.warn('no clamd configured: scanning with the built-in policy only (EICAR, banned names and types, archives)');
-    if (config.domains.length === 0 && config.relayFrom.length === 0) {
-      logger.warn('no domains and no relayFrom configured: every recipient will be refused (Backstop is never an open relay)');
-    }
-
-    const hooks: Partial<GatewayHooks> = { decided: [] };
-    const stopWorkers = new AbortController();
-    const workers: Promise<void>[] = [];
-    // The backscatter shield (R7): hooks in the gateway, complaint jobs in this node's worker.
-    const shield = await startShield(config, store, logger);
-    if (shield) Object.assign(hooks, shield.hooks);
-    // The abuse desk's intake (R8): per-IP aliases and abuse@ as a gateway route, forwards in the worker, the public form.
-    const desk = deskIntake(config, store, logger);
-    // The desk's incidents (R9): smarthost hooks, timers and enforcement in their own worker, the portal on the web app.
-    const incidents = deskRuntime(config, store.db, logger);
-    if (incidents) {
-      hooks.mail = [...(hooks.mail ?? []), ...incidents.hooks.mail];
-      hooks.rcpt = [...(hooks.rcpt ?? []), ...incidents.hooks.rcpt];
-      hooks.decided!.push(...incidents.hooks.decided);
-      await incidents.start();
-      workers.push(
-        runWorker({
-          db: store.db,
-          worker: `${nodeName}:${process.pid}:desk`,
-          hostname: config.smtp.hostname,
-          leaseMs: config.outbox.leaseMs,
-          pollMs: config.outbox.pollMs,
-          handlers: incidents.handlers,
-          signal: stopWorkers.signal,
-          onError: (job, err, outcome) => logger.warn({ job: job.id, kind: job.kind, err: err.message, outcome }, 'desk job failed'),
-        }),
-      );
-    }
-    if (desk && !config.notify) logger.warn('desk: reports are taken in, but forwards to customers wait until notify.relay is configured');
-    if (config.notify) {
-      const policy = notifyPolicy(config);
-      workers.push(
-        runWorker({
-          db: store.db,
-          worker: `${nodeName}:${process.pid}`,
-          hostname: config.smtp.hostname,
-          leaseMs: config.outbox.leaseMs,
-          pollMs: config.outbox.pollMs,
-          handlers: { ...notifyHandlers(store.db, config, config.smtp.hostname), ...shield?.handlers, ...desk?.handlers },
-          signal: stopWorkers.signal,
-          onError: (job, err, outcome) => logger.warn({ job: job.id, kind: job.kind, err: err.message, outcome }, 'outbox job failed'),
-        }),
-      );
-      logger.info({ postmaster: config.notify.postmaster, abuseReports: policy.abuse ? policy.abuse.reports : 'not configured' }, 'notify: postmaster notices on; abuse reports per abuse:');
-      if (config.notify.sender.enabled) {
-        logger.warn(
-          { nonForging: config.notify.sender.nonForging },
-          'notify.sender is enabled and acknowledged: authenticated senders of banned files (and of the non-forging names listed) get one notice a day; senders of worms never do (R1, R2)',
-        );
-        hooks.decided!.push(senderNoticeHook(store.db, config.notify, config.smtp.hostname, (d, e) => logger.info({ id: d.id, ok: e.ok, why: e.ok ? e.via : e.reason }, 'sender notice decision')));
+      // Every message's record, and with it the detection behind notices and reports, is committed
+      // before the reply to DATA (group commit, config.records); a store that fails or is slow is a 451.
+      const { messageLog, detect } = messageLogFor(store.db, config, (err, lost) => {
+        storeErrorsTotal.inc({ what: 'message-log' });
+        logger.error({ err: err.message, lost }, 'message log record (of a 4xx reply) could not be written');
+      });
+      const scanner = createScanner(config, { onClamdError: () => clamdErrorsTotal.inc() });
+      if (!config.clamd) logger.warn('no clamd configured: scanning with the built-in policy only (EICAR, banned names and types, archives)');
+      if (config.domains.length === 0 && config.relayFrom.length === 0) {
+        logger.warn('no domains and no relayFrom configured: every recipient will be refused (Backstop is never an open relay)');
       }
-    } else {
-      logger.info('notify: not configured, no postmaster notices or abuse reports are sent');
-    }
 
-    const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks, ...(detect ? { detect } : {}), ...(desk ? { routes: [desk.route] } : {}) });
-    // The milter role: the same checks and the same judge as the gateway, for an MTA that asks (smtpd_milters).
-    let milter: MilterServer | null = null;
-    if (config.milter) {
-      const all: GatewayHooks = { mail: [], rcpt: [], data: [], decided: [], ...hooks };
-      const judge = createJudge({ config, store, scanner, logger: logger.child({ role: 'milter' }), messageLog, nodeName, hooks: all, hookTimeoutMs: 30_000, ...(detect ? { detect } : {}) });
-      milter = await startMilter({ config: { ...config, milter: config.milter }, judge, hooks: all, hookTimeoutMs: 30_000, logger });
-    }
-    // The console shows this configuration (secrets masked) and releases quarantined mail through its next hop.
-    const web = buildWebApp({ store, logger, nodeName, config, ...(desk?.publicForm ? { publicForm: desk.publicForm } : {}), ...(incidents ? { routes: [incidents.web] } : {}) });
-    const { host, port } = splitHostPort(config.web.listen);
-    await web.listen({ host, port });
-    logger.info({ smtp: gateway.address, ...(milter ? { milter: milter.address } : {}), web: config.web.listen, store: store.kind, nextHop: config.nextHop, node: nodeName }, 'backstop is running');
+      const hooks: Partial<GatewayHooks> = { decided: [] };
+      const stopWorkers = new AbortController();
+      const workers: Promise<void>[] = [];
+      // The backscatter shield (R7): hooks in the gateway, complaint jobs in this node's worker.
+      const shield = await startShield(config, store, logger);
+      if (shield) Object.assign(hooks, shield.hooks);
+      // The abuse desk's intake (R8): per-IP aliases and abuse@ as a gateway route, forwards in the worker, the public form.
+      const desk = deskIntake(config, store, logger);
+      // The desk's incidents (R9): smarthost hooks, timers and enforcement in their own worker, the portal on the web app.
+      const incidents = deskRuntime(config, store.db, logger);
+      if (incidents) {
+        hooks.mail = [...(hooks.mail ?? []), ...incidents.hooks.mail];
+        hooks.rcpt = [...(hooks.rcpt ?? []), ...incidents.hooks.rcpt];
+        hooks.decided!.push(...incidents.hooks.decided);
+        await incidents.start();
+        workers.push(
+          runWorker({
+            db: store.db,
+            worker: `${nodeName}:${process.pid}:desk`,
+            hostname: config.smtp.hostname,
+            leaseMs: config.outbox.leaseMs,
+            pollMs: config.outbox.pollMs,
+            handlers: incidents.handlers,
+            signal: stopWorkers.signal,
+            onError: (job, err, outcome) => logger.warn({ job: job.id, kind: job.kind, err: err.message, outcome }, 'desk job failed'),
+          }),
+        );
+      }
+      if (desk && !config.notify) logger.warn('desk: reports are taken in, but forwards to customers wait until notify.relay is configured');
+      if (config.notify) {
+        const policy = notifyPolicy(config);
+        workers.push(
+          runWorker({
+            db: store.db,
+            worker: `${nodeName}:${process.pid}`,
+            hostname: config.smtp.hostname,
+            leaseMs: config.outbox.leaseMs,
+            pollMs: config.outbox.pollMs,
+            handlers: { ...notifyHandlers(store.db, config, config.smtp.hostname), ...shield?.handlers, ...desk?.handlers },
+            signal: stopWorkers.signal,
+            onError: (job, err, outcome) => logger.warn({ job: job.id, kind: job.kind, err: err.message, outcome }, 'outbox job failed'),
+          }),
+        );
+        logger.info({ postmaster: config.notify.postmaster, abuseReports: policy.abuse ? policy.abuse.reports : 'not configured' }, 'notify: postmaster notices on; abuse reports per abuse:');
+        if (config.notify.sender.enabled) {
+          logger.warn(
+            { nonForging: config.notify.sender.nonForging },
+            'notify.sender is enabled and acknowledged: authenticated senders of banned files (and of the non-forging names listed) get one notice a day; senders of worms never do (R1, R2)',
+          );
+          hooks.decided!.push(senderNoticeHook(store.db, config.notify, config.smtp.hostname, (d, e) => logger.info({ id: d.id, ok: e.ok, why: e.ok ? e.via : e.reason }, 'sender notice decision')));
+        }
+      } else {
+        logger.info('notify: not configured, no postmaster notices or abuse reports are sent');
+      }
 
-    await new Promise<void>((resolve) => {
-      const stop = (signal: string) => {
-        logger.info({ signal }, 'shutting down');
-        resolve();
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks, ...(detect ? { detect } : {}), ...(desk ? { routes: [desk.route] } : {}) });
+      // The milter role: the same checks and the same judge as the gateway, for an MTA that asks (smtpd_milters).
+      let milter: MilterServer | null = null;
+      if (config.milter) {
+        const all: GatewayHooks = { mail: [], rcpt: [], data: [], decided: [], ...hooks };
+        const judge = createJudge({ config, store, scanner, logger: logger.child({ role: 'milter' }), messageLog, nodeName, hooks: all, hookTimeoutMs: 30_000, ...(detect ? { detect } : {}) });
+        milter = await startMilter({ config: { ...config, milter: config.milter }, judge, hooks: all, hookTimeoutMs: 30_000, logger });
+      }
+      // The console shows this configuration (secrets masked) and releases quarantined mail through its next hop.
+      const web = buildWebApp({ store, logger, nodeName, config, ...(desk?.publicForm ? { publicForm: desk.publicForm } : {}), ...(incidents ? { routes: [incidents.web] } : {}) });
+      const { host, port } = splitHostPort(config.web.listen);
+      await web.listen({ host, port });
+      logger.info({ smtp: gateway.address, ...(milter ? { milter: milter.address } : {}), web: config.web.listen, store: store.kind, nextHop: config.nextHop, node: nodeName }, 'backstop is running');
+
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          logger.info({ signal }, 'shutting down');
+          resolve();
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      await milter?.close();
+      await gateway.close();
+      await shield?.close();
+      stopWorkers.abort();
+      await Promise.all(workers);
+      await web.close();
+      await messageLog.flush();
+      await scanner.close();
+      return 0;
     });
-    await milter?.close();
-    await gateway.close();
-    await shield?.close();
-    stopWorkers.abort();
-    await Promise.all(workers);
-    await web.close();
-    await messageLog.flush();
-    await scanner.close();
-    await store.close();
-    return 0;
   },
 };
