@@ -464,6 +464,8 @@ const milterSchema = z
      * (discard, SMFIR_DISCARD) or to keep it in its hold queue as well (postfix-hold, SMFIR_QUARANTINE).
      */
     quarantine: z.enum(['discard', 'postfix-hold']).default('discard'),
+    /** Permissions of a unix: socket (octal); the MTA's user must be able to write it (Postfix: user postfix). */
+    socketMode: z.string().regex(/^0?[0-7]{3}$/, 'an octal mode such as "0660"').default('0660'),
     /** Largest milter packet taken; Postfix's header_size_limit (102400) can exceed 64 KiB in one header packet. */
     maxPacketBytes: z.number().int().min(65_536, 'maxPacketBytes must be at least 65536 (a 65535-byte body chunk)').max(16_777_216).default(262_144),
     /** A message past smtp.maxMessageBytes is not buffered further: refused (552 5.3.4) or deferred (451 4.3.4). */

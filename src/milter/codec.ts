@@ -84,6 +84,9 @@ export const SMFIP = {
 } as const;
 
 /** Action flags (mfapi.h SMFIF_*): what the filter may do to the message at end of message. */
+/** Macro stages for SMFIF_SETSYMLIST (mfapi.h SMFIM_*). */
+export const SMFIM = { CONNECT: 0, HELO: 1, ENVFROM: 2, ENVRCPT: 3, DATA: 4, EOM: 5, EOH: 6 } as const;
+
 export const SMFIF = {
   ADDHDRS: 0x1,
   CHGBODY: 0x2,
@@ -116,7 +119,8 @@ export type MilterCommand =
   | { command: 'unknown'; line: string };
 
 export type MilterReply =
-  | { reply: 'optneg'; version: number; actions: number; protocol: number }
+  /** macros (with SMFIF_SETSYMLIST): per stage (SMFIM), the macro names the MTA is to send there; "" for none. */
+  | { reply: 'optneg'; version: number; actions: number; protocol: number; macros?: Partial<Record<number, string>> }
   | { reply: 'continue' }
   | { reply: 'accept' }
   | { reply: 'reject' }
@@ -278,8 +282,11 @@ const REPLY_LINE = /^[45]\d\d [^\0\r\n]*$/;
 
 export function encodeReply(r: MilterReply): Buffer {
   switch (r.reply) {
-    case 'optneg':
-      return packet(SMFIR.OPTNEG, u32s(r.version, r.actions, r.protocol));
+    case 'optneg': {
+      // libmilter st_optionneg: after the three words, (uint32 stage, NUL-terminated space-separated names) pairs.
+      const lists = Object.entries(r.macros ?? {}).map(([stage, names]) => Buffer.concat([u32s(Number(stage)), strings(names!)]));
+      return packet(SMFIR.OPTNEG, Buffer.concat([u32s(r.version, r.actions, r.protocol), ...lists]));
+    }
     case 'continue':
       return packet(SMFIR.CONTINUE);
     case 'accept':
@@ -316,8 +323,22 @@ export function decodeReply(p: Packet): MilterReply {
   const { code, data } = p;
   switch (code) {
     case SMFIR.OPTNEG:
+    {
       if (data.length < 12) throw new MilterProtocolError('optneg reply: shorter than 12 bytes');
-      return { reply: 'optneg', version: data.readUInt32BE(0), actions: data.readUInt32BE(4), protocol: data.readUInt32BE(8) };
+      const head = { reply: 'optneg' as const, version: data.readUInt32BE(0), actions: data.readUInt32BE(4), protocol: data.readUInt32BE(8) };
+      if (data.length === 12) return head;
+      const macros: Partial<Record<number, string>> = {};
+      let at = 12;
+      while (at < data.length) {
+        if (data.length - at < 5) throw new MilterProtocolError('optneg reply: truncated macro list');
+        const stage = data.readUInt32BE(at);
+        const end = data.indexOf(0, at + 4);
+        if (end < 0) throw new MilterProtocolError('optneg reply: macro list not NUL-terminated');
+        macros[stage] = data.subarray(at + 4, end).toString('latin1');
+        at = end + 1;
+      }
+      return { ...head, macros };
+    }
     case SMFIR.CONTINUE:
       return { reply: 'continue' };
     case SMFIR.ACCEPT:
@@ -400,8 +421,10 @@ export class PacketReader {
  */
 export function negotiate(
   offer: { version: number; actions: number; protocol: number },
-  want: { actions: number; protocol: number },
-): { reply: 'optneg'; version: number; actions: number; protocol: number } {
+  want: { actions: number; protocol: number; macros?: Partial<Record<number, string>> },
+): { reply: 'optneg'; version: number; actions: number; protocol: number; macros?: Partial<Record<number, string>> } {
   if (offer.version < MILTER_VERSION) throw new MilterProtocolError(`MTA offers milter protocol version ${offer.version}; Backstop speaks ${MILTER_VERSION} (Postfix: milter_protocol = 6)`);
-  return { reply: 'optneg', version: MILTER_VERSION, actions: offer.actions & want.actions, protocol: offer.protocol & want.protocol };
+  const reply = { reply: 'optneg' as const, version: MILTER_VERSION, actions: offer.actions & want.actions, protocol: offer.protocol & want.protocol };
+  // Macro lists only if the MTA lets the filter set them.
+  return want.macros && offer.actions & SMFIF.SETSYMLIST ? { ...reply, actions: reply.actions | SMFIF.SETSYMLIST, macros: want.macros } : reply;
 }

@@ -21,7 +21,7 @@
  * message it could not judge: any failure is a 451, or a dropped connection,
  * which Postfix's milter_default_action = tempfail turns into a 451.
  */
-import { existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
 import net from 'node:net';
 import type { Config } from '../config/schema.ts';
@@ -31,7 +31,7 @@ import { compileRelayPolicy, relayDecision } from '../edge/relay.ts';
 import { LOCAL_ERROR, TOO_BIG, type Reply } from '../edge/replies.ts';
 import { cleanText } from '../obs/clean.ts';
 import type { Logger } from '../obs/log.ts';
-import { decodeCommand, encodeReply, MilterProtocolError, negotiate, PacketReader, SMFIF, SMFIP, type MilterCommand, type MilterReply } from './codec.ts';
+import { decodeCommand, encodeReply, MilterProtocolError, negotiate, PacketReader, SMFIF, SMFIM, SMFIP, type MilterCommand, type MilterReply } from './codec.ts';
 
 export type MilterConfig = NonNullable<Config['milter']>;
 
@@ -41,6 +41,8 @@ const WANT = {
   actions: SMFIF.ADDHDRS | SMFIF.QUARANTINE | SMFIF.CHGFROM | SMFIF.ADDRCPT | SMFIF.DELRCPT,
   // Skip what Backstop does not judge (unknown commands, DATA), send header values exactly as written, and do not wait for a reply per header.
   protocol: SMFIP.NOUNKNOWN | SMFIP.NODATA | SMFIP.HDR_LEADSPC | SMFIP.NR_HDR,
+  // Only the macros Backstop reads, once per connection (SMFIF_SETSYMLIST): no macro packet per message.
+  macros: { [SMFIM.CONNECT]: '{client_addr} {client_port}', [SMFIM.HELO]: '', [SMFIM.ENVFROM]: '', [SMFIM.ENVRCPT]: '', [SMFIM.DATA]: '', [SMFIM.EOH]: '', [SMFIM.EOM]: '' },
 };
 
 /** While the judge works, "progress" every so often resets the MTA's milter_content_timeout (Postfix: 300 s). */
@@ -331,6 +333,7 @@ export async function startMilter(deps: MilterDeps): Promise<MilterServer> {
       server.once('error', reject);
       server.listen(path, () => resolve());
     });
+    chmodSync(path, parseInt(opts.socketMode, 8));
     address = opts.listen;
   } else {
     const spec = opts.listen.slice(5);

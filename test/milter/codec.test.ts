@@ -58,6 +58,7 @@ for (const [name, command, bytes] of commands) {
 
 const replies: [string, MilterReply, Buffer][] = [
   ['O optneg reply', { reply: 'optneg', version: 6, actions: SMFIF.ADDHDRS | SMFIF.QUARANTINE, protocol: SMFIP.NR_HDR | SMFIP.NODATA }, pkt('O', '00000006' + '00000021' + '00000280')],
+  ['O optneg reply with macro lists (SMFIF_SETSYMLIST)', { reply: 'optneg', version: 6, actions: SMFIF.SETSYMLIST, protocol: 0, macros: { 0: '{client_addr} {client_port}', 5: '' } }, pkt('O', '00000006' + '00000100' + '00000000' + '00000000' + nul('{client_addr} {client_port}') + '00000005' + '00')],
   ['c continue', { reply: 'continue' }, pkt('c', '')],
   ['a accept', { reply: 'accept' }, pkt('a', '')],
   ['r reject', { reply: 'reject' }, pkt('r', '')],
@@ -153,4 +154,10 @@ test('negotiation takes only what the MTA offers of what Backstop wants, and nee
   assert.deepEqual(negotiate({ version: 6, actions: 0x1ff, protocol: 0x1fffff }, want), { reply: 'optneg', version: 6, ...want });
   assert.deepEqual(negotiate({ version: 6, actions: SMFIF.ADDHDRS, protocol: SMFIP.NODATA }, want), { reply: 'optneg', version: 6, actions: SMFIF.ADDHDRS, protocol: SMFIP.NODATA });
   assert.throws(() => negotiate({ version: 2, actions: 0x3f, protocol: 0x7f }, want), /milter_protocol = 6/);
+  // Macro lists only when the MTA allows SMFIF_SETSYMLIST.
+  const macros = { 0: '{client_addr}' };
+  assert.deepEqual(negotiate({ version: 6, actions: 0x1ff, protocol: 0 }, { ...want, macros }).macros, macros);
+  assert.equal(negotiate({ version: 6, actions: 0xff, protocol: 0 }, { ...want, macros }).macros, undefined);
+  assert.throws(() => decodeReply({ code: 'O', data: Buffer.concat([Buffer.alloc(12), Buffer.from([0, 0, 0, 0, 0x61])]) }), /not NUL-terminated/);
+  assert.throws(() => decodeReply({ code: 'O', data: Buffer.concat([Buffer.alloc(12), Buffer.from([0, 0])]) }), /truncated macro list/);
 });

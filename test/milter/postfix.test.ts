@@ -5,7 +5,7 @@
  * milter: role, on a scratch PostgreSQL database the test reads.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,7 +16,7 @@ import { banned, infected } from '../../src/scan/verdict.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { EICAR, swaks, waitFor } from '../helpers/gateway.ts';
 import { createTestDatabase } from '../helpers/pg.ts';
-import { startPostfix, type PostfixInstance } from '../helpers/postfix.ts';
+import { startPostfix, type PostfixInstance } from '../../src/replay/postfix.ts';
 
 const CLIENT = '127.7.7.7';
 const defaults = { infected: 'reject', banned: 'reject', unscannable: 'tempfail' } as const;
@@ -43,6 +43,8 @@ async function startWorld(clamdUrl: string, extra: Record<string, unknown> = {})
   const sink = await startSmtpSink(join(dir, 'sink'));
   const reports = await startSmtpSink(join(dir, 'reports'));
   const milterPort = await freePort();
+  // extra.milter may name a unix socket instead: the path goes to Postfix as it is.
+  const milter = (extra.milter as { listen: string } | undefined) ?? { listen: `inet:127.0.0.1:${milterPort}` };
   const smtpPort = await freePort();
   const webPort = await freePort();
   const backstop = await startBackstop(join(dir, 'backstop'), {
@@ -54,16 +56,16 @@ async function startWorld(clamdUrl: string, extra: Record<string, unknown> = {})
     nextHop: 'smtp://127.0.0.1:1',
     store: db.url,
     clamd: clamdUrl,
-    milter: { listen: `inet:127.0.0.1:${milterPort}` },
     notify: { relay: `smtp://127.0.0.1:${reports.port}`, from: 'backstop@example.net', postmaster: 'postmaster@example.net' },
     abuse: { reportDelay: '1s', overrides: [{ cidr: '127.0.0.0/8', contact: 'abuse@isp.example' }], rdap: { enabled: false }, dns: { zone: '' }, reverseFallback: false },
     log: { level: 'warn' },
     ...extra,
+    milter,
   });
   const postfix = await startPostfix({
     relayhost: `[127.0.0.1]:${sink.port}`,
     relay_domains: 'example.net',
-    smtpd_milters: `inet:127.0.0.1:${milterPort}`,
+    smtpd_milters: milter.listen,
     milter_protocol: '6',
     milter_default_action: 'tempfail',
   });
@@ -186,5 +188,23 @@ describe('Backstop as the milter of a real Postfix (quarantine mode)', () => {
     assert.match(w.postfix.log(), /milter-discard: END-OF-MESSAGE from unknown\[127\.7\.7\.7\]/);
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal(w.sink.messages().length, 0);
+  });
+});
+
+describe('Backstop as the milter of a real Postfix over a unix socket', () => {
+  let w: World;
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bs-milter-sock-'));
+    // Postfix's smtpd runs as user postfix: it walks into the directory and writes the socket (milter.socketMode).
+    chmodSync(dir, 0o755);
+    w = await startWorld('tcp://127.0.0.1:1', { clamd: undefined, milter: { listen: `unix:${join(dir, 'milter.sock')}`, socketMode: '0666' } });
+  });
+  after(() => w.close());
+
+  test('clean mail arrives and EICAR is refused with the gateway\'s text', async () => {
+    assert.match((await send(w, ['--header', 'Subject: unix clean'])).last, /^250 2\.0\.0 Ok: queued as /);
+    assert.equal((await send(w, ['--header', 'Subject: unix eicar', '--attach-type', 'text/plain', '--attach-name', 'eicar.com', '--attach', '-'], EICAR)).last, gatewayText(infected('Eicar-Test-Signature')));
+    await waitFor(() => w.sink.messages().length === 1, 15_000);
+    assert.equal((await recordOf(w, 'unix eicar')).client_ip, CLIENT);
   });
 });

@@ -180,14 +180,16 @@ describe('milter server, default settings (reject)', () => {
   });
   after(() => r.close());
 
-  test('negotiation: Backstop asks for headers without replies, leading spaces, no DATA/unknown; may add headers, quarantine, change sender and recipients', async () => {
+  test('negotiation: Backstop asks for headers without replies, leading spaces, no DATA/unknown, only the client macros; may add headers, quarantine, change sender and recipients', async () => {
     const c = new Client(r.port);
     const neg = await open(c);
     assert.deepEqual(neg, {
       reply: 'optneg',
       version: 6,
-      actions: SMFIF.ADDHDRS | SMFIF.QUARANTINE | SMFIF.CHGFROM | SMFIF.ADDRCPT | SMFIF.DELRCPT,
+      actions: SMFIF.ADDHDRS | SMFIF.QUARANTINE | SMFIF.CHGFROM | SMFIF.ADDRCPT | SMFIF.DELRCPT | SMFIF.SETSYMLIST,
       protocol: SMFIP.NOUNKNOWN | SMFIP.NODATA | SMFIP.HDR_LEADSPC | SMFIP.NR_HDR,
+      // Only the client's address and port, at connect; no macros at any other stage.
+      macros: { 0: '{client_addr} {client_port}', 1: '', 2: '', 3: '', 4: '', 5: '', 6: '' },
     });
     c.end();
   });

@@ -1,5 +1,5 @@
 /*
- * test/helpers/postfix — a private, real Postfix instance per test: its own
+ * replay/postfix — a private, real Postfix instance (for a test, the bench, a replay): its own
  * config_directory, queue_directory and data_directory under a temp dir,
  * started with `postfix -c DIR start` and stopped with `postfix -c DIR stop`.
  * The system's Postfix (/etc/postfix) is never touched.
@@ -13,7 +13,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, waitForPort } from '../../src/replay/processes.ts';
+import { freePort, waitForPort } from './processes.ts';
 
 const run = promisify(execFile);
 
