@@ -1,5 +1,5 @@
 /*
- * Backstop inside real, private Postfix instances (test/helpers/postfix.ts):
+ * Backstop inside real, private Postfix instances (src/replay/postfix.ts):
  *
  * 1. Before-queue content filter (Postfix SMTPD_PROXY_README):
  *      client bound to 127.3.4.5 → Postfix smtpd (smtpd_proxy_filter = Backstop,
@@ -24,7 +24,7 @@ import { releaseQuarantined } from '../../src/edge/release.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { EICAR, startTestGateway, swaks, waitFor, type TestGateway } from '../helpers/gateway.ts';
 import { createTestDatabase } from '../helpers/pg.ts';
-import { startPostfix, type PostfixInstance } from '../helpers/postfix.ts';
+import { startPostfix, type PostfixInstance } from '../../src/replay/postfix.ts';
 
 /** The re-injection smtpd of SMTPD_PROXY_README, as the README gives it (port filled in). */
 export function reinjectionService(port: number): string {
