@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs (as root, from Debian's packages) or names what Backstop's tests need:
-# clamd + sigtool + the ClamAV test files, 7z (archives for the scan tests), Postfix for smtp-sink/smtp-source
+# clamd + sigtool + the ClamAV test files, 7z/zip/gcab/genisoimage/uuencode/bzip2 (archives and encodings
+# the scan tests build), Postfix for smtp-sink/smtp-source
 # (configured as "No configuration" so it never takes port 25), swaks, python3,
 # BIND for the DNS tests, Chromium for the browser tests; and checks that
 # PostgreSQL answers on 127.0.0.1:5432. Fails at once naming what is missing.
@@ -16,6 +17,11 @@ check sigtool clamav
 check /usr/sbin/smtp-sink postfix
 check swaks swaks
 check 7z p7zip-full
+check zip zip
+check gcab gcab
+check genisoimage genisoimage
+check uuencode sharutils
+check bzip2 bzip2
 check python3 python3
 check named bind9
 check dig bind9-dnsutils

@@ -146,6 +146,11 @@ const scanSchema = z
      * per message handed to clamd on their own.
      */
     maxBufferedEntryBytes: positiveInt('maxBufferedEntryBytes').default(16 * 1024 * 1024),
+    /**
+     * Containers Backstop does not open itself that the configured clamd does open (its build: Debian's
+     * libclamav has no unrar, so "rar" is not in the default). A container of another type is unscannable.
+     */
+    clamdOpens: z.array(z.enum(['7z', 'rar', 'cab', 'iso', 'xz', 'arj', 'lzh', 'cpio', 'ole', 'tnef', 'chm'])).default(['7z', 'cab', 'iso', 'xz', 'arj', 'lzh', 'cpio', 'ole', 'tnef', 'chm']),
     /** clamd INSTREAM calls one message may have in flight at once (its leaves and the whole message). */
     clamdConcurrency: positiveInt('clamdConcurrency').default(4),
     /** Extensions refused anywhere in a name (lower case, without the dot). Replaces the built-in list when set. */

@@ -172,6 +172,9 @@ export async function startClamd(options: ClamdOptions = {}): Promise<RunningCla
       'MaxRecursion 17', // clamd's default: clam_cache_emax.tgz nests nine .tgz deep
       // Past a limit clamd says so (Heuristics.Limits.Exceeded.*) instead of OK: Backstop answers unscannable.
       'AlertExceedsMax yes',
+      // What production should set too: an archive clamd cannot open for a password is a finding
+      // (Heuristics.Encrypted.*, which the scanner calls banned), not an OK.
+      'AlertEncryptedArchive yes',
       'MaxFiles 1000',
       'MaxThreads 4',
       'ReadTimeout 30',

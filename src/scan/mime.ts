@@ -311,6 +311,8 @@ async function walk(raw: Uint8Array, depthUsed: number, limits: MimeLimits, into
       await walk(content, nested, limits, into);
       continue;
     }
-    into.leaves.push({ name: attachment.filename ?? null, content });
+    // postal-mime ends a quoted-printable part with the line break that belongs to the delimiter (RFC 2046 5.1.1).
+    const trimmed = content.length > 0 && content[content.length - 1] === 0x0a ? content.subarray(0, content.length - (content[content.length - 2] === 0x0d ? 2 : 1)) : null;
+    into.leaves.push(trimmed ? { name: attachment.filename ?? null, content, alternatives: [trimmed] } : { name: attachment.filename ?? null, content });
   }
 }

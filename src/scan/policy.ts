@@ -23,8 +23,13 @@
  *     (self-extracting, or junk prepended to hide the archive) is opened
  *     like any zip;
  *   - containers we do not open (7z, rar, cab, iso, arj, cpio, chm, OLE,
- *     TNEF, …) go to clamd whole, which opens them: their contents are
- *     clamd's to judge, and bannedTypes does not reach inside them.
+ *     TNEF, …, sniffed by their exact magic) go to clamd whole, which opens
+ *     them: their contents are clamd's to judge, and bannedTypes does not
+ *     reach inside them. Only the types scan.clamdOpens names count as
+ *     opened (Debian's clamd has no unrar); any other — and every one of
+ *     them when no clamd is configured — is `unscannable`. That is the line
+ *     between "tempfail": nobody could look, and "scanned": clamd could;
+ *     making every 7z unscannable would tempfail much legitimate mail.
  *
  * Memory: a member up to maxBufferedEntryBytes is held whole (to recurse
  * into it and to hand it to clamd on its own); a larger one is streamed
@@ -50,7 +55,7 @@ import {
   type ByteSink,
 } from './archive.ts';
 import { baseName, checkFileName } from './names.ts';
-import { containerOf, isEicar, sniff, type SniffedType } from './sniff.ts';
+import { containerOf, foreignContainerOf, isEicar, sniff, type ForeignContainer, type SniffedType } from './sniff.ts';
 import { banned, clean, infected, unscannable, verdictDetail, worst, type Concern, type Verdict } from './verdict.ts';
 
 export interface PolicyLimits {
@@ -69,6 +74,8 @@ export interface PolicySettings extends PolicyLimits {
   blocklist: ReadonlySet<string>;
   /** A clamd is configured: entries only clamd can open are left to it when no check of ours needs them. */
   clamd: boolean;
+  /** Containers we do not open that clamd does (scan.clamdOpens); empty without clamd. */
+  clamdOpens: ReadonlySet<ForeignContainer>;
 }
 
 export interface Leaf {
@@ -77,6 +84,13 @@ export interface Leaf {
   content: Uint8Array;
   /** A message body (text/plain or text/html shown inline), as opposed to an attachment. */
   body?: boolean;
+  /**
+   * Other readings of the same part that clamd should see too, where our
+   * decoder and the sender's may differ (postal-mime keeps the line break
+   * before a quoted-printable part's delimiter: the file without it is the
+   * one a hash signature names).
+   */
+  alternatives?: Uint8Array[];
 }
 
 export interface Member extends Leaf {
@@ -121,15 +135,58 @@ export function partLabel(leaf: Leaf): string {
  */
 const UUENCODE_BEGIN = /^begin(?:-base64)? [0-7]{3,4} ([^\r\n]+)$/gm;
 
-function checkBodyFiles(leaf: Leaf, settings: PolicySettings, into: Finding[]): void {
-  const text = Buffer.from(leaf.content.buffer, leaf.content.byteOffset, leaf.content.length).toString('utf8');
-  if (!text.includes('begin')) return;
-  let n = 0;
-  for (const match of text.matchAll(UUENCODE_BEGIN)) {
-    const failed = checkFileName(match[1]!.trim(), settings.bannedExtensions);
-    if (failed) into.push({ verdict: banned(`${failed} uuencoded in the message body`), part: partLabel(leaf) });
-    if (++n >= 100) break;
+function checkBodyFiles(leaf: Leaf, walk: Walk, settings: PolicySettings): void {
+  const text = Buffer.from(leaf.content.buffer, leaf.content.byteOffset, leaf.content.length).toString('latin1');
+  const part = partLabel(leaf);
+  if (text.includes('begin')) {
+    let n = 0;
+    for (const match of text.matchAll(UUENCODE_BEGIN)) {
+      const failed = checkFileName(match[1]!.trim(), settings.bannedExtensions);
+      if (failed) walk.findings.push({ verdict: banned(`${failed} uuencoded in the message body`), part });
+      if (++n >= 100) break;
+    }
   }
+}
+
+/** Files yEnc-encoded in a text (=ybegin … =yend, yEnc 1.3; multi-part =ypart lines are skipped, their data kept in order). */
+export function yencFiles(text: string): { name: string; bytes: Uint8Array }[] {
+  const files: { name: string; bytes: Uint8Array }[] = [];
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const begin = /^=ybegin .*name=(.*)$/.exec(lines[i]!);
+    if (!begin) continue;
+    const out: number[] = [];
+    for (i++; i < lines.length && !lines[i]!.startsWith('=yend'); i++) {
+      const line = lines[i]!;
+      if (line.startsWith('=ypart ')) continue;
+      for (let j = 0; j < line.length; j++) {
+        let c = line.charCodeAt(j);
+        if (c === 0x3d && j + 1 < line.length) c = (line.charCodeAt(++j) - 64) & 0xff;
+        out.push((c - 42) & 0xff);
+      }
+    }
+    files.push({ name: begin[1]!.trim() || 'unnamed', bytes: Uint8Array.from(out) });
+  }
+  return files;
+}
+
+/** 7-Zip's AES-256 + SHA-256 coder id (7-Zip's Methods.txt: 06F10701). */
+const SEVEN_ZIP_AES = Buffer.from([0x06, 0xf1, 0x07, 0x01]);
+
+/**
+ * True when a 7z archive's header (plain, or the packed header's own coder
+ * list) names the AES coder: what clamd cannot open without the password.
+ * A header that is itself LZMA-compressed hides its coders from this check;
+ * clamd's AlertEncryptedArchive is the other half (scanner.clamdFinding).
+ */
+export function sevenZipEncrypted(bytes: Uint8Array): boolean {
+  if (bytes.length < 32) return false;
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const offset = Number(b.readBigUInt64LE(12));
+  const size = Number(b.readBigUInt64LE(20));
+  const start = 32 + offset;
+  if (!Number.isSafeInteger(start) || size <= 0 || size > 1024 * 1024 || start + size > b.length) return false;
+  return b.subarray(start, start + size).includes(SEVEN_ZIP_AES);
 }
 
 /** Ratios are only meaningful for entries big enough to hurt; tiny CSVs compress 100:1 honestly. */
@@ -150,7 +207,7 @@ export function checkLeaf(leaf: Leaf, settings: PolicySettings): Verdict {
 export function inspectLeaf(leaf: Leaf, settings: PolicySettings, memberBudget = { bytes: settings.maxBufferedEntryBytes }): Inspection {
   const walk = new Walk(settings, memberBudget);
   walk.file(leaf.name, leaf.content, 0, partLabel(leaf), true);
-  if (leaf.body) checkBodyFiles(leaf, settings, walk.findings);
+  if (leaf.body) checkBodyFiles(leaf, walk, settings);
   return { findings: walk.findings, members: walk.members };
 }
 
@@ -166,6 +223,11 @@ class Walk {
 
   private add(verdict: Finding['verdict'], part: string): void {
     this.findings.push({ verdict, part });
+  }
+
+  /** A file decoded out of a text body (yEnc): a member at depth 0. */
+  decoded(name: string, bytes: Uint8Array, part: string): void {
+    this.member(name, bytes, 0, part);
   }
 
   /** A member we opened: checked here, and held for clamd while the budget lasts. */
@@ -193,7 +255,13 @@ class Walk {
     const type = sniff(bytes);
     if (type !== null && s.bannedTypes.has(type)) this.add(banned(`executable content (${type}) in ${shown}`), part);
     const container = containerOf(bytes) ?? (type !== 'zip' && isEmbeddedZip(bytes) ? 'zip' : null);
-    if (container === null) return;
+    if (container === null) {
+      const foreign = foreignContainerOf(bytes);
+      // Neither we nor clamd can look inside: nobody has.
+      if (foreign !== null && !s.clamdOpens.has(foreign)) this.add(unscannable(`${foreign} archive that neither Backstop nor clamd opens (${shown})`), part);
+      if (foreign === '7z' && sevenZipEncrypted(bytes)) this.add(banned(`password-protected archive (${cleanText(name ?? 'archive', 80)})`), part);
+      return;
+    }
     const inner = depth + 1;
     const label = cleanText(name ?? 'archive', 80);
     if (inner > s.maxArchiveDepth) return this.add(unscannable(`archive limit: nested deeper than ${s.maxArchiveDepth} (${label})`), part);

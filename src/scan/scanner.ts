@@ -73,9 +73,9 @@ import { VerdictCache } from './cache.ts';
 import { ClamdClient, ClamdError } from './clamd.ts';
 import { MimeLimitError, walkMessage, type WalkedMessage } from './mime.ts';
 import { DEFAULT_BANNED_EXTENSIONS } from './names.ts';
-import { inspectLeaf, partLabel, sha256, worstOf, type Finding, type PolicySettings } from './policy.ts';
+import { inspectLeaf, partLabel, sha256, worstOf, yencFiles, type Finding, type Leaf, type PolicySettings } from './policy.ts';
 import type { ScanResult, Scanner, ScannerEvents } from './types.ts';
-import { infected, unscannable, type Verdict } from './verdict.ts';
+import { banned, infected, unscannable, type Concern, type Verdict } from './verdict.ts';
 
 /** Reads a SHA-256 blocklist: one hex digest per line, `#` starts a comment. */
 export function readBlocklist(file: string): Set<string> {
@@ -135,6 +135,7 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
     bannedTypes: new Set(scan.bannedTypes),
     blocklist: scan.blocklistFile ? readBlocklist(scan.blocklistFile) : new Set(),
     clamd: Boolean(config.clamd),
+    clamdOpens: new Set(config.clamd ? scan.clamdOpens : []),
   };
   const clamd = config.clamd ? new ClamdClient(config.clamd, scan.clamdTimeoutMs) : null;
   const cache = new VerdictCache(scan.cacheEntries, undefined, now);
@@ -189,7 +190,7 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
     pieces.forEach((p, i) => {
       const k = known[i];
       if (k?.kind === 'infected') {
-        findings.push({ verdict: infected(k.name), part: p.part });
+        findings.push({ verdict: clamdFinding(k.name), part: p.part });
         hit = true;
       }
     });
@@ -217,7 +218,7 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
           if (p.content.length <= scan.cacheMaxLeafBytes) cache.set(p.digest, { kind: 'clean' }, generation);
         } else {
           cache.set(p.digest, { kind: 'infected', name: answer.name }, generation);
-          findings.push({ verdict: infected(answer.name), part: p.part });
+          findings.push({ verdict: clamdFinding(answer.name), part: p.part });
         }
       } catch (err) {
         if (!(err instanceof ClamdError && err.reason === 'refused')) throw err;
@@ -230,7 +231,7 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
         try {
           const answer = await clamd.scan(raw, signal);
           if (answer.kind === 'clean') wholeClean = true;
-          else findings.push({ verdict: infected(answer.name), part: WHOLE });
+          else findings.push({ verdict: clamdFinding(answer.name), part: WHOLE });
         } catch (err) {
           if (!(err instanceof ClamdError && err.reason === 'refused')) throw err;
           events.onClamdError?.(err);
@@ -266,11 +267,17 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
       pieces.push({ digest, content, part, leaf, body });
     };
     const memberBudget = { bytes: scan.maxBufferedEntryBytes };
-    for (const leaf of walked.leaves) {
+    // yEnc files in the raw message and in the decoded bodies: clamd decodes neither, so they are leaves of ours.
+    const yenc = new Map<string, Leaf>();
+    const texts = [...(Buffer.from(raw.buffer, raw.byteOffset, raw.length).includes('=ybegin ') ? [Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString('latin1')] : [])];
+    for (const leaf of walked.leaves) if (leaf.body && Buffer.from(leaf.content.buffer, leaf.content.byteOffset, leaf.content.length).includes('=ybegin ')) texts.push(Buffer.from(leaf.content).toString('utf8'));
+    for (const text of texts) for (const file of yencFiles(text).slice(0, 100)) yenc.set(sha256(file.bytes), { name: file.name, content: file.bytes });
+    for (const leaf of [...walked.leaves, ...yenc.values()]) {
       if (signal.aborted) throw signal.reason;
       const inspection = inspectLeaf(leaf, settings, memberBudget);
       findings.push(...inspection.findings);
       addPiece(leaf.content, partLabel(leaf), true, leaf.body === true);
+      for (const other of leaf.alternatives ?? []) addPiece(other, partLabel(leaf), false, false);
       for (const m of inspection.members) addPiece(m.content, m.part, false, false);
     }
     try {
@@ -336,6 +343,16 @@ function decision(findings: Finding[], cached: boolean): Decision {
   const named = new Set(findings.filter((f) => f.part !== WHOLE && f.verdict.kind === 'infected').map((f) => (f.verdict as { name: string }).name));
   const kept = findings.filter((f) => !(f.part === WHOLE && f.verdict.kind === 'infected' && named.has(f.verdict.name)));
   return { verdict: worstOf(kept), findings: kept, cached };
+}
+
+/**
+ * What clamd's FOUND means. Its heuristic for archives it cannot open for a
+ * password (AlertEncryptedArchive: Heuristics.Encrypted.Zip, .7Zip, .RAR, …)
+ * is no virus: it is the same finding as our own password-protected check.
+ */
+export function clamdFinding(name: string): Concern {
+  if (/^Heuristics\.Encrypted\./.test(name)) return banned(`password-protected archive (clamd: ${name})`);
+  return infected(name);
 }
 
 /** Runs the jobs with at most `limit` in flight; the first failure rejects (the others' results are dropped). */

@@ -72,6 +72,28 @@ export function containerOf(bytes: Uint8Array): Container | null {
   return null;
 }
 
+/** Containers we do not open ourselves; clamd opens them when its build does (scan.clamdOpens). */
+export type ForeignContainer = '7z' | 'rar' | 'cab' | 'iso' | 'xz' | 'arj' | 'lzh' | 'cpio' | 'ole' | 'tnef' | 'chm';
+export const FOREIGN_CONTAINERS: readonly ForeignContainer[] = ['7z', 'rar', 'cab', 'iso', 'xz', 'arj', 'lzh', 'cpio', 'ole', 'tnef', 'chm'];
+
+const at = (bytes: Uint8Array, offset: number, magic: readonly number[]) => bytes.length >= offset + magic.length && magic.every((b, i) => bytes[offset + i] === b);
+
+/** Exact magic numbers only: a false match here makes legitimate mail unscannable. */
+export function foreignContainerOf(bytes: Uint8Array): ForeignContainer | null {
+  if (at(bytes, 0, [0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c])) return '7z';
+  if (at(bytes, 0, [0x52, 0x61, 0x72, 0x21, 0x1a, 0x07])) return 'rar'; // "Rar!\x1a\x07", then 00 (RAR 4) or 01 00 (RAR 5)
+  if (at(bytes, 0, [0x4d, 0x53, 0x43, 0x46, 0, 0, 0, 0])) return 'cab';
+  if (at(bytes, 0x8001, [0x43, 0x44, 0x30, 0x30, 0x31])) return 'iso'; // "CD001", ISO 9660 primary volume descriptor
+  if (at(bytes, 0, [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) return 'xz';
+  if (at(bytes, 0, [0x60, 0xea])) return 'arj';
+  if (bytes.length >= 7 && bytes[2] === 0x2d && bytes[3] === 0x6c && bytes[4] === 0x68 && bytes[6] === 0x2d) return 'lzh'; // "-lh?-"
+  if (at(bytes, 0, [0x30, 0x37, 0x30, 0x37, 0x30]) || at(bytes, 0, [0xc7, 0x71]) || at(bytes, 0, [0x71, 0xc7])) return 'cpio';
+  if (at(bytes, 0, [0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1])) return 'ole';
+  if (at(bytes, 0, [0x78, 0x9f, 0x3e, 0x22])) return 'tnef';
+  if (at(bytes, 0, [0x49, 0x54, 0x53, 0x46])) return 'chm'; // "ITSF"
+  return null;
+}
+
 const EICAR = Buffer.from('X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*');
 
 /**

@@ -56,6 +56,7 @@ const settings = (limits: Partial<PolicySettings>): PolicySettings => ({
   maxExpandedBytes: 200 * 1024 * 1024,
   maxBufferedEntryBytes: 16 * 1024 * 1024,
   clamd: false,
+  clamdOpens: new Set(),
   bannedExtensions: new Set(DEFAULT_BANNED_EXTENSIONS),
   bannedTypes: new Set(['PE', 'MS-DOS', 'ELF', 'Mach-O', 'LNK']),
   blocklist: new Set(),
