@@ -21,8 +21,11 @@
  * Memory: VmHWM and sampled VmRSS (/proc/PID/status) of a Backstop process
  * holding 1,000 idle sessions, and of one receiving a 50 MB clean message
  * (streamed through to smtp-sink), on the embedded PGlite store (the default)
- * and on PostgreSQL (when 127.0.0.1:5432 answers): PGlite's WASM heap alone
- * is ~500 MB resident and would hide what connections and messages cost.
+ * and on PostgreSQL (when 127.0.0.1:5432 answers): PGlite's WASM heap and
+ * start-up are most of an embedded node's memory and would hide what
+ * connections and messages cost.
+ * Then issue 16's two figures for the embedded default (idle RSS and peak
+ * VmHWM of a fresh node, bench/lib/memory.ts, as `npm run bench:memory`).
  *
  * Everything listens on 127.0.0.1 on ports the kernel picks; every process
  * started here is stopped in `finally`.
@@ -42,6 +45,7 @@ import { installHaraka, startHaraka } from './lib/haraka.ts';
 import { mergeLoads, percentile, runLoad, type LoadResult } from './lib/load.ts';
 import { makeMessages, message, uniqueMessage, wormMessage, type Mix } from './lib/messages.ts';
 import { BenchSession, encodeMessage } from './lib/smtp.ts';
+import { mb, measureNode, peakRssDuring, targetLines, vm, type NodeMemory } from './lib/memory.ts';
 
 const { values } = parseArgs({
   options: {
@@ -135,29 +139,6 @@ function selfCpuMs(): number {
   return (u.user + u.system) / 1000;
 }
 
-function vm(pid: number): { rssKb: number; hwmKb: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return { rssKb: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]), hwmKb: Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]) };
-}
-
-/** Samples a process's VmRSS every 10 ms while work runs; returns the highest seen (kB). */
-async function peakRssDuring(pid: number, work: () => Promise<unknown>): Promise<number> {
-  let peak = vm(pid).rssKb;
-  const timer = setInterval(() => {
-    try {
-      peak = Math.max(peak, vm(pid).rssKb);
-    } catch {
-      // the process is gone; the error shows elsewhere
-    }
-  }, 10);
-  try {
-    await work();
-  } finally {
-    clearInterval(timer);
-  }
-  return Math.max(peak, vm(pid).rssKb);
-}
-
 /**
  * Waits until the given processes have used under 5% of one core for 300 ms
  * running (at most maxMs): a gateway's work after its last reply (batched log
@@ -178,7 +159,6 @@ async function settle(pids: number[], maxMs = 15_000): Promise<number> {
   return Date.now() - t0;
 }
 
-const mb = (kb: number) => kb / 1024;
 const f = (v: number | null | undefined, d = 2) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
 
 async function main() {
@@ -316,6 +296,15 @@ async function main() {
     started.push(clamd, sink);
 
     const memory = values['skip-memory'] ? null : await measureMemory(dir, backstopConfig);
+    // Issue 16's figures for the embedded default, as `npm run bench:memory` takes them (bench/lib/memory.ts).
+    let embedded: NodeMemory | null = null;
+    if (!values['skip-memory']) {
+      log('  memory, embedded default: fresh node, idle 30 s, 200 messages, restart');
+      embedded = await measureNode({ dir: join(dir, 'mem-embedded'), nextHop: `smtp://127.0.0.1:${sink.port}`, clamd: clamd.url, idleSeconds: 30, messages: 200, log }).catch((err) => {
+        log(`  memory, embedded default: not measured: ${(err as Error).message.split('\n')[0]}`);
+        return null;
+      });
+    }
 
     // ---- the report ----
     const get = (mix: Mix, sessions: number, target: string) => rows.find((r) => r.mix === mix && r.sessions === sessions && r.target === target) ?? null;
@@ -396,13 +385,17 @@ async function main() {
           );
       }
       if (harakaIdle) console.log(`  Haraka 3 + clamd plugin (for scale)              ${f(mb(harakaIdle.baseKb), 0).padStart(4)} ${f(mb(harakaIdle.peakKb), 0).padStart(12)} ${f(mb(harakaIdle.hwmKb), 0).padStart(7)}`);
+      if (embedded) {
+        console.log('  embedded default, one fresh node (npm run bench:memory for the whole table); targets (issue 16):');
+        for (const line of targetLines(embedded)) console.log(line);
+      }
     }
     writeFileSync(
       values.output!,
       JSON.stringify(
         {
           when: new Date().toISOString(), cpus: cpus().length, node: process.version, clamd: clamdVersion, haraka: harakaVersions,
-          messages: { sessions20: N, sessions1: N1 }, rows, clamdOwn: { unique: clamdUnique, worm: clamdWorm }, crossCheck, summary, memory, harakaIdle,
+          messages: { sessions20: N, sessions1: N1 }, rows, clamdOwn: { unique: clamdUnique, worm: clamdWorm }, crossCheck, summary, memory, embedded, harakaIdle,
         },
         null,
         2,
