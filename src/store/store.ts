@@ -26,13 +26,17 @@
  *     running node, and garbage V8 keeps until some later GC. So a fresh
  *     directory is filled from pglite-template/pgdata.tar.gz instead — the
  *     output of that same initdb, with the same settings, made by
- *     `npm run pglite:template` (scripts/pglite-template.ts) — through
- *     PGlite's own `loadDataDir`. The template is used only when its stamp
- *     names the installed PGlite version and these settings; otherwise PGlite
+ *     `npm run pglite:template` (scripts/pglite-template.ts), streamed into
+ *     the directory before PGlite opens it (store/pglite-template.ts; PGlite's
+ *     own `loadDataDir` holds the whole gunzipped tar and peaked ~70 MB
+ *     higher, so only the in-memory test store uses it). The template is used
+ *     only when its stamp names the installed PGlite version and these
+ *     settings; otherwise PGlite
  *     runs initdb as before (correct, only bigger), and
  *     test/store/pglite-memory.test.ts fails until the template is made
  *     again. Every database made from it shares its system identifier
  *     (pg_control), which only replication would care about; PGlite has none.
+ * (V8's share, the young generation, is set in bin/backstop.js.)
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
