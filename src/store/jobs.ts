@@ -209,7 +209,9 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
         // Done already when the handler's mail went out through the handoff; this covers handlers that send nothing.
         await complete(opts.db, job.id, opts.worker);
       } catch (err) {
-        const outcome = await fail(opts.db, job, opts.worker, (err as Error).message);
+        // Recording the failure needs the store too; when it is away the job keeps its lease, which runs
+        // out, and the job is taken again (a worker that throws here would take its whole node down).
+        const outcome = await fail(opts.db, job, opts.worker, (err as Error).message).catch(() => 'retry' as const);
         opts.onError?.(job, err as Error, outcome);
       }
     }

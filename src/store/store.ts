@@ -70,9 +70,15 @@ export async function openStore(url: string, options: { migrate?: boolean; poolS
     db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
     kind = 'pglite';
   } else {
-    const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10 });
-    // A pooled client that loses its server emits 'error'; without a listener that kills the process.
+    // connectionTimeoutMillis: a server that accepts but does not answer (restarting, overloaded) fails the
+    // query — the gateway's 451 — instead of leaving it waiting without end.
+    const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, connectionTimeoutMillis: 10_000 });
+    // A pooled client that loses its server emits 'error'; without a listener that kills the process. The
+    // pool listens only while a client is idle: one checked out (mid-query, mid-transaction) when the server
+    // goes away needs its own listener, or a PostgreSQL restart takes every node down with it. Its query
+    // fails on its own, and the pool discards the client.
     pool.on('error', () => {});
+    pool.on('connect', (client) => client.on('error', () => {}));
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     kind = 'postgres';
   }

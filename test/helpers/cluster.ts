@@ -180,3 +180,78 @@ export function header(text: string, name: string): string | null {
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+export interface RunCount {
+  records: { message_id: string | null; reply: string; node: string; verdict: string; client_ip: string }[];
+  /** Message-IDs that reached the relay more than once. */
+  twice: string[];
+  flagged: number;
+}
+
+/**
+ * The counting every cluster test does once its wave is answered: every 250
+ * has its committed record naming the node that gave it; then, once the
+ * outbox has drained, one notice per name, one ARF per source IP counting
+ * every detection of it, every detection in the first notice or in exactly
+ * one digest, and no Message-ID at the relay twice unless its job is
+ * flagged a possible duplicate. Throws (assert) on the first that fails.
+ */
+export async function verifyRun(cluster: Cluster, db: import('../../src/store/store.ts').Db, outcomes: Outcome[], assert: typeof import('node:assert/strict')): Promise<RunCount> {
+  const unanswered = outcomes.filter((o) => o.code !== 250);
+  assert.deepEqual(unanswered.map((o) => `${o.message.seq}: ${o.code} ${o.text}`), [], 'every message got its 250 in the end (the clients retried through the trouble)');
+  const records = await db.selectFrom('messages').select(['message_id', 'reply', 'node', 'verdict', 'client_ip']).execute();
+  const answered = new Map(records.filter((r) => r.reply.startsWith('250')).map((r) => [r.message_id, r.node]));
+  assert.deepEqual(outcomes.filter((o) => !answered.has(o.message.messageId)).map((o) => o.message.seq), [], 'every 250 a client saw has its committed record');
+  assert.deepEqual(outcomes.filter((o) => answered.get(o.message.messageId) !== cluster.nodes[o.answeredBy]!.name).map((o) => o.message.seq), [], 'each record names the node that answered');
+
+  const detections = records.filter((r) => r.verdict === 'infected' || r.verdict === 'banned');
+  const names = new Set(detections.map((r) => r.verdict));
+  const sources = new Set(detections.map((r) => r.client_ip));
+  const unique = <T extends { messageId: string }>(list: T[]) => [...new Map(list.map((m) => [m.messageId, m])).values()];
+  const digestTotal = (list: { text: string }[]) => list.reduce((n, m) => n + Number(/(\d+) message\(s\) in all/.exec(m.text.replace(/=\r?\n/g, ''))?.[1] ?? NaN), 0);
+  const kinds = () => {
+    const all = cluster.relay.messages().map((text) => ({ text, messageId: header(text, 'Message-ID') ?? '' }));
+    return {
+      all,
+      notices: unique(all.filter((m) => m.messageId.startsWith('<postmaster-notice.'))),
+      digests: unique(all.filter((m) => m.messageId.startsWith('<digest-'))),
+      reports: unique(all.filter((m) => m.messageId.startsWith('<arf-'))),
+    };
+  };
+  const deadline = Date.now() + 150_000;
+  for (;;) {
+    const k = kinds();
+    if (k.notices.length >= names.size && k.reports.length >= sources.size && k.notices.length + digestTotal(k.digests) >= detections.length) break;
+    if (Date.now() > deadline) assert.fail(`outbox not drained: ${k.notices.length} notices, ${k.reports.length}/${sources.size} reports, ${digestTotal(k.digests)} in digests of ${detections.length}`);
+    await sleep(500);
+  }
+  await sleep(2000); // anything that would go out twice has had its chance
+  const k = kinds();
+  assert.equal(k.notices.length, names.size, 'one immediate postmaster notice per name');
+  assert.ok(k.all.every((m) => m.text.includes(`X-Rcpt-Args: <${POSTMASTER}>`) || m.text.includes(`X-Rcpt-Args: <${ABUSE_DESK}>`)), 'nothing to anyone but the postmaster and the abuse desk');
+  const sourceOf = (m: { text: string }) => /^Source-IP:\s*(\S+)/m.exec(m.text)?.[1] ?? '';
+  assert.deepEqual(k.reports.map(sourceOf).sort(), [...sources].sort(), 'exactly one ARF report per source IP');
+  assert.equal(k.notices.length + digestTotal(k.digests), detections.length, 'every detection is in the first notice or in exactly one digest');
+  const perSource = new Map<string, number>();
+  for (const d of detections) perSource.set(d.client_ip, (perSource.get(d.client_ip) ?? 0) + 1);
+  for (const m of k.reports) assert.equal(Number(/^Incidents:\s*(\d+)/m.exec(m.text)?.[1]), perSource.get(sourceOf(m)), `the report for ${sourceOf(m)} counts every detection`);
+
+  const copies = new Map<string, number>();
+  for (const m of k.all) copies.set(m.messageId, (copies.get(m.messageId) ?? 0) + 1);
+  const twice = [...copies].filter(([, n]) => n > 1).map(([id]) => id);
+  const flagged = await db.selectFrom('jobs').select(['id']).where('possible_duplicate', '=', true).execute();
+  for (const id of twice) assert.ok(flagged.some((j) => id.includes(j.id)), `${id} went out twice and its job is flagged a possible duplicate`);
+  const jobs = await db.selectFrom('jobs').select(['kind', 'state', 'sent_by']).where('kind', 'in', ['postmaster-notice', 'abuse-report']).execute();
+  assert.ok(jobs.every((j) => j.state === 'done' && /^node-\d+:\d+$/.test(j.sent_by ?? '')), `every notice and report is done and names the node that sent it: ${JSON.stringify(jobs)}`);
+  return { records, twice, flagged: flagged.length };
+}
+
+const PAYLOADS: Payload[] = ['eicar', 'pif', 'clean', 'scr'];
+
+/** `sources` × `perSource` messages; source s sends from `${subnet}.${s + 1}` to node s mod `nodes`; payloads rotate per round. */
+export function planWave(sources: number, perSource: number, nodes: number, subnet: string, tag: string): WaveMessage[] {
+  return Array.from({ length: sources * perSource }, (_, i) => {
+    const source = i % sources;
+    return { seq: i, sourceIp: `${subnet}.${source + 1}`, node: source % nodes, payload: PAYLOADS[Math.floor(i / sources) % PAYLOADS.length]!, messageId: `<${tag}-${i}@home.example>` };
+  });
+}
