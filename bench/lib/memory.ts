@@ -61,7 +61,8 @@ async function snapshot(pid: number, webPort: number): Promise<Snapshot> {
   let externalMb: number | null = null;
   try {
     const text = await (await fetch(`http://127.0.0.1:${webPort}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
-    const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 2 ** 20;
+    // Default labels (the node name) may follow the metric's name.
+    const metric = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 2 ** 20;
     heapUsedMb = metric('backstop_process_nodejs_heap_size_used_bytes');
     externalMb = metric('backstop_process_nodejs_external_memory_bytes');
   } catch {
