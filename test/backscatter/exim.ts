@@ -23,7 +23,33 @@ export class EximUnavailable extends Error {}
 
 let ready: ((expr: string) => string) | null = null;
 
+/** The unpacked binary and the environment it runs in (nss_wrapper's passwd naming Debian-exim, libidn12). */
+export interface EximInstall {
+  exim: string;
+  env: Record<string, string>;
+}
+
+let installed: EximInstall | null = null;
+
+/** Fetches and unpacks Exim once (see the header); throws EximUnavailable with the reason. */
+export function eximInstall(): EximInstall {
+  installed ??= unpack();
+  return installed;
+}
+
 function prepare(): (expr: string) => string {
+  const { exim, env } = eximInstall();
+  mkdirSync(join(DIR, 'spool'), { recursive: true });
+  const conf = join(DIR, 'exim.conf');
+  writeFileSync(conf, `primary_hostname = backstop.test\nspool_directory = ${DIR}/spool\nlog_file_path = ${DIR}/spool/%slog\n`);
+  return (expr: string) => {
+    const run = spawnSync(exim, ['-C', conf, '-be', expr], { env, encoding: 'utf8', timeout: 10_000 });
+    if (run.status !== 0) throw new EximUnavailable(`exim -be failed (exit ${run.status}): ${(run.stderr || run.stdout).trim().slice(0, 300)}`);
+    return run.stdout.replace(/\n$/, '');
+  };
+}
+
+function unpack(): EximInstall {
   const root = join(DIR, 'root');
   const exim = join(root, 'usr/sbin/exim4');
   const lib = join(root, 'usr/lib/x86_64-linux-gnu');
@@ -43,9 +69,6 @@ function prepare(): (expr: string) => string {
   const group = join(DIR, 'group');
   writeFileSync(passwd, `${readFileSync('/etc/passwd', 'utf8').trimEnd()}\nDebian-exim:x:64999:64999::/nonexistent:/bin/false\n`);
   writeFileSync(group, `${readFileSync('/etc/group', 'utf8').trimEnd()}\nDebian-exim:x:64999:\n`);
-  mkdirSync(join(DIR, 'spool'), { recursive: true });
-  const conf = join(DIR, 'exim.conf');
-  writeFileSync(conf, `primary_hostname = backstop.test\nspool_directory = ${DIR}/spool\nlog_file_path = ${DIR}/spool/%slog\n`);
   const env = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     LD_LIBRARY_PATH: lib,
@@ -53,11 +76,7 @@ function prepare(): (expr: string) => string {
     NSS_WRAPPER_PASSWD: passwd,
     NSS_WRAPPER_GROUP: group,
   };
-  return (expr: string) => {
-    const run = spawnSync(exim, ['-C', conf, '-be', expr], { env, encoding: 'utf8', timeout: 10_000 });
-    if (run.status !== 0) throw new EximUnavailable(`exim -be failed (exit ${run.status}): ${(run.stderr || run.stdout).trim().slice(0, 300)}`);
-    return run.stdout.replace(/\n$/, '');
-  };
+  return { exim, env };
 }
 
 /** Expands one Exim string expression (`exim -be`); throws EximUnavailable with the reason. */

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
 import { startGateway, type Gateway, type GatewayHooks, type LocalRoute } from '../../src/edge/gateway.ts';
-import { silentLogger } from '../../src/obs/log.ts';
+import { createLogger, silentLogger } from '../../src/obs/log.ts';
 import { startSmtpSink, type SmtpSink } from '../../src/replay/processes.ts';
 import { createScanner } from '../../src/scan/scanner.ts';
 import { messageLogFor } from '../../src/notify/record.ts';
@@ -47,7 +47,7 @@ export async function startTestGateway(
   const store = options.store ?? (await openStore('pglite-memory:'));
   // As `backstop serve` wires it: config.records, and the detections in the same commits when notify: is on.
   const { messageLog, detect } = messageLogFor(store.db, config);
-  const gateway = await startGateway({ config, store, scanner: createScanner(config), logger: silentLogger, messageLog, nodeName: 'test', hooks: options.hooks, routes: options.routes, ...(detect ? { detect } : {}) });
+  const gateway = await startGateway({ config, store, scanner: createScanner(config), logger: process.env.BACKSTOP_TEST_LOG ? createLogger(process.env.BACKSTOP_TEST_LOG) : silentLogger, messageLog, nodeName: 'test', hooks: options.hooks, routes: options.routes, ...(detect ? { detect } : {}) });
   return {
     gateway,
     port: gateway.address.port,
