@@ -145,7 +145,7 @@ const scanSchema = z
      * larger ones are streamed through a hash and a sniff and never held. Also the most bytes of members
      * per message handed to clamd on their own.
      */
-    maxBufferedEntryBytes: positiveInt('maxBufferedEntryBytes').default(16 * 1024 * 1024),
+    maxBufferedEntryBytes: positiveInt('maxBufferedEntryBytes').default(32 * 1024 * 1024),
     /**
      * Containers Backstop does not open itself that the configured clamd does open (its build: Debian's
      * libclamav has no unrar, so "rar" is not in the default). A container of another type is unscannable.

@@ -322,14 +322,16 @@ class Walk {
    * One member, produced by `produce` into a sink: held whole when it is
    * small enough, else streamed through a hash and a sniff of its head.
    */
-  private entry(name: string, where: string, depth: number, cap: number, produce: (sink: ByteSink) => void): void {
+  private entry(name: string, where: string, depth: number, cap: number, produce: (sink: ByteSink) => void, sizeKnown = true): void {
     const s = this.settings;
     if (cap <= s.maxBufferedEntryBytes) {
       const chunks: Uint8Array[] = [];
       produce((c) => chunks.push(c.slice()));
       return this.member(name, concat(chunks), depth, where);
     }
-    let held: Uint8Array[] | null = [];
+    // A declared size over the limit: nothing is held (an entry that lied and is small is only sniffed, which is safe:
+    // if it is an archive, it is unscannable). A gzip/bzip2 stream has no declared size: held until it passes the limit.
+    let held: Uint8Array[] | null = sizeKnown ? null : [];
     let heldBytes = 0;
     const headChunks: Uint8Array[] = [];
     let headBytes = 0;
@@ -349,7 +351,7 @@ class Walk {
       if (heldBytes > s.maxBufferedEntryBytes) held = null;
       else held.push(chunk.slice());
     });
-    if (held !== null) return this.member(name, concat(held), depth, where); // it promised more than it held
+    if (held !== null) return this.member(name, concat(held), depth, where); // a stream that stayed under the limit
     const head = concat(headChunks);
     const shown = `"${cleanText(name, 80)}"`;
     if (hash) {
@@ -384,7 +386,7 @@ class Walk {
         }
         throw err;
       }
-    });
+    }, false);
     this.expanded += produced;
   }
 

@@ -198,3 +198,16 @@ test('scan settings: the defaults', () => {
     [20, 500, 4, 1000, 100, 200 * 1024 * 1024, 50_000, 25 * 1024 * 1024, ['PE', 'MS-DOS', 'ELF', 'Mach-O', 'LNK']],
   );
 });
+
+test('streamed-entry: a member above scan.maxBufferedEntryBytes is streamed, and its head still sniffed (a PE is banned)', async () => {
+  const s = createScanner(parseConfig({ scan: { maxBufferedEntryBytes: 1024 * 1024 } }));
+  const big = Buffer.concat([tinyPe(), noise(3 * 1024 * 1024)]);
+  assert.equal(await verdictOf(one({ name: 'data.zip', bytes: zipSync({ 'notes.txt': big }, { level: 0 }) }), s), 'banned executable content (PE) in "notes.txt" in data.zip');
+  assert.equal(await verdictOf(one({ name: 'data.zip', bytes: zipSync({ 'noise.bin': noise(3 * 1024 * 1024) }, { level: 0 }) }), s), 'clean');
+});
+
+test('streamed-entry-archive: a member above scan.maxBufferedEntryBytes that is itself an archive is unscannable (we cannot open it unheld)', async () => {
+  const s = createScanner(parseConfig({ scan: { maxBufferedEntryBytes: 1024 * 1024 } }));
+  const inner = zipSync({ 'noise.bin': noise(2 * 1024 * 1024) }, { level: 0 });
+  assert.match(await verdictOf(one({ name: 'outer.zip', bytes: zipSync({ 'inner.zip': inner }, { level: 0 }) }), s), /^unscannable archive limit: archive entry "inner\.zip" of \d+ bytes is larger than 1048576 bytes and itself an archive$/);
+});
