@@ -15,7 +15,6 @@
  * body; the body never leaves the gateway). Must never notify a null or
  * unauthenticated sender, and never for malware that forges.
  */
-import { authenticate } from 'mailauth';
 import { getDomain } from 'tldts';
 import type { Config } from '../config/schema.ts';
 import type { DecidedMessage, TransactionView } from '../edge/gateway.ts';
@@ -86,6 +85,9 @@ export type DnsResolver = (name: string, type: string) => Promise<unknown>;
 /** Runs SPF, DKIM and DMARC with mailauth on the message as received; null when the check itself failed. */
 export async function checkSenderAuth(raw: Buffer, t: { ip: string; helo: string; mailFrom: string; hostname: string }, resolver?: DnsResolver): Promise<SenderAuth | null> {
   try {
+    // Loaded on the first check, not at start: mailauth is ~18 MB of a node's RSS (issue 16,
+    // bench/README.md "bench:memory") and sender notices are off by default.
+    const { authenticate } = await import('mailauth');
     const r = (await authenticate(raw, { ip: t.ip, helo: t.helo, sender: t.mailFrom, mta: t.hostname, ...(resolver ? { resolver } : {}), disableArc: true, disableBimi: true } as never)) as {
       spf?: { domain?: string; status?: { result?: string } } | false;
       dmarc?: { domain?: string; status?: { result?: string } } | false;
