@@ -151,6 +151,8 @@ const scanSchema = z
      * libclamav has no unrar, so "rar" is not in the default). A container of another type is unscannable.
      */
     clamdOpens: z.array(z.enum(['7z', 'rar', 'cab', 'iso', 'xz', 'arj', 'lzh', 'cpio', 'ole', 'tnef', 'chm'])).default(['7z', 'cab', 'iso', 'xz', 'arj', 'lzh', 'cpio', 'ole', 'tnef', 'chm']),
+    /** clamd's time for the attachments of a message already banned (only the malware's name is at stake). */
+    bannedClamdTimeoutMs: positiveInt('bannedClamdTimeoutMs').default(2_000),
     /** clamd INSTREAM calls one message may have in flight at once (its leaves and the whole message). */
     clamdConcurrency: positiveInt('clamdConcurrency').default(4),
     /** Extensions refused anywhere in a name (lower case, without the dot). Replaces the built-in list when set. */

@@ -34,7 +34,8 @@
  *     refused whatever clamd says, but if an attachment is malware its name
  *     must reach the reply, the postmaster notice and the abuse report. The
  *     worm copies of an outbreak carry the same attachment, so after the
- *     first copy this is a cache hit, not a scan.
+ *     first copy this is a cache hit, not a scan. Those calls get at most
+ *     scan.bannedClamdTimeoutMs, and their failure leaves the ban as it is.
  *
  * The cache (scan/cache) is what makes an outbreak cheap: a SHA-256 of each
  * piece's decoded bytes. Its rules:
@@ -207,12 +208,15 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
     if (allKnown) return true;
 
     const todo = pieces.filter((p, i) => known[i] === undefined && !(refused && p.body));
+    // A banned message is refused whatever clamd says: clamd only adds the malware's name, so a slow or hung
+    // clamd may cost it scan.bannedClamdTimeoutMs, not the full clamd timeout (a worm wave must not pile up).
+    const asked = refused ? AbortSignal.any([signal, AbortSignal.timeout(scan.bannedClamdTimeoutMs)]) : signal;
     const whole = !wholeIsLeaf && !refused;
     const cleanAlone = new Set(pieces.filter((_, i) => known[i]?.kind === 'clean').map((p) => p.digest));
     let wholeClean = false;
     const jobs: (() => Promise<void>)[] = todo.map((p) => async () => {
       try {
-        const answer = await clamd.scan(p.content, signal);
+        const answer = await clamd.scan(p.content, asked);
         if (answer.kind === 'clean') {
           cleanAlone.add(p.digest);
           if (p.content.length <= scan.cacheMaxLeafBytes) cache.set(p.digest, { kind: 'clean' }, generation);
@@ -221,6 +225,11 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
           findings.push({ verdict: clamdFinding(answer.name), part: p.part });
         }
       } catch (err) {
+        if (refused && !signal.aborted) {
+          // The ban stands; the name clamd would have added is what is lost.
+          events.onClamdError?.(err as Error);
+          return;
+        }
         if (!(err instanceof ClamdError && err.reason === 'refused')) throw err;
         events.onClamdError?.(err);
         findings.push({ verdict: unscannable(err.message), part: p.part });

@@ -157,6 +157,20 @@ test('clamd hung: unscannable when the overall deadline (scan.timeoutMs) comes f
   }
 });
 
+test('clamd hung: a banned message is refused within scan.bannedClamdTimeoutMs, the ban as it was', async () => {
+  const scanner = createScanner(parseConfig({ clamd: clamd.url, scan: { clamdTimeoutMs: 10_000, timeoutMs: 20_000, bannedClamdTimeoutMs: 300 } }));
+  await scanner.scanMessage(mail([])); // VERSION now, not again within the minute
+  clamd.hang();
+  try {
+    const r = await scanner.scanMessage(mail([{ name: 'invoice.pif', bytes: strToU8('unique banned 1') }]));
+    assert.equal(formatVerdict(r.verdict), 'banned forbidden file type (.pif)');
+    assert.deepEqual(r.findings.map((f) => f.verdict.kind), ['banned']);
+    assert.ok(r.ms >= 290 && r.ms < 2000, `${r.ms} ms`);
+  } finally {
+    clamd.resume();
+  }
+});
+
 test('a message longer than clamd\'s StreamMaxLength is unscannable with clamd\'s reason', async () => {
   const scanner = createScanner(parseConfig({ clamd: clamd.url }));
   const { verdict } = await scanner.scanMessage(mail([{ name: 'big.bin', bytes: noise(4 * 1024 * 1024) }]));
