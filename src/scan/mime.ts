@@ -61,8 +61,11 @@ const COLLECTED = new Set(['content-type', 'content-transfer-encoding', 'content
 const MAX_COLLECTED = 8192;
 
 function param(header: string, name: string): string | null {
-  const match = new RegExp(`;\\s*${name}\\s*=\\s*(?:"([^"]*)"|([^\\s;]+))`, 'i').exec(header);
-  return match ? (match[1] ?? match[2] ?? '') : null;
+  // A quoted string may hold quoted pairs (RFC 5322 3.2.4): boundary="\XX" is the boundary XX, as
+  // postal-mime reads it; read raw, the pre-pass saw no part at all (found by test/fuzz).
+  const match = new RegExp(`;\\s*${name}\\s*=\\s*(?:"((?:[^"\\\\]|\\\\.)*)"|([^\\s;]+))`, 'i').exec(header);
+  if (!match) return null;
+  return match[1] !== undefined ? match[1].replace(/\\(.)/g, '$1') : (match[2] ?? '');
 }
 
 /**
@@ -78,6 +81,8 @@ export function measureMime(raw: Uint8Array, maxDepth: number, maxParts: number,
 
 /** Characters a base64 body may hold for Node's decoder and clamd's to agree: the alphabet, line breaks, padding only at the end. */
 const PLAIN_BASE64 = /^[A-Za-z0-9+/\r\n]*(?:={1,2}[\r\n]*)?$/;
+/** A media type as RFC 2045 5.1 spells it: token "/" token. */
+const TYPE_TOKEN = /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+$/;
 /** Parameters we read by hand only when they are this plain: no RFC 2047 words, no RFC 2231 continuations, no escapes, ASCII. */
 const PLAIN_HEADER = /^[\x20-\x7e\t]*$/;
 
@@ -161,7 +166,10 @@ export function structure(raw: Uint8Array, maxDepth: number, maxParts: number, a
         stack.push({ delimiter: Buffer.from(`--${boundary}`, 'latin1'), depth: entityDepth });
         outsideStart = nextLine; // the preamble
       }
-      else opaque ??= 'multipart without a boundary';
+      else {
+        opaque ??= 'multipart without a boundary';
+        leaves = null; // postal-mime makes its body an attachment; the hand split would keep nothing
+      }
     } else if (type === 'message/rfc822' || type === 'message/global') {
       messageDepth = Math.max(messageDepth, entityDepth);
       leaves = null;
@@ -174,7 +182,10 @@ export function structure(raw: Uint8Array, maxDepth: number, maxParts: number, a
       const filename = param(contentDisposition, 'filename');
       const name = param(contentType, 'name');
       const plain =
-        (encoding === '' || encoding === '7bit' || encoding === '8bit' || encoding === 'binary' || encoding === 'base64') &&
+        // An attachment unencoded (7bit/8bit/binary) is read by postal-mime line by line, LF-joined: two readings, so its (found by test/fuzz).
+        (encoding === 'base64' || (textBody && (encoding === '' || encoding === '7bit' || encoding === '8bit' || encoding === 'binary'))) &&
+        // A type that is no type/subtype token pair (nothing at all, a stray quote) has two readings: postal-mime's.
+        (TYPE_TOKEN.test(type) || headers['content-type'] === undefined) &&
         (!textBody || PLAIN_CHARSETS.has((param(contentType, 'charset') ?? '').toLowerCase())) &&
         truncated === false &&
         PLAIN_HEADER.test(contentType) &&
@@ -191,14 +202,35 @@ export function structure(raw: Uint8Array, maxDepth: number, maxParts: number, a
     current = null;
   };
 
+  /**
+   * Which boundary in force (innermost first) this line is a delimiter of (RFC 2046 5.1.1): its
+   * index in the stack times two, plus one for a closing delimiter; -1 for none. A number, not an
+   * object: it runs for every "--" line, hundreds of thousands in a part flood.
+   */
+  const delimiterAt = (start: number, lineEnd: number): number => {
+    for (let i = stack.length - 1; i >= 0; i--) {
+      const { delimiter } = stack[i]!;
+      if (lineEnd - start < delimiter.length || buf.compare(delimiter, 0, delimiter.length, start, start + delimiter.length) !== 0) continue;
+      let p = start + delimiter.length;
+      const closing = buf[p] === 0x2d && buf[p + 1] === 0x2d;
+      if (closing) p += 2;
+      while (p < lineEnd && (buf[p] === 0x20 || buf[p] === 0x09)) p++;
+      if (p !== lineEnd) continue; // "--boundaryX": a longer boundary, not this one
+      return i * 2 + (closing ? 1 : 0);
+    }
+    return -1;
+  };
+
   let start = 0;
   while (start < buf.length) {
     let end = buf.indexOf(0x0a, start);
     if (end < 0) end = buf.length;
     let lineEnd = end;
-    if (lineEnd > start && buf[lineEnd - 1] === 0x0d) lineEnd--;
+    // Every CR before the LF, as postal-mime reads lines: "--b\r\r\n" is a delimiter to it (found by test/fuzz).
+    while (lineEnd > start && buf[lineEnd - 1] === 0x0d) lineEnd--;
     nextLine = Math.min(buf.length, end + 1);
-    if (inHeader) {
+    const delimiter = stack.length > 0 && buf[start] === 0x2d && buf[start + 1] === 0x2d ? delimiterAt(start, lineEnd) : -1;
+    if (inHeader && delimiter < 0) {
       if (lineEnd === start) endOfHeader();
       else if (buf[start] === 0x20 || buf[start] === 0x09) {
         if (current !== null) {
@@ -225,31 +257,29 @@ export function structure(raw: Uint8Array, maxDepth: number, maxParts: number, a
           leaves = null; // not a header field: a malformed block is postal-mime's to read
         }
       }
-    } else if (stack.length > 0 && buf[start] === 0x2d && buf[start + 1] === 0x2d) {
-      for (let i = stack.length - 1; i >= 0; i--) {
-        const { delimiter, depth } = stack[i]!;
-        if (lineEnd - start < delimiter.length || buf.compare(delimiter, 0, delimiter.length, start, start + delimiter.length) !== 0) continue;
-        let p = start + delimiter.length;
-        const closing = buf[p] === 0x2d && buf[p + 1] === 0x2d;
-        if (closing) p += 2;
-        while (p < lineEnd && (buf[p] === 0x20 || buf[p] === 0x09)) p++;
-        if (p !== lineEnd) continue; // "--boundaryX": a longer boundary, not this one (RFC 2046 5.1.1)
-        closeRegion(start);
-        if (closing) {
-          stack.length = i;
-          outsideStart = nextLine; // the epilogue
-        } else {
-          stack.length = i + 1;
-          parts++;
-          entityDepth = depth + 1;
-          deepest = Math.max(deepest, entityDepth);
-          if (already.parts + parts > maxParts) throw new MimeLimitError(`more than ${maxParts} parts`);
-          if (already.depth + entityDepth > maxDepth) throw new MimeLimitError(`nested deeper than ${maxDepth} levels`);
-          inHeader = true;
-          headers = {};
-          current = null;
-        }
-        break;
+    } else if (delimiter >= 0) {
+      const index = delimiter >> 1;
+      if (inHeader) {
+        // A delimiter inside a part's header block ends the part, as postal-mime reads it: parts that
+        // never finish their header must count against maxParts too (found by test/fuzz).
+        leaves = null;
+        endOfHeader();
+      }
+      const { depth } = stack[index]!;
+      closeRegion(start);
+      if (delimiter & 1) {
+        stack.length = index;
+        outsideStart = nextLine; // the epilogue
+      } else {
+        stack.length = index + 1;
+        parts++;
+        entityDepth = depth + 1;
+        deepest = Math.max(deepest, entityDepth);
+        if (already.parts + parts > maxParts) throw new MimeLimitError(`more than ${maxParts} parts`);
+        if (already.depth + entityDepth > maxDepth) throw new MimeLimitError(`nested deeper than ${maxDepth} levels`);
+        inHeader = true;
+        headers = {};
+        current = null;
       }
     }
     start = end + 1;
@@ -294,12 +324,21 @@ async function walk(raw: Uint8Array, depthUsed: number, limits: MimeLimits, into
     into.leaves.push(...shape.leaves);
     return;
   }
-  const mail = await PostalMime.parse(raw, {
-    maxNestingDepth: limits.maxMimeDepth - depthUsed,
-    // Attached messages come back as attachments and are walked here, with the shared budget.
-    maxRfc822NestingDepth: 0,
-    attachmentEncoding: 'arraybuffer',
-  });
+  let mail: Awaited<ReturnType<typeof PostalMime.parse>>;
+  try {
+    mail = await PostalMime.parse(raw, {
+      maxNestingDepth: limits.maxMimeDepth - depthUsed,
+      // Attached messages come back as attachments and are walked here, with the shared budget.
+      maxRfc822NestingDepth: 0,
+      attachmentEncoding: 'arraybuffer',
+    });
+  } catch (err) {
+    // postal-mime's own depth limit, where its reading of a malformed structure nests deeper than the pre-pass's: a limit all the same (found by test/fuzz).
+    if (/nesting depth/i.test((err as Error).message)) throw new MimeLimitError(`nested deeper than ${limits.maxMimeDepth} levels`);
+    throw err;
+  }
+  // The pre-pass and postal-mime may still read a malformed structure apart: postal-mime's count is a limit too.
+  if (into.parts - shape.parts + mail.attachments.length > limits.maxParts) throw new MimeLimitError(`more than ${limits.maxParts} parts`);
   const encoder = new TextEncoder();
   if (mail.text) into.leaves.push({ name: null, content: encoder.encode(mail.text), body: true });
   if (mail.html) into.leaves.push({ name: null, content: encoder.encode(mail.html), body: true });

@@ -13,8 +13,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import PostalMime from 'postal-mime';
 import { parseConfig } from '../../src/config/load.ts';
-import { MimeLimitError, walkMessage } from '../../src/scan/mime.ts';
+import { MimeLimitError, structure, walkMessage } from '../../src/scan/mime.ts';
+import { sha256 } from '../../src/scan/policy.ts';
 import { createScanner } from '../../src/scan/scanner.ts';
 import { check, Clock, corpus, mailish, mutated, params } from './fuzz.ts';
 
@@ -148,4 +150,81 @@ test('scanner: any bytes give a verdict, never an exception, within scan.timeout
   } finally {
     await scanner.close();
   }
+});
+
+// ── the hand split against postal-mime ─────────────────────────────────────
+
+/**
+ * The attachments as postal-mime makes them (the reference the hand split must match), as
+ * name:sha256, in order. Text bodies are not compared: postal-mime joins every inline text part into
+ * one text and makes an HTML version of it (and a text one of HTML), bytes no part of the message
+ * holds, where the hand split keeps each body as it is.
+ */
+async function referenceAttachments(raw: Uint8Array): Promise<string[]> {
+  const m = await PostalMime.parse(raw, { attachmentEncoding: 'arraybuffer' });
+  return m.attachments.map((a) => `${a.filename ?? null}:${sha256(new Uint8Array(a.content as ArrayBuffer))}`);
+}
+
+type Plain = { kind: 'text'; text: string; html: boolean } | { kind: 'file'; name: string; bytes: Uint8Array; inline: boolean } | { kind: 'multipart'; sub: string; boundary: string; preamble: string; children: Plain[] };
+const plainTree = fc.letrec<{ node: Plain }>((tie) => ({
+  node: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.record({ kind: fc.constant('text' as const), text: fc.string({ maxLength: 200, unit: fc.constantFrom('a', ' ', '\n', '\r\n', '.', '-', '=', 'é', '<', '\t') }), html: fc.boolean() }),
+    fc.record({ kind: fc.constant('file' as const), name: fc.stringMatching(/^[A-Za-z0-9 ._-]{1,20}$/), bytes: fc.uint8Array({ maxLength: 300 }), inline: fc.boolean() }),
+    fc.record({
+      kind: fc.constant('multipart' as const),
+      sub: fc.constantFrom('mixed', 'alternative', 'related'),
+      boundary: fc.stringMatching(/^[A-Za-z0-9'()+_,./:=?-]{1,40}$/).filter((b) => !b.endsWith(' ')),
+      preamble: fc.constantFrom('', 'This is a multi-part message in MIME format.', '   '),
+      children: fc.array(tie('node'), { minLength: 1, maxLength: 4 }),
+    }),
+  ),
+})).node;
+
+function renderPlain(node: Plain, eol: string, used: Set<string>): string {
+  switch (node.kind) {
+    case 'text':
+      return `Content-Type: text/${node.html ? 'html' : 'plain'}; charset=utf-8${eol}${eol}${node.text.replace(/\r?\n/g, eol)}${eol}`;
+    case 'file': {
+      const b64 = Buffer.from(node.bytes).toString('base64').replace(/.{1,76}/g, (l) => `${l}${eol}`);
+      return `Content-Type: application/octet-stream; name="${node.name}"${eol}Content-Disposition: ${node.inline ? 'inline' : 'attachment'}; filename="${node.name}"${eol}Content-Transfer-Encoding: base64${eol}${eol}${b64}`;
+    }
+    case 'multipart': {
+      // Nested boundaries must differ (RFC 2046 5.1.1); a prefix of an enclosing one is the classic trap, so keep those.
+      let b = node.boundary;
+      while (used.has(b)) b += 'x';
+      used.add(b);
+      return `Content-Type: multipart/${node.sub}; boundary="${b}"${eol}${eol}${node.preamble}${eol}${node.children.map((c) => `--${b}${eol}${renderPlain(c, eol, used)}`).join('')}--${b}--${eol}`;
+    }
+  }
+}
+
+test('the hand split gives postal-mime\'s attachments, byte for byte and by name, for every message it takes', async (t) => {
+  const clock = new Clock(2000);
+  const seen = { hand: 0, postal: 0 };
+  await check(
+    t,
+    // Well-formed messages only. Mutated seeds found the disagreements fixed in scan/mime (see
+    // regressions.test.ts); they still find some on malformed parameter syntax (`name===x`,
+    // `multipart/;mixed`), where each parser guesses — not yet matched, so not asserted here.
+    fc.asyncProperty(plainTree.chain((node) => fc.constantFrom('\r\n', '\n').map((eol) => Buffer.from(`From: a@example.org${eol}MIME-Version: 1.0${eol}${renderPlain(node, eol, new Set())}`, 'utf8'))), async (raw) => {
+      let s;
+      try {
+        s = clock.sync('structure', () => structure(raw, 50, 1000));
+      } catch (err) {
+        if (err instanceof MimeLimitError) return;
+        throw err;
+      }
+      if (!s.leaves) {
+        seen.postal++;
+        return;
+      }
+      seen.hand++;
+      const hand = s.leaves.filter((l) => !l.body).map((l) => `${l.name}:${sha256(l.content)}`);
+      assert.deepEqual(hand, await referenceAttachments(raw), `attachments differ for ${JSON.stringify(raw.toString('latin1').slice(0, 600))}`);
+    }),
+    params(300),
+    clock,
+  );
+  assert.ok(seen.hand > 0, `the hand split was tried: ${JSON.stringify(seen)}`);
 });
