@@ -87,6 +87,8 @@ const log = (s: string) => process.stderr.write(s + '\n');
 const SINK = 'smtp-sink direct';
 const B100 = 'Backstop+clamd, greeting delay 100 ms';
 const B0 = 'Backstop+clamd, greeting delay 0';
+/** The same node with the old batching: the reply to DATA before its record is committed (1 s batches). */
+const B0_OLD = 'Backstop+clamd, delay 0, reply before commit';
 const HARAKA = 'Haraka 3 + clamd plugin';
 const HARAKA_ND = 'Haraka 3 + clamd plugin, TCP_NODELAY';
 
@@ -192,7 +194,9 @@ async function main() {
     started.push(b100);
     const b0 = await startBackstop(join(dir, 'b0'), await backstopConfig('b0', 0));
     started.push(b0);
-    targets.push({ name: B100, port: b100.port, proc: b100 }, { name: B0, port: b0.port, proc: b0 });
+    const b0old = await startBackstop(join(dir, 'b0old'), await backstopConfig('b0old', 0), { BACKSTOP_BENCH_REPLY_BEFORE_COMMIT: '1' });
+    started.push(b0old);
+    targets.push({ name: B100, port: b100.port, proc: b100 }, { name: B0, port: b0.port, proc: b0 }, { name: B0_OLD, port: b0old.port, proc: b0old });
     let haraka: RunningProcess | null = null;
     if (harakaVersions) {
       haraka = await startHaraka(harakaPrefix, join(dir, 'haraka'), clamd.url, sink.port);
@@ -327,7 +331,8 @@ async function main() {
       connectP50Sessions20: get('unique', 20, b)!.connectP50,
       connectP50Sessions1: get('unique', 1, b)!.connectP50,
     });
-    const summary = { greetingDelay100: perDelay(B100), greetingDelay0: perDelay(B0), otherCpuShareMean: rows.reduce((a, r) => a + r.otherCpuShare, 0) / rows.length };
+    const durableCost = Object.fromEntries(MIXES.flatMap((mix) => SESSIONS.map((n) => [`${mix}${n}`, 1 - ratio(get(mix, n, B0), get(mix, n, B0_OLD))])));
+    const summary = { greetingDelay100: perDelay(B100), greetingDelay0: perDelay(B0), durableReplyCost: durableCost, otherCpuShareMean: rows.reduce((a, r) => a + r.otherCpuShare, 0) / rows.length };
 
     console.log(`\nBackstop gateway benchmark — same run, ${cpus().length} CPUs, Node ${process.version}, clamd ${clamdVersion}${harakaVersions ? `, Haraka ${harakaVersions.haraka} + haraka-plugin-clamd ${harakaVersions.clamd}` : ''}`);
     console.log(`${N} messages per 20-session scenario, ${N1} per 1-session scenario; ~20 kB each; latencies in ms, end of DATA to final reply\n`);
@@ -370,6 +375,17 @@ async function main() {
     line('outbreak, 20 sessions: added p99 / ms', s100.addedP99Outbreak20, s0.addedP99Outbreak20);
     line('connect to EHLO reply p50, 1 session / ms', s100.connectP50Sessions1, s0.connectP50Sessions1);
     line('connect to EHLO reply p50, 20 sessions at once / ms', s100.connectP50Sessions20, s0.connectP50Sessions20);
+    // Issue 15: what the durable reply (group commit, record before the reply) costs beside the old batching.
+    console.log(`\nDurable reply (record committed before the reply, group commit) vs the old batching (reply first), greeting delay 0; target: costs <= 10%`);
+    for (const mix of MIXES) {
+      for (const sessions of SESSIONS) {
+        const durable = get(mix, sessions, B0);
+        const old = get(mix, sessions, B0_OLD);
+        if (!durable || !old) continue;
+        const cost = 1 - durable.perSecond / old.perSecond;
+        console.log(`  ${mix.padEnd(9)} ${String(sessions).padStart(2)} sessions: ${durable.perSecond.toFixed(0).padStart(5)} msg/s durable, ${old.perSecond.toFixed(0).padStart(5)} msg/s reply-first: cost ${(cost * 100).toFixed(1).padStart(5)}%  (end-of-DATA p50 ${f(durable.dataP50)} vs ${f(old.dataP50)} ms)`);
+      }
+    }
     console.log(`  clamd's own INSTREAM time, one at a time: unique message p50 ${f(clamdUnique.p50)} / p99 ${f(clamdUnique.p99)} ms; worm copy p50 ${f(clamdWorm.p50)} / p99 ${f(clamdWorm.p99)} ms`);
     if (crossCheck) {
       for (const c of crossCheck) console.log(`  cross-check, Postfix smtp-source -d -s 20 (one message repeated, no pipelining) → ${c.name}: ${f(c.perSecond, 0)} msg/s${c.error ? ` (${c.error})` : ''}`);

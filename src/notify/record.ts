@@ -74,8 +74,11 @@ export function messageLogFor(
   db: Db,
   config: Pick<Config, 'records' | 'notify' | 'abuse'>,
   onError?: (err: Error, lost: number) => void,
+  /** waitForCommit: bench only (`npm run bench`'s old-batching target); transactionDeadline: off on PGlite. */
+  options: { waitForCommit?: boolean; transactionDeadline?: boolean } = {},
 ): { messageLog: MessageLog<Detection>; detect?: typeof detectionFrom } {
   const messageLog = new MessageLog<Detection>(db, {
+    ...options,
     ...config.records,
     ...(config.notify ? { writeExtra: detectionWriter(notifyPolicy(config)) } : {}),
     ...(onError ? { onError } : {}),

@@ -47,10 +47,15 @@ export const DEFAULT_DURABILITY: DurabilitySettings = { groupCommitMs: 4, maxGro
 export interface MessageLogOptions<E> extends Partial<DurabilitySettings> {
   /** Writes the extras of a group inside the group's transaction. */
   writeExtra?(tx: Db, extras: E[]): Promise<void>;
-  /** A record nobody waited for (record()) could not be written. */
+  /** A record nobody waited for (record(), or commit() without waitForCommit) could not be written. */
   onError?(err: Error, lost: number): void;
   /** Bench only: answer before the commit (the old batching). */
   waitForCommit?: boolean;
+  /**
+   * Give each group's transaction its waiters' deadline as statement_timeout (default true). Off for the
+   * embedded PGlite: one process, no lock waits to bound, no timer inside WASM — and one statement less.
+   */
+  transactionDeadline?: boolean;
   /** What a record committed after its caller was told 451 is corrected to say (the gateway's 451). */
   late?: Pick<MessageRecord, 'action' | 'reply'>;
 }
@@ -85,7 +90,7 @@ export class MessageLog<E = unknown> {
       write: (entries, deadline) =>
         db.transaction().execute(async (tx) => {
           // The transaction gives up when its oldest waiter does (they were told 451), rather than commit behind their backs.
-          if (this.wait) await sql`select set_config('statement_timeout', ${String(Math.max(1, deadline - Date.now() - margin))}, true)`.execute(tx);
+          if (this.wait && options.transactionDeadline !== false) await sql`select set_config('statement_timeout', ${String(Math.max(1, deadline - Date.now() - margin))}, true)`.execute(tx);
           await tx.insertInto('messages').values(entries.map((e) => e.row)).execute();
           const extras = entries.flatMap((e) => (e.extra === null ? [] : [e.extra]));
           if (extras.length > 0 && options.writeExtra) await options.writeExtra(tx, extras);

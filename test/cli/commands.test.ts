@@ -122,6 +122,25 @@ test('outbox list, show, cancel and retry over the job queue; a job in the wrong
   assert.equal((await backstop(['outbox', 'list', '--state', 'bogus', '--config', configFile])).code, 2);
 });
 
+test('outbox list says which jobs may have gone out twice and which node sent them; --possible-duplicates lists only those', async () => {
+  const { parse } = await import('yaml');
+  const { readFileSync } = await import('node:fs');
+  const { enqueue } = await import('../../src/store/jobs.ts');
+  const s = await openStore(parse(readFileSync(configFile, 'utf8')).store);
+  const dup = (await enqueue(s.db, { kind: 'abuse-report', payload: { n: 'dup' } }))!;
+  const once = (await enqueue(s.db, { kind: 'abuse-report', payload: { n: 'once' } }))!;
+  await s.db.updateTable('jobs').set({ state: 'done', possible_duplicate: true, sent_by: 'node-2:4242' }).where('id', '=', dup).execute();
+  await s.db.updateTable('jobs').set({ state: 'done', sent_by: 'node-1:77' }).where('id', '=', once).execute();
+  await s.close();
+  const all = await backstop(['outbox', 'list', '--kind', 'abuse-report', '--config', configFile]);
+  assert.equal(all.code, 0, all.stderr);
+  assert.match(all.stdout, new RegExp(`^${dup}\tabuse-report\tdone\t.*\tnode-2:4242\tpossible-duplicate$`, 'm'));
+  assert.match(all.stdout, new RegExp(`^${once}\tabuse-report\tdone\t.*\tnode-1:77\t$`, 'm'));
+  const only = await backstop(['outbox', 'list', '--possible-duplicates', '--config', configFile]);
+  assert.match(only.stdout, new RegExp(dup));
+  assert.doesNotMatch(only.stdout, new RegExp(once));
+});
+
 test('outbox approve takes several ids in one process: each on its own line, exit 1 when any failed, the others still approved', async () => {
   const { parse } = await import('yaml');
   const { readFileSync } = await import('node:fs');

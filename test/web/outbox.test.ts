@@ -40,6 +40,24 @@ onEachStore('outbox', 'bs_web_outbox', (current) => {
     }
   });
 
+  test('a job its node handed to the relay and died over is shown as a possible duplicate, with the node that sent it', async () => {
+    const store = current();
+    const id = await jobIn(store, 'done', 'dup-report', { about: 'needle-dup' });
+    const clean = await jobIn(store, 'done', 'dup-report', { about: 'needle-clean' });
+    await store.db.updateTable('jobs').set({ possible_duplicate: true, sent_by: 'node-2:4242', handoffs: 2, sending_at: new Date() }).where('id', '=', id).execute();
+    await store.db.updateTable('jobs').set({ sent_by: 'node-1:77', handoffs: 1, sending_at: new Date() }).where('id', '=', clean).execute();
+    const c = await loggedIn(app(store), 'ana');
+    const list = (await c.get('/outbox?kind=dup-report')).body;
+    const row = (needle: string) => list.split('<tr>').find((r) => r.includes(needle)) ?? '';
+    assert.match(row('needle-dup'), /possible duplicate/);
+    assert.match(row('needle-dup'), /node-2:4242/);
+    assert.doesNotMatch(row('needle-clean'), /possible duplicate/);
+    const one = (await c.get(`/outbox/${id}`)).body;
+    assert.match(one, /Possible duplicate: a worker handed this mail to the relay and died/);
+    assert.match(one, /node-2:4242, handed to the relay 2 times/);
+    assert.doesNotMatch((await c.get(`/outbox/${clean}`)).body, /Possible duplicate/);
+  });
+
   test('list: filter by kind and state, counts per state, a nudge for jobs waiting for review', async () => {
     const store = current();
     await jobIn(store, 'review', 'filter-complaint', { about: 'needle-review' });

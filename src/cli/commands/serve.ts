@@ -38,10 +38,19 @@ export const command: Command = {
 
       // Every message's record, and with it the detection behind notices and reports, is committed
       // before the reply to DATA (group commit, config.records); a store that fails or is slow is a 451.
-      const { messageLog, detect } = messageLogFor(store.db, config, (err, lost) => {
-        storeErrorsTotal.inc({ what: 'message-log' });
-        logger.error({ err: err.message, lost }, 'message log record (of a 4xx reply) could not be written');
-      });
+      // BACKSTOP_BENCH_REPLY_BEFORE_COMMIT=1 brings back the old batching (reply first, record up to 1 s later)
+      // for `npm run bench` to measure what waiting costs, side by side. Never for mail that matters.
+      const replyFirst = process.env.BACKSTOP_BENCH_REPLY_BEFORE_COMMIT === '1';
+      if (replyFirst) logger.warn('BACKSTOP_BENCH_REPLY_BEFORE_COMMIT=1: replies go out before their records are committed (benchmark only): a crash loses the records of answered mail');
+      const { messageLog, detect } = messageLogFor(
+        store.db,
+        config,
+        (err, lost) => {
+          storeErrorsTotal.inc({ what: 'message-log' });
+          logger.error({ err: err.message, lost }, 'message log record could not be written');
+        },
+        { waitForCommit: !replyFirst, transactionDeadline: store.kind === 'postgres' },
+      );
       const scanner = createScanner(config, { onClamdError: () => clamdErrorsTotal.inc() });
       if (!config.clamd) logger.warn('no clamd configured: scanning with the built-in policy only (EICAR, banned names and types, archives)');
       if (config.domains.length === 0 && config.relayFrom.length === 0) {
