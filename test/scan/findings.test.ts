@@ -12,7 +12,10 @@ import { EICAR } from '../../src/replay/clamd.ts';
 import { worstOf, type Finding } from '../../src/scan/policy.ts';
 import { createScanner } from '../../src/scan/scanner.ts';
 import { banned, formatVerdict, infected, unscannable } from '../../src/scan/verdict.ts';
-import { startTestGateway, swaks } from '../helpers/gateway.ts';
+import type { DecidedMessage, TransactionView } from '../../src/edge/gateway.ts';
+import { detectionFrom } from '../../src/notify/detection.ts';
+import { noticeKey, noticeSubject } from '../../src/notify/notice.ts';
+import { startTestGateway, swaks, waitFor } from '../helpers/gateway.ts';
 import { mail, tinyPe } from './mail.ts';
 
 const scanner = createScanner(parseConfig({}));
@@ -68,6 +71,22 @@ test('a real gateway: EICAR and a banned .pif are refused naming the malware, an
       { verdict: 'banned', detail: 'forbidden file type (.pif)', part: 'invoice.pif' },
       { verdict: 'infected', detail: 'Eicar-Test-Signature', part: 'eicar.txt' },
     ]);
+  } finally {
+    await g.close();
+  }
+});
+
+test('a real gateway: the detection the postmaster notice and the abuse report are built from names the malware, not the ban', async () => {
+  const decided: [TransactionView, DecidedMessage][] = [];
+  const g = await startTestGateway({}, { hooks: { decided: [async (t, m) => void decided.push([t, m])] } });
+  try {
+    const eml = mail([{ name: 'invoice.pif', bytes: strToU8('x') }, { name: 'eicar.txt', bytes: strToU8(EICAR) }], { seq: 'notice' });
+    await swaks(g.port, ['--from', 'sender@example.org', '--to', 'user@example.net', '--data', '-'], eml);
+    await waitFor(() => decided.length === 1);
+    const detection = detectionFrom(...decided[0]!)!;
+    assert.deepEqual([detection.verdict, detection.detail], ['infected', 'Eicar-Test-Signature']);
+    assert.equal(noticeKey(detection.verdict as 'infected', detection.detail), noticeKey('infected', 'Eicar-Test-Signature'));
+    assert.match(noticeSubject(detection.detail), /possible virus found.*Eicar-Test-Signature/);
   } finally {
     await g.close();
   }
