@@ -21,6 +21,16 @@
  *    into edge/client, which every caller asks for the effective client.
  *    XCLIENT is never accepted: it would let a peer become someone else for
  *    our relay policy as well, and no MTA in front of us needs it.
+ * 4. Half-closed sockets. Exim pipelines QUIT after the final dot of its last
+ *    message and shuts its write side (FIN) at once. Node's default closes
+ *    our side on that FIN, and smtp-server writes only to a socket whose
+ *    readyState is "open" (a half-closed one is "writeOnly"): either way the
+ *    reply to the dot was lost — after the message may already have been
+ *    relayed, so Exim's retry delivered it twice. The server is made
+ *    allowHalfOpen and a connection's socket reports "writeOnly" as "open" to
+ *    smtp-server, so the reply and the 221 are written and smtp-server closes
+ *    the socket after QUIT; a client that half-closes without QUIT is closed
+ *    by the idle timeout like any silent one (test/mta/exim.test.ts).
  *
  * 3. Ending one session from outside its command flow (`drop`): the DATA
  *    deadline (smtp.dataTimeoutMs) must close a connection that is still
@@ -58,6 +68,13 @@ class BackstopConnection extends SMTPConnection {
     private readonly xforward: XforwardGate = NO_XFORWARD,
   ) {
     super(server, socket, options);
+    // Item 4: "writeOnly" (the client sent FIN, we may still answer) counts as open for smtp-server's writes.
+    const proto = Object.getPrototypeOf(socket) as object;
+    const own = Object.getOwnPropertyDescriptor(proto, 'readyState') ?? Object.getOwnPropertyDescriptor(Object.getPrototypeOf(proto), 'readyState');
+    if (own?.get) {
+      const get = own.get;
+      Object.defineProperty(socket, 'readyState', { configurable: true, get: () => (get.call(socket) === 'writeOnly' ? 'open' : get.call(socket)) });
+    }
   }
 
   private get peer(): string {
@@ -119,7 +136,8 @@ export class BackstopSmtpServer extends SMTPServer {
     private readonly greetingDelayMs: number,
     private readonly xforward: XforwardGate = NO_XFORWARD,
   ) {
-    super(options);
+    // Item 4 of the header.
+    super({ ...options, allowHalfOpen: true } as SMTPServerOptions);
   }
 
   /** Answers `reply` to the session's client and closes its connection; false when it is already gone. */
