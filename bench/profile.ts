@@ -11,8 +11,8 @@
  *   node --import tsx bench/profile.ts [--mix unique|outbreak] [--sessions 20] [--messages 2000] [--top 40]
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startClamd } from '../src/replay/clamd.ts';
@@ -67,14 +67,24 @@ const node = {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   },
 };
+const CLK_TCK = 100; // Linux's USER_HZ on every architecture Node runs on
+/** utime+stime of a process in ms (/proc/PID/stat fields 14 and 15). */
+const cpuMs = (pid: number) => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+};
 const window = { fromUs: 0, toUs: 0 };
 try {
   await runLoad({ port: node.port, sessions: 4, messages: makeMessages('unique', 200) });
   const messages = makeMessages(values.mix as Mix, Number(values.messages));
+  const cpu0 = cpuMs(child.pid!);
   window.fromUs = Number(process.hrtime.bigint() / 1000n);
   const r = await runLoad({ port: node.port, sessions: Number(values.sessions), messages });
   window.toUs = Number(process.hrtime.bigint() / 1000n);
+  const perMessage = (cpuMs(child.pid!) - cpu0) / r.sent;
   console.log(`${values.mix} ${values.sessions} sessions: ${r.perSecond.toFixed(0)} msg/s, end-of-DATA p50 ${percentile(r.dataMs, 50).toFixed(2)} p99 ${percentile(r.dataMs, 99).toFixed(2)} ms ${JSON.stringify(r.codes)}`);
+  console.log(`Backstop's own CPU (user+system, /proc) ${perMessage.toFixed(2)} ms per message${values['no-profile'] ? '' : ' (under --cpu-prof: the profiler adds its own)'}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 } finally {
   await node.stop();
   await sink.stop();

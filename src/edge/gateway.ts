@@ -29,7 +29,7 @@ import { clientOf, type EffectiveClient } from './client.ts';
 import type { ClientToForward } from './xforward.ts';
 import { runHooks, type GatewayHooks, type TransactionView } from './hooks.ts';
 import { createJudge, type JudgeDeps } from './judge.ts';
-import { parseNextHop, type MailOptions, type NextHop, type NextHopSession } from './next-hop.ts';
+import { firstRecipient, parseNextHop, type MailOptions, type NextHop, type NextHopSession } from './next-hop.ts';
 import { receivedHeader } from './received.ts';
 import { compileNetworks, compileRelayPolicy, inNetworks, relayDecision } from './relay.ts';
 import { anvilLimits, ConnectionCounter, SharedRateCounter, TOO_MANY_RECIPIENTS, TOO_MUCH_MAIL } from './anvil.ts';
@@ -338,12 +338,14 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     tx.route = route;
     const hop = hopOf(state, tx);
     try {
+      let reply;
       if (!tx.nextHopOpen) {
-        const mail = await hop.mail(tx.nextHopMailFrom, tx.mailOptions);
-        if (mail.code !== 250) throw new ReplyError(mirror(mail));
+        // The first recipient: MAIL and RCPT in one write where the next hop pipelines.
+        const first = await firstRecipient(hop, tx.nextHopMailFrom, tx.mailOptions, nextHopRcpt);
+        if (first.mail.code !== 250 || !first.rcpt) throw new ReplyError(mirror(first.mail));
         tx.nextHopOpen = true;
-      }
-      const reply = await hop.rcpt(nextHopRcpt);
+        reply = first.rcpt;
+      } else reply = await hop.rcpt(nextHopRcpt);
       if (reply.code !== 250 && reply.code !== 251) throw new ReplyError(mirror(reply));
       if (decision === 'relay') tx.relayed = true;
       tx.accepted.push(rcpt);

@@ -7,6 +7,11 @@
  * sender's step by step. A message counts as delivered only when the next
  * hop said 250 (SMTP) or the file is fsync'ed and renamed into new/
  * (Maildir) — only then does the sender hear 250.
+ *
+ * To an SMTP next hop that offers PIPELINING (RFC 2920) the commands of one
+ * step go in one write: the RSET that ended the last transaction (owed, not
+ * waited for), the XFORWARD lines, MAIL and the first RCPT. DATA still waits
+ * for its 354, and the message's 250 is still the next hop's own.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
@@ -32,6 +37,8 @@ export interface NextHopOptions {
 
 export interface NextHopSession {
   mail(from: string, options: MailOptions): Promise<SmtpReply>;
+  /** MAIL and the first RCPT at once (one write to a next hop that offers PIPELINING); see firstRecipient. */
+  mailRcpt?(from: string, options: MailOptions, to: string): Promise<{ mail: SmtpReply; rcpt: SmtpReply | null }>;
   rcpt(to: string): Promise<SmtpReply>;
   /** The message as consecutive parts (our Received line, then the raw message as it came). */
   data(parts: readonly Uint8Array[]): Promise<SmtpReply>;
@@ -43,6 +50,13 @@ export interface NextHopSession {
 export interface NextHop {
   readonly description: string;
   session(heloName: string): NextHopSession;
+}
+
+/** Opens a transaction with its first recipient: MAIL, then RCPT only when MAIL was 250 (rcpt is null otherwise). */
+export async function firstRecipient(hop: NextHopSession, from: string, options: MailOptions, to: string): Promise<{ mail: SmtpReply; rcpt: SmtpReply | null }> {
+  if (hop.mailRcpt) return hop.mailRcpt(from, options, to);
+  const mail = await hop.mail(from, options);
+  return { mail, rcpt: mail.code === 250 ? await hop.rcpt(to) : null };
 }
 
 export function parseNextHop(setting: string, timeouts: NextHopOptions = {}): NextHop {
@@ -80,6 +94,8 @@ export class SmtpNextHop implements NextHop {
   session(heloName: string): NextHopSession {
     let client: SmtpClient | null = null;
     let inTransaction = false;
+    /** A transaction ended without delivery whose RSET rides in front of the next MAIL (pipelining next hops only). */
+    let resetOwed = false;
     /** The client this connection was XCLIENTed into, as a key. */
     let xclientAs: string | null = null;
     let xclientRefused = false;
@@ -87,51 +103,104 @@ export class SmtpNextHop implements NextHop {
     const open = async () => {
       if (client?.isOpen) return client;
       xclientAs = null;
+      resetOwed = false;
       client = await SmtpClient.open({ host: this.host, port: this.port, heloName, ...this.timeouts });
       return client;
     };
-    const introduce = async (who: ClientToForward): Promise<SmtpClient> => {
+    const drop = () => {
+      client?.close();
+      client = null;
+      resetOwed = false;
+    };
+    /** The owed RSET on its own (before XCLIENT, which must not follow a pipelined group); a refused RSET ends the connection. */
+    const payReset = async (c: SmtpClient): Promise<SmtpClient> => {
+      if (!resetOwed) return c;
+      resetOwed = false;
+      const reply = await c.command('RSET').catch(() => null);
+      if (reply?.code === 250) return c;
+      drop();
+      return open();
+    };
+    /**
+     * Makes the connection speak for `who`: XCLIENT now (its 220 restarts the
+     * session), or the XFORWARD lines to send before MAIL (returned, not sent).
+     */
+    const introduce = async (who: ClientToForward): Promise<{ c: SmtpClient; before: string[] }> => {
       const key = JSON.stringify(who);
       let c = await open();
-      if (xclientAs === key) return c;
+      if (xclientAs === key) return { c, before: [] };
       if (xclientAs !== null) {
-        c.close();
+        drop();
         c = await open();
       }
       const offered = c.extensions.get('XCLIENT');
       const line = preferXclient && !xclientRefused && offered !== undefined ? xclientCommand(who, offered) : null;
       if (line) {
+        c = await payReset(c);
         const reply = await c.command(line);
         if (reply.code === 220) {
           await c.hello(who.helo && /^[!-~]{1,255}$/.test(who.helo) ? who.helo : heloName);
           xclientAs = key;
-          return c;
+          return { c, before: [] };
         }
         // Postfix applies XCLIENT attributes one by one: a refusal may leave half of them in place. A fresh connection is clean.
         xclientRefused = true;
-        c.close();
+        drop();
         c = await open();
       }
       const xforward = c.extensions.get('XFORWARD');
-      if (xforward !== undefined) {
-        for (const cmd of xforwardCommands(who, xforward)) {
-          const reply = await c.command(cmd);
-          if (reply.code !== 250) break;
-        }
-      }
-      return c;
+      return { c, before: xforward !== undefined ? xforwardCommands(who, xforward) : [] };
     };
-    return {
-      async mail(from, options) {
-        if (UNSAFE_IN_ADDRESS.test(from)) return { code: 501, text: '5.1.7 Bad sender address syntax' };
-        const c = options.client ? await introduce(options.client) : await open();
+    /**
+     * MAIL (and the first RCPT, when given). To a next hop that offers
+     * PIPELINING the owed RSET, the XFORWARD lines, MAIL and RCPT go in one
+     * write, as Postfix's own smtp client sends them; their replies are read
+     * in order. Otherwise one command at a time, as before.
+     */
+    const begin = async (from: string, options: MailOptions, to: string | null): Promise<{ mail: SmtpReply; rcpt: SmtpReply | null }> => {
+      if (UNSAFE_IN_ADDRESS.test(from)) return { mail: { code: 501, text: '5.1.7 Bad sender address syntax' }, rcpt: null };
+      const unsafeRcpt = to !== null && UNSAFE_IN_ADDRESS.test(to);
+      for (let attempt = 0; ; attempt++) {
+        const { c, before } = options.client ? await introduce(options.client) : { c: await open(), before: [] };
         const params: string[] = [];
         if (options.size && c.extensions.has('SIZE')) params.push(`SIZE=${options.size}`);
         if (options.eightBit && c.extensions.has('8BITMIME')) params.push('BODY=8BITMIME');
         if (options.smtpUtf8 && c.extensions.has('SMTPUTF8')) params.push('SMTPUTF8');
-        const reply = await c.command(`MAIL FROM:<${from}>${params.length ? ' ' + params.join(' ') : ''}`);
-        inTransaction = reply.code === 250;
-        return reply;
+        const mailLine = `MAIL FROM:<${from}>${params.length ? ' ' + params.join(' ') : ''}`;
+        const rcptLine = to !== null && !unsafeRcpt ? `RCPT TO:<${to}>` : null;
+        if (!c.extensions.has('PIPELINING')) {
+          // resetOwed is only ever set for a pipelining next hop.
+          for (const cmd of before) {
+            const reply = await c.command(cmd);
+            if (reply.code !== 250) break;
+          }
+          const mail = await c.command(mailLine);
+          inTransaction = mail.code === 250;
+          if (!inTransaction || to === null) return { mail, rcpt: null };
+          return { mail, rcpt: rcptLine ? await c.command(rcptLine) : { code: 501, text: '5.1.3 Bad recipient address syntax' } };
+        }
+        const reset = resetOwed;
+        resetOwed = false;
+        const lines = [...(reset ? ['RSET'] : []), ...before, mailLine, ...(rcptLine ? [rcptLine] : [])];
+        const replies = await c.commands(lines);
+        if (reset && replies[0]!.code !== 250) {
+          // The connection's state is unknown after a refused RSET: whatever it took is dropped with it, once more on a fresh one.
+          drop();
+          if (attempt === 0) continue;
+          throw new SmtpClientError(`next hop refused RSET with ${replies[0]!.code}`, 'protocol');
+        }
+        const mail = replies[(reset ? 1 : 0) + before.length]!;
+        inTransaction = mail.code === 250;
+        if (!inTransaction || to === null) return { mail, rcpt: null };
+        return { mail, rcpt: rcptLine ? replies[replies.length - 1]! : { code: 501, text: '5.1.3 Bad recipient address syntax' } };
+      }
+    };
+    return {
+      async mail(from, options) {
+        return (await begin(from, options, null)).mail;
+      },
+      mailRcpt(from, options, to) {
+        return begin(from, options, to);
       },
       async rcpt(to) {
         if (UNSAFE_IN_ADDRESS.test(to)) return { code: 501, text: '5.1.3 Bad recipient address syntax' };
@@ -146,16 +215,20 @@ export class SmtpNextHop implements NextHop {
       async reset() {
         if (!inTransaction || !client?.isOpen) return;
         inTransaction = false;
+        if (client.extensions.has('PIPELINING')) {
+          // Sent in front of the next MAIL (or never, when the session ends: QUIT ends the transaction too).
+          resetOwed = true;
+          return;
+        }
         try {
           const reply = await client.command('RSET');
-          if (reply.code !== 250) client.close();
+          if (reply.code !== 250) drop();
         } catch {
-          client?.close();
+          drop();
         }
       },
       close() {
-        client?.close();
-        client = null;
+        drop();
       },
     };
   }
@@ -184,6 +257,7 @@ export class MaildirNextHop implements NextHop {
         rcpts.push(to);
         return { code: 250, text: '2.1.5 Ok' };
       },
+
       data: async (parts) => {
         const name = `${Math.floor(Date.now() / 1000)}.P${process.pid}Q${++this.sequence}R${randomBytes(6).toString('hex')}.${hostname().replace(/[/:]/g, '_')}`;
         const envelope = `Return-Path: <${from}>\r\n${rcpts.map((r) => `Delivered-To: ${r}\r\n`).join('')}`;

@@ -195,6 +195,53 @@ describe('the next hop decides, in the session', () => {
   });
 });
 
+describe('the next hop is pipelined where it offers PIPELINING', () => {
+  /** One client session: EICAR (refused, so the next hop owes a RSET), then clean mail, then clean mail again. */
+  async function refusedThenClean(g: TestGateway) {
+    const { SmtpClient } = await import('../../src/edge/smtp-client.ts');
+    const c = await SmtpClient.open({ host: '127.0.0.1', port: g.port, heloName: 'client.example.org' });
+    const codes: number[] = [];
+    for (const body of [EICAR, 'first clean', 'second clean']) {
+      // The client pipelines too: its MAIL, RCPT and DATA in one write.
+      const [mail, rcpt] = await c.commands(['MAIL FROM:<a@example.org>', 'RCPT TO:<user@example.net>']);
+      assert.equal(mail!.code, 250);
+      assert.equal(rcpt!.code, 250);
+      codes.push((await c.data([Buffer.from(`Subject: ${body === EICAR ? 'eicar' : body}\r\n\r\n${body}\r\n`)])).code);
+    }
+    c.close();
+    await waitFor(() => g.sink!.messages().length === 2);
+    const subjects = g.sink!.messages().map((m) => /^Subject: (.*)$/m.exec(m)?.[1]?.trim()).sort();
+    return { codes, subjects };
+  }
+
+  test("a refused message's RSET rides with the next MAIL: the clean ones after it are delivered, whole and once", async () => {
+    const g = await startTestGateway();
+    try {
+      assert.deepEqual(await refusedThenClean(g), { codes: [550, 250, 250], subjects: ['first clean', 'second clean'] });
+    } finally {
+      await g.close();
+    }
+  });
+
+  test('a next hop that refuses the owed RSET: the connection is dropped and the mail goes on a fresh one', async () => {
+    const g = await startTestGateway({}, { sinkArgs: ['-f', 'RSET'] });
+    try {
+      assert.deepEqual(await refusedThenClean(g), { codes: [550, 250, 250], subjects: ['first clean', 'second clean'] });
+    } finally {
+      await g.close();
+    }
+  });
+
+  test('a next hop without PIPELINING (no ESMTP) gets one command at a time and the same outcome', async () => {
+    const g = await startTestGateway({}, { sinkArgs: ['-e'] });
+    try {
+      assert.deepEqual(await refusedThenClean(g), { codes: [550, 250, 250], subjects: ['first clean', 'second clean'] });
+    } finally {
+      await g.close();
+    }
+  });
+});
+
 describe('with a real clamd', () => {
   let clamd: RunningClamd;
   before(async () => {
