@@ -5,6 +5,14 @@
  * assets, the PGlite template) beside the JavaScript, and writes dist/.built
  * last, so bin/backstop.js uses dist/ only after a whole, successful build.
  *
+ * Before copying, it makes the PGlite initdb template when the one in
+ * src/store/pglite-template/ is missing or was made by another PGlite or
+ * other settings (scripts/pglite-template.ts; why: src/store/store.ts). It
+ * is made here, at install, rather than committed: it then always fits the
+ * PGlite that npm installed, and the repository carries no 4 MB binary. A
+ * failure there is a warning — without a template the store runs PGlite's
+ * own initdb, correct and only bigger.
+ *
  * Runs as the package's `prepare` script, so `npm ci` builds it. Plain
  * JavaScript on purpose: it must run before anything is compiled.
  * Without TypeScript (an install with --omit=dev) it says so and exits 0:
@@ -35,6 +43,12 @@ try {
 } catch {
   console.error('backstop build: tsc failed; dist/ is not used until a build succeeds');
   process.exit(1);
+}
+
+try {
+  execFileSync(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'pglite-template.ts'), '--if-stale'], { stdio: 'inherit', cwd: root });
+} catch {
+  console.warn('backstop build: the PGlite template could not be made; a new embedded store will run PGlite\'s own initdb (more memory at first start)');
 }
 
 let copied = 0;

@@ -6,8 +6,10 @@
  * first start), and stamp.json beside it (PGlite version, settings, the
  * cluster's system identifier).
  *
- * Run it after every PGlite upgrade or change to PGLITE_SETTINGS;
- * test/store/pglite-memory.test.ts fails until it is. It runs PGlite's own
+ * `npm ci` runs it (scripts/build.mjs, with --if-stale: only when the
+ * template is missing or its stamp does not fit the installed PGlite and
+ * PGLITE_SETTINGS), so the template is never committed and always fits;
+ * `npm test` makes it too when it is missing. It runs PGlite's own
  * initdb, in memory, with the store's settings, exactly as openStore would
  * without a template; nothing else goes into the template (the schema comes
  * from the migrations at start-up, as on PostgreSQL).
@@ -15,8 +17,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
-import { PGLITE_TEMPLATE, pgliteVersion, type TemplateStamp } from '../src/store/pglite-template.ts';
+import { PGLITE_TEMPLATE, pgliteVersion, templateFits, type TemplateStamp } from '../src/store/pglite-template.ts';
 import { PGLITE_SETTINGS, pgliteParams } from '../src/store/store.ts';
+
+if (process.argv.includes('--if-stale')) {
+  const fits = templateFits(PGLITE_SETTINGS);
+  if (fits.ok) process.exit(0);
+  console.log(`backstop build: making the PGlite template (${fits.why})`);
+}
 
 const pg = new PGlite({ initDbStartParams: pgliteParams('--set') });
 await pg.waitReady;

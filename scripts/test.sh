@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
+# The embedded store's initdb template (npm ci makes it; an older checkout may not have it yet).
+node --import tsx scripts/pglite-template.ts --if-stale >&2
 echo "typecheck: tsc --noEmit" >&2
 npx tsc --noEmit -p .
 if [ $# -gt 0 ]; then files=("$@"); else mapfile -t files < <(find test -name '*.test.ts' | sort); fi

@@ -25,16 +25,15 @@
  *     initdb's PostgreSQL runs, plus a tar of the result): ~450 MB above a
  *     running node, and garbage V8 keeps until some later GC. So a fresh
  *     directory is filled from pglite-template/pgdata.tar.gz instead — the
- *     output of that same initdb, with the same settings, made by
- *     `npm run pglite:template` (scripts/pglite-template.ts), streamed into
+ *     output of that same initdb, with the same settings, made at install
+ *     (`npm ci` → scripts/build.mjs → scripts/pglite-template.ts), streamed into
  *     the directory before PGlite opens it (store/pglite-template.ts; PGlite's
  *     own `loadDataDir` holds the whole gunzipped tar and peaked ~70 MB
  *     higher, so only the in-memory test store uses it). The template is used
  *     only when its stamp names the installed PGlite version and these
- *     settings; otherwise PGlite
- *     runs initdb as before (correct, only bigger), and
- *     test/store/pglite-memory.test.ts fails until the template is made
- *     again. Every database made from it shares its system identifier
+ *     settings; otherwise PGlite runs initdb as before (correct, only
+ *     bigger), and test/store/pglite-memory.test.ts fails until
+ *     `npm run pglite:template` makes it again. Every database made from it shares its system identifier
  *     (pg_control), which only replication would care about; PGlite has none.
  * (V8's share, the young generation, is set in bin/backstop.js.)
  */

@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { deflateSync, gzipSync, zipSync } from 'fflate';
+import { gzipSync, zipSync } from 'fflate';
 import { freePort, startBackstop, startSmtpSink, type RunningProcess, type SmtpSink } from '../../src/replay/processes.ts';
 import { startClamd, type RunningClamd } from '../../src/replay/clamd.ts';
 import { waitFor } from '../helpers/gateway.ts';

@@ -2,7 +2,7 @@
  * The embedded store's memory settings and its initdb template (issue 16;
  * src/store/store.ts says why). The figures themselves are a benchmark
  * (`npm run bench:memory`); these tests hold what the figures rest on: the
- * committed template fits the installed PGlite, a new directory is filled
+ * template made at install fits the installed PGlite, a new directory is filled
  * from it, and every database — new, or made before these settings — runs
  * with them, keeps what it committed, and is never overwritten.
  */
@@ -31,7 +31,7 @@ async function facts(store: Store) {
 describe('embedded store: settings and template', () => {
   const stamp = JSON.parse(readFileSync(PGLITE_TEMPLATE.stamp, 'utf8')) as TemplateStamp;
 
-  test('the committed template was made by the installed PGlite with the current settings (else: npm run pglite:template)', () => {
+  test('the template (made at install) was made by the installed PGlite with the current settings (else: npm run pglite:template)', () => {
     assert.equal(stamp.pglite, pgliteVersion());
     assert.deepEqual(stamp.settings, PGLITE_SETTINGS);
     assert.deepEqual(templateFits(PGLITE_SETTINGS), { ok: true, stamp });
@@ -128,7 +128,7 @@ describe('template archive: the ustar reader', () => {
     });
   }
 
-  test('the committed template extracts to a cluster with PG_VERSION and every file the archive lists', async () => {
+  test('the installed template extracts to a cluster with PG_VERSION and every file the archive lists', async () => {
     const target = join(dir, 'extracted');
     await extractTemplate(target);
     assert.match(readFileSync(join(target, 'PG_VERSION'), 'utf8'), /^\d+\n$/);
