@@ -8,13 +8,14 @@
  * ArchiveLimitError, nothing else; never more entries than maxEntries and
  * never more bytes than maxBytes; each call answers in time; checkLeaf never
  * throws, and is never `clean` for an archive over maxArchiveEntries,
- * maxExpandedBytes or maxArchiveDepth.
+ * maxExpandedBytes or maxArchiveDepth, nor for an entry in a compression
+ * method that nobody here opens (with bytes before the zip, too).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { zipSync, type Zippable } from 'fflate';
-import { ArchiveLimitError, extractEntry, readCentralDirectory } from '../../src/scan/archive.ts';
+import { ArchiveLimitError, CLAMD_ONLY_METHODS, extractEntry, methodName, OPENED_METHODS, readCentralDirectory } from '../../src/scan/archive.ts';
 import { DEFAULT_BANNED_EXTENSIONS } from '../../src/scan/names.ts';
 import { checkLeaf, type PolicySettings } from '../../src/scan/policy.ts';
 import { check, Clock, corpus, mutated, params } from './fuzz.ts';
@@ -139,4 +140,31 @@ test('policy: an archive over maxArchiveEntries, maxExpandedBytes or maxArchiveD
     clock,
   );
   assert.ok(seen.over > 0 && seen.within > 0, `both sides of the limits were tried: ${JSON.stringify(seen)}`);
+});
+
+test('policy: an entry compressed with a method neither our reader nor clamd opens is never clean, whatever its name and place', async (t) => {
+  const clock = new Clock(2000);
+  const s = settings({});
+  const opened = new Set([...OPENED_METHODS, ...CLAMD_ONLY_METHODS]);
+  await check(
+    t,
+    fc.property(
+      fc.integer({ min: 1, max: 0xffff }).filter((m) => !opened.has(m)),
+      fc.stringMatching(/^[a-z]{1,8}\.(txt|pdf|doc|jpg)$/),
+      fc.uint8Array({ minLength: 1, maxLength: 200 }),
+      fc.constantFrom('', '#!/bin/sh\n', 'MZ junk before the zip '),
+      (method, name, bytes, prefix) => {
+        const zip = Buffer.concat([Buffer.from(prefix, 'latin1'), Buffer.from(zipSync({ [name]: [bytes, { level: 0 }], 'note.txt': [new Uint8Array([0x61]), { level: 0 }] }))]);
+        // The method field of the first entry, in its local header (offset 8) and central record (offset 10).
+        const local = zip.indexOf(Buffer.from([0x50, 0x4b, 0x03, 0x04]));
+        const central = zip.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]));
+        zip.writeUInt16LE(method, local + 8);
+        zip.writeUInt16LE(method, central + 10);
+        const verdict = clock.sync('checkLeaf', () => checkLeaf({ name: 'archive.zip', content: zip }, s));
+        assert.notEqual(verdict.kind, 'clean', `method ${method} (${methodName(method)}) in ${name}${prefix ? ' after a prefix' : ''}`);
+      },
+    ),
+    params(300),
+    clock,
+  );
 });
