@@ -87,14 +87,18 @@ export class MessageLog<E = unknown> {
           .execute()
           .catch((err: Error) => options.onError?.(err, entries.length));
       },
-      write: (entries, deadline) =>
-        db.transaction().execute(async (tx) => {
+      write: async (entries, deadline) => {
+        const extras = options.writeExtra ? entries.flatMap((e) => (e.extra === null ? [] : [e.extra])) : [];
+        const deadlined = this.wait && options.transactionDeadline !== false;
+        // Records alone and no deadline to set (PGlite): one INSERT is its own transaction — one statement, not three.
+        if (extras.length === 0 && !deadlined) return void (await db.insertInto('messages').values(entries.map((e) => e.row)).execute());
+        await db.transaction().execute(async (tx) => {
           // The transaction gives up when its oldest waiter does (they were told 451), rather than commit behind their backs.
-          if (this.wait && options.transactionDeadline !== false) await sql`select set_config('statement_timeout', ${String(Math.max(1, deadline - Date.now() - margin))}, true)`.execute(tx);
+          if (deadlined) await sql`select set_config('statement_timeout', ${String(Math.max(1, deadline - Date.now() - margin))}, true)`.execute(tx);
           await tx.insertInto('messages').values(entries.map((e) => e.row)).execute();
-          const extras = entries.flatMap((e) => (e.extra === null ? [] : [e.extra]));
-          if (extras.length > 0 && options.writeExtra) await options.writeExtra(tx, extras);
-        }),
+          if (extras.length > 0) await options.writeExtra!(tx, extras);
+        });
+      },
     });
   }
 

@@ -43,8 +43,8 @@ for (const kind of ['pglite', 'postgres'] as const) {
       assert.deepEqual(await migrate(store.db), []);
     });
 
-    test('message log: every commit() resolves only once its record is readable, in few transactions', async () => {
-      const log = new MessageLog(store.db, { maxGroup: 7, groupCommitMs: 5 });
+    for (const transactionDeadline of [true, false]) test(`message log${transactionDeadline ? '' : ' (no deadline: one INSERT a group)'}: every commit() resolves only once its record is readable, in few transactions`, async () => {
+      const log = new MessageLog(store.db, { maxGroup: 7, groupCommitMs: 5, transactionDeadline });
       const ids = Array.from({ length: 30 }, () => randomUUID());
       const seen = await Promise.all(
         ids.map(async (id) => {
