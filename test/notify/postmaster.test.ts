@@ -7,7 +7,7 @@ import { detectionFrom } from '../../src/notify/detection.ts';
 import { composeDigest, composeNotice, type Detection } from '../../src/notify/notice.ts';
 import { DIGEST_JOB, digestWindowEnd, NOTICE_JOB, postmasterHandlers, recordDetection } from '../../src/notify/postmaster.ts';
 import { startSmtpSink } from '../../src/replay/processes.ts';
-import { claim, complete, runWorker } from '../../src/store/jobs.ts';
+import { claim, complete, jobHandoff, runWorker } from '../../src/store/jobs.ts';
 import { openStore } from '../../src/store/store.ts';
 import { EICAR, startTestGateway, swaks, waitFor } from '../helpers/gateway.ts';
 import { openTestStore } from '../helpers/pg.ts';
@@ -121,6 +121,45 @@ for (const kind of ['pglite', 'postgres'] as const) {
         assert.equal(digest!.mailFrom, '');
         assert.deepEqual(digest!.rcptTo, ['postmaster@example.net']);
         assert.match(digest!.text, /Subject: possible virus found: 198 detections of 2 names/);
+        assert.equal((await store.db.selectFrom('notice_digest_items').select('id').execute()).length, 0);
+      } finally {
+        await sink.stop();
+      }
+    });
+
+    test('a digest whose node died after the relay took it goes again with the same items and Message-ID, flagged; the next window\'s digest never takes its items', async () => {
+      for (let i = 0; i < 5; i++) await recordDetection(store.db, detection({ detail: 'Crash.Worm', clientIp: `198.51.100.${i}` }), 15, new Date('2004-01-26T13:31:00Z'));
+      for (let i = 0; i < 3; i++) await recordDetection(store.db, detection({ detail: 'Crash.Worm', clientIp: `203.0.113.${i}` }), 15, new Date('2004-01-26T13:46:00Z'));
+      const sink = await startSmtpSink(`/tmp/bs-notify-sink-${randomUUID()}`);
+      try {
+        const notify = parseConfig({ notify: { relay: `smtp://127.0.0.1:${sink.port}`, from: settings.from, postmaster: settings.postmaster } }).notify!;
+        const handlers = postmasterHandlers(store.db, notify, 'mx.example.net', async () => null);
+        const t0 = new Date('2004-01-26T14:01:00Z');
+        const [first] = await claim(store.db, 'node-a:1', [DIGEST_JOB], 1, 1000, t0);
+        assert.equal(new Date((first!.payload as { windowEnd: string }).windowEnd).toISOString(), '2004-01-26T13:45:00.000Z');
+        // node-a hands the 13:45 digest to the relay and dies before it can mark it done.
+        const dying = jobHandoff(store.db, first!, 'node-a:1', 'mx.example.net');
+        await assert.rejects(handlers[DIGEST_JOB](first!.payload, first!, { handoff: { ...dying, sent: async () => { throw new Error('SIGKILL'); } } }), /SIGKILL/);
+        // Meanwhile node-b runs the 14:00 digest: it takes only its own window's items.
+        const [next] = await claim(store.db, 'node-b:1', [DIGEST_JOB], 1, 60_000, new Date(t0.getTime() + 1000));
+        assert.equal(new Date((next!.payload as { windowEnd: string }).windowEnd).toISOString(), '2004-01-26T14:00:00.000Z');
+        await handlers[DIGEST_JOB](next!.payload, next!, { handoff: jobHandoff(store.db, next!, 'node-b:1', 'mx.example.net') });
+        // node-a's lease runs out; node-b takes the 13:45 digest again.
+        const [again] = await claim(store.db, 'node-b:1', [DIGEST_JOB], 1, 60_000, new Date(t0.getTime() + 5000));
+        assert.equal(again!.id, first!.id);
+        assert.equal(again!.possible_duplicate, true);
+        await handlers[DIGEST_JOB](again!.payload, again!, { handoff: jobHandoff(store.db, again!, 'node-b:1', 'mx.example.net') });
+        const sent = sink.envelopes().map((m) => ({ id: /^Message-ID: (.*)$/im.exec(m.text)?.[1]?.trim(), total: Number(/(\d+) message\(s\) in all/.exec(m.text)?.[1]) }));
+        assert.deepEqual(sent.sort((a, b) => (a.id! < b.id! ? -1 : 1)), [
+          { id: `<digest-${first!.id}@mx.example.net>`, total: 4 },
+          { id: `<digest-${first!.id}@mx.example.net>`, total: 4 },
+          { id: `<digest-${next!.id}@mx.example.net>`, total: 3 },
+        ].sort((a, b) => (a.id < b.id ? -1 : 1)));
+        const jobs = await store.db.selectFrom('jobs').select(['id', 'state', 'possible_duplicate', 'handoffs']).where('id', 'in', [first!.id, next!.id]).execute();
+        assert.deepEqual(jobs.sort((a, b) => (a.id === first!.id ? -1 : b.id === first!.id ? 1 : 0)).map(({ state, possible_duplicate, handoffs }) => ({ state, possible_duplicate, handoffs })), [
+          { state: 'done', possible_duplicate: true, handoffs: 2 },
+          { state: 'done', possible_duplicate: false, handoffs: 1 },
+        ]);
         assert.equal((await store.db.selectFrom('notice_digest_items').select('id').execute()).length, 0);
       } finally {
         await sink.stop();
