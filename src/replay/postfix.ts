@@ -24,6 +24,8 @@ export interface PostfixInstance {
   log(): string;
   /** Postfix's own queue: the `postqueue -p` listing. */
   queue(): Promise<string>;
+  /** Resolves once Postfix's queue is empty (everything delivered or bounced), or after timeoutMs; true when it emptied. */
+  drained(timeoutMs?: number): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -47,6 +49,26 @@ function masterCf(port: number, smtpdArgs: Record<string, string>, services: rea
     if (isSmtpd) for (const [k, v] of Object.entries(smtpdArgs)) out.push(`  -o ${k}=${v}`);
   }
   return [...out, ...services].join('\n') + '\n';
+}
+
+/**
+ * The re-injection smtpd of SMTPD_PROXY_README, as the README's "Postfix
+ * before-queue content filter" gives it (port filled in): where Backstop, as
+ * Postfix's smtpd_proxy_filter, hands clean mail back (with XFORWARD).
+ */
+export function reinjectionService(port: number): string {
+  return [
+    `127.0.0.1:${port} inet n - n - - smtpd`,
+    '  -o smtpd_authorized_xforward_hosts=127.0.0.0/8',
+    '  -o smtpd_client_restrictions=',
+    '  -o smtpd_helo_restrictions=',
+    '  -o smtpd_sender_restrictions=',
+    '  -o smtpd_relay_restrictions=',
+    '  -o smtpd_recipient_restrictions=permit_mynetworks,reject',
+    '  -o smtpd_data_restrictions=',
+    '  -o mynetworks=127.0.0.0/8',
+    '  -o receive_override_options=no_unknown_recipient_checks',
+  ].join('\n');
 }
 
 export interface PostfixOptions {
@@ -101,6 +123,7 @@ export async function startPostfix(mainCf: Record<string, string>, options: Post
   await run('/usr/sbin/postfix', ['-c', conf, 'start']);
   await waitForPort(port);
   const logFile = join(dir, 'maillog');
+  const queue = async () => (await run('/usr/sbin/postqueue', ['-c', conf, '-p'])).stdout;
   return {
     dir,
     port,
@@ -111,7 +134,13 @@ export async function startPostfix(mainCf: Record<string, string>, options: Post
         return '';
       }
     },
-    queue: async () => (await run('/usr/sbin/postqueue', ['-c', conf, '-p'])).stdout,
+    queue,
+    async drained(timeoutMs = 30_000) {
+      for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+        if (/Mail queue is empty/.test(await queue())) return true;
+      }
+      return false;
+    },
     async stop() {
       await run('/usr/sbin/postfix', ['-c', conf, 'stop']).catch(() => {});
     },

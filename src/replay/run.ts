@@ -22,6 +22,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createScratchDatabase, DEFAULT_ADMIN_URL, type ScratchDatabase } from '../store/scratch.ts';
+import { frontFor, modeNotes, type ReplayMode } from './front.ts';
 import { approveHeldComplaints, exerciseCustomers, importCustomers } from './operator.ts';
 import { freePort, startBackstop, startSmtpSink } from './processes.ts';
 import { computeScoreboard, readComplaints, scoreLines, type Scoreboard } from './scoreboard.ts';
@@ -32,6 +33,8 @@ const POSTMASTER = 'postmaster@example.net';
 /** Complaints to bouncing MTAs and the desk's notices to customers come from these (real mailboxes in life). */
 const COMPLAINT_FROM = 'backscatter@example.net';
 const DESK_FROM = 'abuse-desk@example.net';
+/** The desk's per-IP alias domain (<ip>@ABUSE_DOMAIN): Backstop's SMTP route in every mode. */
+const ABUSE_DOMAIN = 'abuse.example.net';
 /** The desk's grace period; the operator's fake clock jumps past it. */
 const GRACE_HOURS = 72;
 /** Short digest windows so a replay of seconds sees its digests. */
@@ -47,6 +50,8 @@ export interface ReplayOptions {
   output?: string;
   keep?: boolean;
   log?: (line: string) => void;
+  /** Where the sources connect (replay/front.ts): Backstop itself (default), a Postfix with Backstop as its proxy filter, or as its milter. */
+  mode?: ReplayMode;
   /** A PostgreSQL URL on which the replay may create (and drop) its own database; default the local server. */
   pgAdminUrl?: string;
 }
@@ -55,6 +60,11 @@ export interface ReplayOutcome {
   scoreboard: Scoreboard;
   lines: ReturnType<typeof scoreLines>;
   passed: boolean;
+  mode: ReplayMode;
+  /** What the mode changes about how the lines were reached (replay/front.ts modeNotes). */
+  notes: string[];
+  /** The front Postfix's log (postfix-proxy, milter modes): where its refusals of the wave show. */
+  postfixLog?: string;
 }
 
 export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
@@ -77,17 +87,21 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
     const relay = await startSmtpSink(join(dir, 'relay'));
     stops.push(() => relay.stop());
     const smtpPort = await freePort();
+    const mode = opts.mode ?? 'direct';
+    const front = await frontFor(mode, { dir, smtpPort, capturePort: nextHop.port, domains: [plan.ourDomain], abuseDomain: ABUSE_DOMAIN });
+    if (front.dispose) stops.push(async () => front.dispose!());
     const webPort = await freePort();
     const webUrl = `http://127.0.0.1:${webPort}`;
     const listToken = randomBytes(24).toString('base64url');
     const backstop = await startBackstop(join(dir, 'node'), {
       nodeName: 'replay-1',
       dataDir: join(dir, 'node', 'data'),
-      smtp: { listen: `127.0.0.1:${smtpPort}`, hostname: 'mx.example.net', greetingDelayMs: 0, maxClients: 5000 },
+      smtp: { listen: `127.0.0.1:${smtpPort}`, hostname: 'mx.example.net', greetingDelayMs: 0, maxClients: 5000, ...front.smtp },
+      ...(front.milter ? { milter: front.milter } : {}),
       domains: [plan.ourDomain],
       // Our customers' static lines and our users' office may relay through us: the ISP's smarthost.
       relayFrom: [...plan.customers.map((c) => c.network), plan.officeNetwork],
-      nextHop: `smtp://127.0.0.1:${nextHop.port}`,
+      nextHop: front.nextHop,
       clamd: opts.clamdUrl,
       store: database.url,
       web: { listen: `127.0.0.1:${webPort}` },
@@ -108,14 +122,17 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
         portal: { baseUrl: webUrl },
         enforcement: { listFile: join(dir, 'node', 'restricted.txt'), listToken },
         notice: { from: DESK_FROM },
+        abuseDomain: ABUSE_DOMAIN,
       },
       log: { level: 'warn' },
     });
     stops.push(() => backstop.stop());
+    const { port: frontPort, postfix } = await front.start();
+    if (postfix) stops.push(() => postfix.stop());
     const configFile = backstop.configFile;
     await importCustomers(configFile, dir, plan.customers);
-    log(`replaying ${plan.entries.length} messages (${opts.size}) from ${new Set(plan.entries.map((e) => e.sourceIp)).size} sources`);
-    const smtp = { host: '127.0.0.1', port: smtpPort, concurrency: opts.concurrency };
+    log(`replaying ${plan.entries.length} messages (${opts.size}, ${mode}) from ${new Set(plan.entries.map((e) => e.sourceIp)).size} sources`);
+    const smtp = { host: '127.0.0.1', port: frontPort, concurrency: opts.concurrency };
     let sent = 0;
     const progress = () => {
       if (++sent % 1000 === 0) log(`  ${sent} sent`);
@@ -136,6 +153,8 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
     const seconds = outbound.seconds + wave.seconds;
     // Let the outbox drain: the last digest window closes, then the worker's poll sends it.
     await new Promise((r) => setTimeout(r, Math.max(DIGEST_MINUTES * 60_000, ABUSE_REPORT_DELAY_S * 1000) + 3000));
+    // Behind a Postfix, what was accepted is in its queue until it reaches the capture.
+    if (postfix && !(await postfix.drained())) log(`Postfix's queue did not drain:\n${await postfix.queue()}`);
     log('operator: approving the complaints held for review');
     await approveHeldComplaints(configFile, () => relay.envelopes().filter((m) => m.mailFrom.toLowerCase() === COMPLAINT_FROM).length, log);
     log(`operator: ${plan.customers.length} infected customers through the desk`);
@@ -171,8 +190,9 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
     if (peak !== null) scoreboard.nodePeakRssMb = peak;
     const lines = scoreLines(scoreboard);
     const passed = lines.every((l) => l.holds);
-    if (opts.output) writeFileSync(opts.output, JSON.stringify({ ...scoreboard, lines, passed }, null, 2) + '\n');
-    return { scoreboard, lines, passed };
+    const notes = modeNotes(mode);
+    if (opts.output) writeFileSync(opts.output, JSON.stringify({ mode, ...scoreboard, lines, notes, passed }, null, 2) + '\n');
+    return { scoreboard, lines, passed, mode, notes, ...(postfix ? { postfixLog: postfix.log() } : {}) };
   } finally {
     for (const stop of stops.reverse()) await stop();
     if (opts.keep) log(`kept ${dir} and the database ${database.url}`);

@@ -24,23 +24,7 @@ import { releaseQuarantined } from '../../src/edge/release.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { EICAR, startTestGateway, swaks, waitFor, type TestGateway } from '../helpers/gateway.ts';
 import { createTestDatabase } from '../helpers/pg.ts';
-import { startPostfix, type PostfixInstance } from '../../src/replay/postfix.ts';
-
-/** The re-injection smtpd of SMTPD_PROXY_README, as the README gives it (port filled in). */
-export function reinjectionService(port: number): string {
-  return [
-    `127.0.0.1:${port} inet n - n - - smtpd`,
-    '  -o smtpd_authorized_xforward_hosts=127.0.0.0/8',
-    '  -o smtpd_client_restrictions=',
-    '  -o smtpd_helo_restrictions=',
-    '  -o smtpd_sender_restrictions=',
-    '  -o smtpd_relay_restrictions=',
-    '  -o smtpd_recipient_restrictions=permit_mynetworks,reject',
-    '  -o smtpd_data_restrictions=',
-    '  -o mynetworks=127.0.0.0/8',
-    '  -o receive_override_options=no_unknown_recipient_checks',
-  ].join('\n');
-}
+import { reinjectionService, startPostfix, type PostfixInstance } from '../../src/replay/postfix.ts';
 
 const PROXY_CLIENT = '127.3.4.5';
 

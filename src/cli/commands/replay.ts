@@ -7,21 +7,24 @@
  * beside the node on one store.
  */
 import { startClamd } from '../../replay/clamd.ts';
+import { REPLAY_MODES, type ReplayMode } from '../../replay/front.ts';
 import { runReplay } from '../../replay/run.ts';
 import { parseCommandArgs } from '../args.ts';
 import { UsageError, type Command } from '../command.ts';
 
 export const command: Command = {
   summary: 'Replay a mail worm outbreak against a fresh Backstop node and print the scoreboard.',
-  usage: 'backstop replay [--size small|large] [--seed N] [--concurrency N] [--output FILE] [--keep]',
+  usage: 'backstop replay [--mode direct|postfix-proxy|milter] [--size small|large] [--seed N] [--concurrency N] [--output FILE] [--keep]',
   async run(args) {
     const { values } = parseCommandArgs(args, {
+      mode: { type: 'string', default: 'direct' },
       size: { type: 'string', default: 'small' },
       seed: { type: 'string', default: '2004' },
       concurrency: { type: 'string', default: '20' },
       output: { type: 'string', default: 'replay-scoreboard.json' },
       keep: { type: 'boolean', default: false },
     });
+    if (!(REPLAY_MODES as readonly string[]).includes(values.mode)) throw new UsageError(`--mode must be one of ${REPLAY_MODES.join(', ')}`);
     if (values.size !== 'small' && values.size !== 'large') throw new UsageError('--size must be small or large');
     const seed = Number(values.seed);
     const concurrency = Number(values.concurrency);
@@ -32,6 +35,7 @@ export const command: Command = {
     const clamd = await startClamd();
     try {
       const outcome = await runReplay({
+        mode: values.mode as ReplayMode,
         size: values.size,
         seed,
         concurrency,
@@ -41,8 +45,9 @@ export const command: Command = {
         log: (line) => console.error(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${line}`),
       });
       const width = Math.max(...outcome.lines.map((l) => l.name.length));
-      console.log('\nBackstop outbreak replay — scoreboard');
+      console.log(`\nBackstop outbreak replay — scoreboard (--mode ${outcome.mode})`);
       for (const line of outcome.lines) console.log(`  ${line.holds ? 'ok  ' : 'FAIL'}  ${line.name.padEnd(width)}  ${String(line.value).padStart(8)}  (${line.expectation})`);
+      for (const note of outcome.notes) console.log(`  note: ${note}`);
       const s = outcome.scoreboard;
       console.log(`\n  ${s.messages} messages (${s.infectedSent} worm, ${s.legitSent} legitimate in, ${s.outboundSent} of our users' out, ${s.realBouncesSent} real bounces of those, ${s.backscatterSent} backscatter) from ${s.sourceIps} infected sources outside and ${s.customersInfected} infected customers`);
       console.log(`  ${s.messagesPerSecond.toFixed(1)} messages/s, p50 ${s.p50Ms.toFixed(1)} ms, p99 ${s.p99Ms.toFixed(1)} ms end of DATA to reply${s.nodePeakRssMb !== undefined ? `; node peak RSS ${s.nodePeakRssMb} MB` : ''}`);
