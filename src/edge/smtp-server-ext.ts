@@ -29,8 +29,11 @@
  *    relayed, so Exim's retry delivered it twice. The server is made
  *    allowHalfOpen and a connection's socket reports "writeOnly" as "open" to
  *    smtp-server, so the reply and the 221 are written and smtp-server closes
- *    the socket after QUIT; a client that half-closes without QUIT is closed
- *    by the idle timeout like any silent one (test/mta/exim.test.ts).
+ *    the socket after QUIT. A client that half-closes with nothing in flight
+ *    (no message being received or judged) is closed at once, and one that
+ *    half-closed during a message right after its reply: a half-closed client
+ *    sends nothing more, so it must not hold a connection place
+ *    (test/mta/exim.test.ts, test/attacks/connection-abuse.test.ts).
  *
  * 4. Replies to pipelined commands leave in one write: 250 and 354 are held
  *    (socket.cork) while the parser is still answering the chunk of input it
@@ -80,6 +83,20 @@ class BackstopConnection extends SMTPConnection {
       const get = own.get;
       Object.defineProperty(socket, 'readyState', { configurable: true, get: () => (get.call(socket) === 'writeOnly' ? 'open' : get.call(socket)) });
     }
+    socket.once('end', () => {
+      this.peerEnded = true;
+      this.closeIfIdle();
+    });
+  }
+
+  private peerEnded = false;
+
+  /** Item 4: a half-closed client is let go once no message of it is being received or judged. */
+  private closeIfIdle(): void {
+    setImmediate(() => {
+      const self = this as unknown as { _dataStream: unknown; _closed: boolean; _closing: boolean };
+      if (!self._dataStream && !self._closed && !self._closing) this.close();
+    });
   }
 
   private get peer(): string {
@@ -138,6 +155,7 @@ class BackstopConnection extends SMTPConnection {
       }
     } else this.release();
     super.send(code, data, own ? false : context);
+    if (this.peerEnded && code !== 354) this.closeIfIdle();
   }
 
   override close(): void {
