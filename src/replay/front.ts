@@ -46,15 +46,11 @@ export interface FrontContext {
   abuseDomain: string;
 }
 
-/** Postfix's main.cf for a front: everything to the capture, except the desk's aliases (to Backstop's SMTP). */
+/** Postfix's main.cf for a front: everything to the capture. */
 function frontMain(c: FrontContext, extra: Record<string, string>): Record<string, string> {
-  // texthash: read as it is, no postmap (Postfix ≥ 3.0).
-  const transport = join(c.dir, 'transport');
-  writeFileSync(transport, `${c.abuseDomain} smtp:[127.0.0.1]:${c.smtpPort}\n`);
   return {
     relayhost: `[127.0.0.1]:${c.capturePort}`,
     relay_domains: [...c.domains, c.abuseDomain].join(' '),
-    transport_maps: `texthash:${transport}`,
     // The replay's sources are all 127.x.y.z: Postfix relays for them and leaves relay policy to Backstop
     // (relayFrom, on the real client it is told of).
     mynetworks: '127.0.0.0/8',
@@ -102,7 +98,14 @@ export async function frontFor(mode: ReplayMode, c: FrontContext): Promise<Front
         milter: { listen, socketMode: '0666' },
         dispose: () => rmSync(socketDir, { recursive: true, force: true }),
         async start() {
-          const postfix = await startPostfix(frontMain(c, { smtpd_milters: listen, milter_protocol: '6', milter_default_action: 'tempfail' }));
+          // The desk's aliases are a route of Backstop's SMTP gateway, not of the milter: transport_maps sends
+          // them there (the README's line, tested in test/milter/postfix.test.ts). texthash: no postmap.
+          // (As a proxy filter Backstop sees every message in-session, aliases included: no route needed.)
+          const transport = join(c.dir, 'transport');
+          writeFileSync(transport, `${c.abuseDomain} smtp:[127.0.0.1]:${c.smtpPort}\n`);
+          const postfix = await startPostfix(
+            frontMain(c, { smtpd_milters: listen, milter_protocol: '6', milter_default_action: 'tempfail', transport_maps: `texthash:${transport}` }),
+          );
           return { port: postfix.port, postfix };
         },
       };

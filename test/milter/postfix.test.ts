@@ -5,7 +5,7 @@
  * milter: role, on a scratch PostgreSQL database the test reads.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -28,6 +28,7 @@ const gatewayText = (v: Parameters<typeof decide>[0]) => {
 
 interface World {
   dir: string;
+  smtpPort: number;
   postfix: PostfixInstance;
   sink: SmtpSink;
   reports: SmtpSink;
@@ -37,7 +38,7 @@ interface World {
   close(): Promise<void>;
 }
 
-async function startWorld(clamdUrl: string, extra: Record<string, unknown> = {}): Promise<World> {
+async function startWorld(clamdUrl: string, extra: Record<string, unknown> = {}, postfixMain: (smtpPort: number, dir: string) => Record<string, string> = () => ({})): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'bs-milter-'));
   const db = await createTestDatabase('bs_milter');
   const sink = await startSmtpSink(join(dir, 'sink'));
@@ -68,10 +69,12 @@ async function startWorld(clamdUrl: string, extra: Record<string, unknown> = {})
     smtpd_milters: milter.listen,
     milter_protocol: '6',
     milter_default_action: 'tempfail',
+    ...postfixMain(smtpPort, dir),
   });
   const store = await openStore(db.url);
   return {
     dir,
+    smtpPort,
     postfix,
     sink,
     reports,
@@ -206,5 +209,33 @@ describe('Backstop as the milter of a real Postfix over a unix socket', () => {
     assert.equal((await send(w, ['--header', 'Subject: unix eicar', '--attach-type', 'text/plain', '--attach-name', 'eicar.com', '--attach', '-'], EICAR)).last, gatewayText(infected('Eicar-Test-Signature')));
     await waitFor(() => w.sink.messages().length === 1, 15_000);
     assert.equal((await recordOf(w, 'unix eicar')).client_ip, CLIENT);
+  });
+});
+
+describe('the desk\'s per-IP alias domain beside the milter: transport_maps to Backstop\'s SMTP listener', () => {
+  let w: World;
+  before(async () => {
+    w = await startWorld('tcp://127.0.0.1:1', { clamd: undefined, desk: { abuseDomain: 'abuse.example.net' } }, (smtpPort, dir) => {
+      // The README's line: `abuse.example.net smtp:[127.0.0.1]:PORT` (texthash: no postmap needed).
+      const file = join(dir, 'transport');
+      writeFileSync(file, `abuse.example.net smtp:[127.0.0.1]:${smtpPort}\n`);
+      return { relay_domains: 'example.net abuse.example.net', transport_maps: `texthash:${file}` };
+    });
+  });
+  after(() => w.close());
+
+  test('a report to 192-0-2-77@abuse.example.net passes the milter, is routed to Backstop\'s SMTP and taken by the desk for 192.0.2.77', async () => {
+    const r = await swaks(w.postfix.port, ['--local-interface', '127.8.8.8', '--from', 'abuse@remote-isp.example', '--to', '192-0-2-77@abuse.example.net', '--header', 'Subject: abuse from 192.0.2.77', '--body', 'Your customer at 192.0.2.77 sent us a worm.\r\n']);
+    assert.match(r.last, /^250 2\.0\.0 Ok: queued as /, r.transcript);
+    let rows: { ip: string | null; via: string; reporter: string }[] = [];
+    await waitFor(async () => {
+      rows = (await w.store.db.selectFrom('desk_reports').select(['ip', 'via', 'reporter']).execute()) as typeof rows;
+      return rows.length === 1;
+    }, 20_000);
+    assert.deepEqual(rows[0], { ip: '192.0.2.77', via: 'alias', reporter: 'abuse@remote-isp.example' });
+    // Postfix delivered it to Backstop's SMTP listener (not to the relayhost), which answered with the desk's words.
+    const delivered = new RegExp(`to=<192-0-2-77@abuse\\.example\\.net>, relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${w.smtpPort},.*status=sent \\(250 2\\.0\\.0 Ok: report received by the abuse desk\\)`);
+    await waitFor(() => delivered.test(w.postfix.log()), 10_000);
+    assert.equal(w.sink.messages().length, 0);
   });
 });
