@@ -8,7 +8,13 @@
  * (bench/lib/cpuprofile.ts). Not part of `npm run bench`; a tool for the
  * engineer chasing the bench's targets.
  *
- *   node --import tsx bench/profile.ts [--mix unique|outbreak] [--sessions 20] [--messages 2000] [--top 40]
+ *   node --import tsx bench/profile.ts [--mix unique|outbreak] [--sessions 20] [--messages 2000] [--top 40] [--no-profile] [--syscalls]
+ *
+ * It also prints the node's own CPU (utime+stime from /proc) per message
+ * during the load; --no-profile leaves the profiler out of that figure.
+ * --syscalls attaches `strace -c -f` for the load and prints the node's
+ * system calls per message (writes, reads, all): a count that, unlike CPU
+ * time on a shared machine, does not move with the load of other processes.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -29,6 +35,7 @@ const { values } = parseArgs({
     messages: { type: 'string', default: '2000' },
     top: { type: 'string', default: '40' },
     'no-profile': { type: 'boolean', default: false },
+    syscalls: { type: 'boolean', default: false },
   },
 });
 
@@ -78,18 +85,38 @@ const window = { fromUs: 0, toUs: 0 };
 try {
   await runLoad({ port: node.port, sessions: 4, messages: makeMessages('unique', 200) });
   const messages = makeMessages(values.mix as Mix, Number(values.messages));
+  const straceOut = join(dir, 'strace.txt');
+  const strace = values.syscalls ? spawn('strace', ['-f', '-c', '-o', straceOut, '-p', String(child.pid)], { stdio: 'ignore' }) : null;
+  if (strace) await new Promise((r) => setTimeout(r, 1000)); // attached to every thread before the clock starts
   const cpu0 = cpuMs(child.pid!);
   window.fromUs = Number(process.hrtime.bigint() / 1000n);
   const r = await runLoad({ port: node.port, sessions: Number(values.sessions), messages });
   window.toUs = Number(process.hrtime.bigint() / 1000n);
   const perMessage = (cpuMs(child.pid!) - cpu0) / r.sent;
   console.log(`${values.mix} ${values.sessions} sessions: ${r.perSecond.toFixed(0)} msg/s, end-of-DATA p50 ${percentile(r.dataMs, 50).toFixed(2)} p99 ${percentile(r.dataMs, 99).toFixed(2)} ms ${JSON.stringify(r.codes)}`);
+  if (strace) {
+    const stopped = new Promise((r) => strace.once('exit', r));
+    strace.kill('SIGINT');
+    await stopped;
+    console.log(syscallsPerMessage(readFileSync(straceOut, 'utf8'), r.sent));
+  }
   console.log(`Backstop's own CPU (user+system, /proc) ${perMessage.toFixed(2)} ms per message${values['no-profile'] ? '' : ' (under --cpu-prof: the profiler adds its own)'}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 } finally {
   await node.stop();
   await sink.stop();
   await clamd.stop();
 }
+/** strace -c's table as calls per message: the socket writes, the reads, every call. */
+function syscallsPerMessage(table: string, messages: number): string {
+  const calls = new Map<string, number>();
+  for (const line of table.split('\n')) {
+    const m = /^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$/.exec(line);
+    if (m && m[2] !== 'total') calls.set(m[2]!, Number(m[1]));
+  }
+  const per = (names: string[]) => (names.reduce((a, n) => a + (calls.get(n) ?? 0), 0) / messages).toFixed(2);
+  return `system calls per message (strace -c -f, the load only): write+writev ${per(['write', 'writev'])}, read ${per(['read'])}, epoll_wait ${per(['epoll_wait', 'epoll_pwait'])}, all ${per([...calls.keys()])}`;
+}
+
 if (!values['no-profile']) {
   // The main thread's profile (the other one is tsx's loader thread).
   const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')).sort().slice(0, 1);

@@ -36,6 +36,8 @@ export interface ZipEntry {
 export class ArchiveLimitError extends Error {}
 
 const EOCD = 0x06054b50;
+/** EOCD as it is on disk (little-endian): PK\5\6. */
+const EOCD_BYTES = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
 const ZIP64_LOCATOR = 0x07064b50;
 const ZIP64_EOCD = 0x06064b50;
 const CENTRAL = 0x02014b50;
@@ -75,8 +77,11 @@ function u64(b: Uint8Array, o: number): number {
  */
 export function findEndOfCentralDirectory(zip: Uint8Array, strict = false): number {
   if (zip.length < 22) return -1;
-  for (let i = zip.length - 22; i >= Math.max(0, zip.length - 22 - 65535); i--) {
-    if (zip[i] !== 0x50 || u32(zip, i) !== EOCD) continue;
+  // Buffer.lastIndexOf (native) finds the same candidates, last first, as a byte loop from the end would:
+  // every member of every archive is asked this (isEmbeddedZip), an outbreak's worm copies included.
+  const buf = Buffer.from(zip.buffer, zip.byteOffset, zip.byteLength);
+  const lowest = Math.max(0, zip.length - 22 - 65535);
+  for (let i = buf.lastIndexOf(EOCD_BYTES, zip.length - 22); i >= lowest; i = i > 0 ? buf.lastIndexOf(EOCD_BYTES, i - 1) : -1) {
     if (!strict || i + 22 + u16(zip, i + 20) === zip.length) return i;
   }
   return -1;
