@@ -35,12 +35,12 @@
  *    sends nothing more, so it must not hold a connection place
  *    (test/mta/exim.test.ts, test/attacks/connection-abuse.test.ts).
  *
- * 4. Replies to pipelined commands leave in one write: 250 and 354 are held
+ * 5. Replies to pipelined commands leave in one write: 250 and 354 are held
  *    (socket.cork) while the parser is still answering the chunk of input it
  *    has, and sent when it waits for more — see _createParser. Each write to
  *    a loopback socket was the largest single cost in the bench's profile.
  *
- * 5. Ending one session from outside its command flow (`drop`): the DATA
+ * 6. Ending one session from outside its command flow (`drop`): the DATA
  *    deadline (smtp.dataTimeoutMs) must close a connection that is still
  *    trickling its message, where smtp-server would wait for the final dot.
  *
