@@ -16,6 +16,7 @@
 import type { Config } from '../config/schema.ts';
 import { STORE_UNAVAILABLE } from '../edge/replies.ts';
 import type { Job } from '../store/jobs.ts';
+import { storeNow } from '../store/clock.ts';
 import { MessageLog } from '../store/message-log.ts';
 import type { Db } from '../store/store.ts';
 import { abuseHandlers, recordAbuse, type AbuseHandlerOptions, type AbuseSettings, type WindowDecision } from './abuse.ts';
@@ -62,7 +63,9 @@ export function recordDetection(db: Db, d: Detection, policy: NotifyPolicy, now 
  * waits for both.
  */
 export function detectionWriter(policy: NotifyPolicy): (tx: Db, ds: Detection[]) => Promise<void> {
-  return async (tx, ds) => void (await recordDetections(tx, ds, policy));
+  // Windows (digest, abuse report, hourly cap) start by the store's clock, never this node's: a node
+  // whose clock is minutes off would otherwise open a digest window or a report window of its own.
+  return async (tx, ds) => void (await recordDetections(tx, ds, policy, await storeNow(tx)));
 }
 
 /**

@@ -22,6 +22,7 @@
 import { sql, type Selectable } from 'kysely';
 import type { JobsTable } from './schema.ts';
 import type { Db } from './store.ts';
+import { storeNow } from './clock.ts';
 
 export type Job = Selectable<JobsTable>;
 export type JobState = 'queued' | 'running' | 'sending' | 'done' | 'failed' | 'cancelled' | 'review';
@@ -43,7 +44,8 @@ export async function enqueue(db: Db, job: NewJob): Promise<string | null> {
     .values({
       kind: job.kind,
       payload: JSON.stringify(job.payload),
-      run_at: job.runAt ?? new Date(),
+      // Due now by the store's clock (store/clock), whatever this node's clock says.
+      run_at: job.runAt ?? sql<Date>`now()`,
       dedupe_key: job.dedupeKey ?? null,
       max_attempts: job.maxAttempts ?? 12,
       state: job.state ?? 'queued',
@@ -62,8 +64,11 @@ export async function enqueue(db: Db, job: NewJob): Promise<string | null> {
  * Claims up to `limit` due jobs of the given kinds for `worker`, leased for
  * leaseMs. Jobs whose lease ran out (their worker died) are due again.
  */
-export async function claim(db: Db, worker: string, kinds: readonly string[], limit = 10, leaseMs = 60_000, now = new Date()): Promise<Job[]> {
+export async function claim(db: Db, worker: string, kinds: readonly string[], limit = 10, leaseMs = 60_000, at?: Date): Promise<Job[]> {
   if (kinds.length === 0) return [];
+  // The store's clock, not this node's: a node whose clock runs ahead must not take a job early, nor one
+  // whose lease (written by another node) has not run out. `at` is for tests and `incident tick`.
+  const now = at ?? (await storeNow(db));
   const until = new Date(now.getTime() + leaseMs);
   // A job taken back from `sending` was handed to the relay by a worker that never said how it went.
   const result = await sql<Job>`
@@ -145,7 +150,8 @@ export function backoffMs(attempts: number): number {
 }
 
 /** Records a failure: retried later with back-off, or `failed` once max_attempts is reached. */
-export async function fail(db: Db, job: Job, worker: string, error: string, now = new Date()): Promise<'retry' | 'failed'> {
+export async function fail(db: Db, job: Job, worker: string, error: string, at?: Date): Promise<'retry' | 'failed'> {
+  const now = at ?? (await storeNow(db));
   const final = job.attempts >= job.max_attempts;
   await db
     .updateTable('jobs')
@@ -167,7 +173,7 @@ export async function setState(db: Db, id: string, action: 'cancel' | 'retry' | 
   const from: JobState[] = action === 'cancel' ? ['queued', 'failed', 'review'] : action === 'retry' ? ['failed', 'queued', 'cancelled'] : ['review'];
   const r = await db
     .updateTable('jobs')
-    .set(action === 'cancel' ? { state: 'cancelled' } : { state: 'queued', run_at: new Date(), ...(action === 'retry' ? { attempts: 0, last_error: null } : {}) })
+    .set(action === 'cancel' ? { state: 'cancelled' } : { state: 'queued', run_at: sql<Date>`now()`, ...(action === 'retry' ? { attempts: 0, last_error: null } : {}) })
     .where('id', '=', id)
     .where('state', 'in', from)
     .executeTakeFirst();

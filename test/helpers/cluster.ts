@@ -18,6 +18,8 @@ export interface Node {
   smtpPort: number;
   webPort: number;
   config: Record<string, unknown>;
+  /** Extra environment for this node's process (a skewed clock, a migrations directory). */
+  env: Record<string, string>;
   proc: (RunningProcess & { configFile: string }) | null;
 }
 
@@ -34,7 +36,7 @@ export const POSTMASTER = 'postmaster@example.net';
 export const ABUSE_DESK = 'abuse@worms.example';
 
 /** Node configs on `storeUrl`: discard worms, quarantine banned files, notices and reports through the capture relay. */
-export async function startCluster(count: number, storeUrl: string, options: { reportDelay: string; digestMinutes: number }): Promise<Cluster> {
+export async function startCluster(count: number, storeUrl: string, options: { reportDelay: string; digestMinutes: number; env?: (i: number) => Record<string, string> }): Promise<Cluster> {
   const dir = mkdtempSync(join(tmpdir(), 'bs-cluster-'));
   const relay = await startSmtpSink(join(dir, 'relay'));
   const nextHop = await startSmtpSink(null);
@@ -47,6 +49,7 @@ export async function startCluster(count: number, storeUrl: string, options: { r
       smtpPort,
       webPort,
       proc: null,
+      env: options.env?.(i) ?? {},
       config: {
         nodeName: `node-${i}`,
         dataDir: join(dir, `node-${i}`, 'data'),
@@ -71,7 +74,7 @@ export async function startCluster(count: number, storeUrl: string, options: { r
     relay,
     nextHop,
     async start(node) {
-      node.proc = await startBackstop(join(dir, node.name), node.config);
+      node.proc = await startBackstop(join(dir, node.name), node.config, node.env);
     },
     async stop() {
       for (const n of nodes) await n.proc?.stop();
@@ -146,8 +149,15 @@ export function sendOnce(port: number, localAddress: string, raw: string): Promi
   });
 }
 
-/** Sends every message with `concurrency` clients, retrying what got no final answer, for up to `deadlineMs`. */
-export async function sendWave(nodes: Node[], messages: WaveMessage[], concurrency: number, deadlineMs: number, onOutcome?: (o: Outcome) => void): Promise<Outcome[]> {
+/** Sends every message with `concurrency` clients, retrying what got no final answer, for up to `deadlineMs`; `onAttempt` sees every reply, final or not. */
+export async function sendWave(
+  nodes: Node[],
+  messages: WaveMessage[],
+  concurrency: number,
+  deadlineMs: number,
+  onOutcome?: (o: Outcome) => void,
+  onAttempt?: (m: WaveMessage, reply: { code: number; text: string }) => void,
+): Promise<Outcome[]> {
   const outcomes: Outcome[] = [];
   const queue = [...messages];
   const deadline = Date.now() + deadlineMs;
@@ -158,6 +168,7 @@ export async function sendWave(nodes: Node[], messages: WaveMessage[], concurren
       while (Date.now() < deadline) {
         attempts++;
         last = await sendOnce(nodes[m.node]!.smtpPort, m.sourceIp, waveRaw(m));
+        onAttempt?.(m, last);
         if (last.code === 250 || last.code >= 500) break;
         await new Promise((r) => setTimeout(r, 250));
       }
