@@ -41,7 +41,8 @@ export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 
 export interface RunningProcess {
   child: ChildProcess;
   port: number;
-  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Sends `signal`, waits up to graceMs (10 s) for the exit, then SIGKILL. */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
   output(): string;
 }
 
@@ -58,11 +59,11 @@ export function track(child: ChildProcess): { output: () => string; exited: Prom
   return { output: () => text, exited };
 }
 
-/** Stops a child: the signal, up to 10 s for it to exit, then SIGKILL. */
+/** Stops a child: the signal, up to graceMs (10 s) for it to exit, then SIGKILL. */
 export function stopper(child: ChildProcess, exited: Promise<void>) {
-  return async (signal: NodeJS.Signals = 'SIGTERM') => {
+  return async (signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000) => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    await Promise.race([exited, new Promise((r) => setTimeout(r, graceMs))]);
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
       await exited;
