@@ -31,8 +31,8 @@ let cluster: Cluster;
 before(async () => {
   database = await createTestDatabase('bs_cluster_rolling');
   store = await openStore(database.url);
-  // Reports after the whole wave (two 30 s drains included), so each counts every detection.
-  cluster = await startCluster(2, database.url, { reportDelay: '150s', digestMinutes: 0.1 });
+  // Reports after the whole wave (and two drains of up to 30 s each), so each counts every detection.
+  cluster = await startCluster(2, database.url, { reportDelay: '100s', digestMinutes: 0.1 });
 });
 
 after(async () => {
@@ -54,7 +54,7 @@ test('rolling upgrade of two nodes with a new migration, traffic flowing: no rep
     while (answered < when) await sleep(20);
     const before = answered;
     const t0 = Date.now();
-    // A graceful stop may take the SMTP server's whole 30 s close timeout (see README "Several nodes").
+    // A graceful stop may wait out the SMTP server's 30 s close timeout for open sessions (README "Several nodes").
     await node.proc!.stop('SIGTERM', 45_000);
     assert.equal(node.proc!.child.exitCode, 0, `${node.name} stopped gracefully on SIGTERM:\n${node.proc!.output().slice(-2000)}`);
     node.env = { BACKSTOP_EXTRA_MIGRATIONS_DIR: upgrade };
