@@ -44,8 +44,9 @@ export async function enqueue(db: Db, job: NewJob): Promise<string | null> {
     .values({
       kind: job.kind,
       payload: JSON.stringify(job.payload),
-      // Due now by the store's clock (store/clock), whatever this node's clock says.
-      run_at: job.runAt ?? sql<Date>`now()`,
+      // Due now by the store's clock (store/clock), whatever this node's clock says; to the millisecond,
+      // so a JS Date taken after it (a test's or `incident tick`'s `at`) finds it due.
+      run_at: job.runAt ?? sql<Date>`date_trunc('milliseconds', now())`,
       dedupe_key: job.dedupeKey ?? null,
       max_attempts: job.maxAttempts ?? 12,
       state: job.state ?? 'queued',
@@ -68,8 +69,9 @@ export async function claim(db: Db, worker: string, kinds: readonly string[], li
   if (kinds.length === 0) return [];
   // The store's clock, not this node's: a node whose clock runs ahead must not take a job early, nor one
   // whose lease (written by another node) has not run out. `at` is for tests and `incident tick`.
-  const now = at ?? (await storeNow(db));
-  const until = new Date(now.getTime() + leaseMs);
+  // now() stays in SQL: a round trip through a JS Date would drop its microseconds.
+  const now = at ? sql`${at}::timestamptz` : sql`now()`;
+  const until = at ? sql`${new Date(at.getTime() + leaseMs)}::timestamptz` : sql`now() + ${leaseMs} * interval '1 millisecond'`;
   // A job taken back from `sending` was handed to the relay by a worker that never said how it went.
   const result = await sql<Job>`
     update jobs set state = 'running', locked_by = ${worker}, locked_until = ${until}, attempts = attempts + 1,
@@ -173,7 +175,7 @@ export async function setState(db: Db, id: string, action: 'cancel' | 'retry' | 
   const from: JobState[] = action === 'cancel' ? ['queued', 'failed', 'review'] : action === 'retry' ? ['failed', 'queued', 'cancelled'] : ['review'];
   const r = await db
     .updateTable('jobs')
-    .set(action === 'cancel' ? { state: 'cancelled' } : { state: 'queued', run_at: sql<Date>`now()`, ...(action === 'retry' ? { attempts: 0, last_error: null } : {}) })
+    .set(action === 'cancel' ? { state: 'cancelled' } : { state: 'queued', run_at: sql<Date>`date_trunc('milliseconds', now())`, ...(action === 'retry' ? { attempts: 0, last_error: null } : {}) })
     .where('id', '=', id)
     .where('state', 'in', from)
     .executeTakeFirst();
