@@ -4,16 +4,13 @@ import { sql } from 'kysely';
 import { startClamd, TEST_SIGNATURE_NAME, type RunningClamd } from '../../src/replay/clamd.ts';
 import { getQuarantined } from '../../src/store/quarantine.ts';
 import { openStore } from '../../src/store/store.ts';
-import { EICAR, startTestGateway, swaks, waitFor, type TestGateway } from '../helpers/gateway.ts';
+import { EICAR, messageRecords, startTestGateway, swaks, waitFor, type TestGateway } from '../helpers/gateway.ts';
 import { readFileSync } from 'node:fs';
 
 const to = (...r: string[]) => ['--to', r.join(','), '--from', 'sender@example.org'];
 const bodyArgs = (subject: string) => ['--header', `Subject: ${subject}`, '--header', `Message-Id: <${subject.replace(/\W/g, '')}@example.org>`];
 
-async function records(g: TestGateway) {
-  await g.messageLog.flush();
-  return g.store.db.selectFrom('messages').selectAll().orderBy('received_at').execute();
-}
+const records = messageRecords;
 
 describe('gateway with the built-in policy, smtp-sink as next hop', () => {
   let g: TestGateway;

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import type { SMTPServerSession } from 'smtp-server';
 import { clientOf, recordForwarded } from '../../src/edge/client.ts';
 import { decodeXtext, encodeXtext, parseXforward, xclientCommand, XFORWARD_EHLO, xforwardCommands, type ClientToForward } from '../../src/edge/xforward.ts';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.ts';
+import { messageRecords, startTestGateway, type TestGateway } from '../helpers/gateway.ts';
 
 describe('parseXforward', () => {
   const table: [string, ReturnType<typeof parseXforward>][] = [
@@ -148,10 +148,7 @@ describe('XFORWARD at a real gateway', () => {
     g = await startTestGateway({ smtp: { trustXforwardFrom: ['127.0.0.0/31'] }, relayFrom: ['198.51.100.0/24'] });
   });
   after(() => g.close());
-  const records = async () => {
-    await g.messageLog.flush();
-    return g.store.db.selectFrom('messages').selectAll().orderBy('received_at').execute();
-  };
+  const records = () => messageRecords(g);
   const bySubject = async (s: string) => (await records()).find((r) => r.subject === s);
 
   test('a trusted peer is offered XFORWARD, and its client is the client: record, Received, relay policy', async () => {

@@ -65,6 +65,12 @@ export async function startTestGateway(
   };
 }
 
+/** Every message record so far, oldest first (the log's pending group committed first). */
+export async function messageRecords(on: { messageLog: MessageLog; store: Store }) {
+  await on.messageLog.flush();
+  return on.store.db.selectFrom('messages').selectAll().orderBy('received_at').execute();
+}
+
 export interface SwaksResult {
   exitCode: number;
   transcript: string;

@@ -22,7 +22,7 @@ import { createScanner } from '../../src/scan/scanner.ts';
 import { messageLogFor } from '../../src/notify/record.ts';
 import type { MessageLog } from '../../src/store/message-log.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
-import { EICAR } from '../helpers/gateway.ts';
+import { EICAR, messageRecords } from '../helpers/gateway.ts';
 
 /** What Postfix 3.7 offers (milter8.c: all actions, all protocol steps of version 6). */
 const POSTFIX_OFFER: MilterCommand = { command: 'optneg', version: 6, actions: 0x1ff, protocol: 0x1fffff };
@@ -168,10 +168,7 @@ async function collectEom(c: Client): Promise<MilterReply[]> {
 
 const WHOLE = (body: string) => headers.map(([n, v]) => `${n}:${v}\r\n`).join('') + '\r\n' + body;
 
-async function records(r: Rig) {
-  await r.messageLog.flush();
-  return r.store.db.selectFrom('messages').selectAll().orderBy('received_at').execute();
-}
+const records = messageRecords;
 
 describe('milter server, default settings (reject)', () => {
   let r: Rig;
