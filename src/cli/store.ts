@@ -23,7 +23,11 @@ export function commandConfig(configPath: string | undefined): Config {
 
 /** Loads the configuration, opens its store, runs `fn` on both and closes the store, also when `fn` throws. */
 export async function withStore<T>(configPath: string | undefined, fn: (store: Store, config: Config) => Promise<T>): Promise<T> {
-  const config = commandConfig(configPath);
+  return withConfigStore(commandConfig(configPath), fn);
+}
+
+/** The same on a configuration already loaded (serve reads it first to know whether it is a cluster's primary). */
+export async function withConfigStore<T>(config: Config, fn: (store: Store, config: Config) => Promise<T>): Promise<T> {
   // Loaded here, not at the top: commands that only read the configuration (scan, config check) do not pay for pg and Kysely.
   const { openStore } = await import('../store/store.ts');
   const store = await openStore(config.store);

@@ -108,6 +108,12 @@ const smtpSchema = z
     maxBufferedBytes: positiveInt('maxBufferedBytes').default(512 * 1024 * 1024),
     limits: clientLimitsSchema,
     /**
+     * Processes serving this node (node:cluster, sharing the listening sockets): each is a full node on
+     * the shared PostgreSQL store. Unset: the number of cores with PostgreSQL, 1 with PGlite (one
+     * in-process database, one owner), resolved by cluster/plan at start-up.
+     */
+    workers: positiveInt('workers').max(256, 'workers must be at most 256').optional(),
+    /**
      * Peers (addresses or CIDRs) whose XFORWARD is believed: the MTA in front of us, e.g. Postfix with
      * smtpd_proxy_filter. Their forwarded client is then the client for everything (edge/client).
      */
@@ -516,6 +522,11 @@ export const configSchema = z
     milter: milterSchema.optional(),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })
-  .strict();
+  .strict()
+  // PGlite is one database inside one process: a second process cannot open it, so it has one worker.
+  .refine((c) => (c.smtp.workers ?? 1) <= 1 || !c.store.startsWith('pglite'), {
+    message: 'workers above 1 need a PostgreSQL store: PGlite is one in-process database with one owner; set store: "postgres://user@host/db" (shared by every worker) or workers: 1',
+    path: ['smtp', 'workers'],
+  });
 
 export type Config = z.infer<typeof configSchema>;

@@ -5,8 +5,12 @@
  *
  * Which counts are per node and which are shared, and why:
  *   - concurrent connections and the connection rate are counted per node, in
- *     memory. They protect this process's sockets and memory, which is what a
+ *     memory. They protect this node's sockets and memory, which is what a
  *     connection flood exhausts; one node cannot run out of another's sockets.
+ *     A node of several worker processes (smtp.workers, cluster/) counts them
+ *     once, in its primary: a worker asks it over IPC at each connection
+ *     (cluster/worker), so the limit is the node's whatever worker the
+ *     round-robin hands a connection to.
  *   - messages and recipients per window are shared by every node through the
  *     store (table edge_client_rates), so a worm that spreads its connections
  *     over all MX hosts meets one limit. Each node adds what it counted to the
@@ -77,11 +81,19 @@ function clientKey(ip: string): string {
   return normaliseIp(ip)?.toString() ?? ip;
 }
 
+/** Admitted (call release when the connection ends, once) or the reply to refuse it with. */
+export type Admission = { release: () => void } | { refuse: Reply };
+
+/** What the gateway asks at each connection: this process's counts, or the primary's for all its workers. */
+export interface ConnectionAdmitter {
+  admit(ip: string): Admission | Promise<Admission>;
+}
+
 /**
- * Per-node connection counts. `open(ip)` answers null (admitted; call the
- * returned release when the connection ends) or the reply to refuse with.
+ * Per-node connection counts. `admit(ip)` answers a release (admitted; call
+ * it when the connection ends) or the reply to refuse with.
  */
-export class ConnectionCounter {
+export class ConnectionCounter implements ConnectionAdmitter {
   private readonly open = new Map<string, number>();
   private opened = new Map<string, number>();
   private window = 0;
@@ -94,7 +106,7 @@ export class ConnectionCounter {
     this.exempt = compileNetworks(limits.exempt);
   }
 
-  admit(ip: string): { release: () => void } | { refuse: Reply } {
+  admit(ip: string): Admission {
     if (inNetworks(ip, this.exempt)) return { release: () => {} };
     const key = clientKey(ip);
     const start = windowStart(this.now(), this.limits.windowMs);

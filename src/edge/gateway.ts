@@ -32,7 +32,7 @@ import { createJudge, type JudgeDeps } from './judge.ts';
 import { firstRecipient, parseNextHop, type MailOptions, type NextHop, type NextHopSession } from './next-hop.ts';
 import { receivedHeader } from './received.ts';
 import { compileNetworks, compileRelayPolicy, inNetworks, relayDecision } from './relay.ts';
-import { anvilLimits, ConnectionCounter, SharedRateCounter, TOO_MANY_RECIPIENTS, TOO_MUCH_MAIL } from './anvil.ts';
+import { anvilLimits, ConnectionCounter, SharedRateCounter, type Admission, type ConnectionAdmitter, TOO_MANY_RECIPIENTS, TOO_MUCH_MAIL } from './anvil.ts';
 import { DATA_TIMEOUT, LOCAL_ERROR, mirror, NO_BUFFER_SPACE, NEXT_HOP_LOST, NEXT_HOP_UNREACHABLE, RELAY_DENIED, SEPARATE_TRANSACTION, TOO_BIG, type Reply } from './replies.ts';
 import { SmtpClientError } from './smtp-client.ts';
 import { BackstopSmtpServer, type XforwardGate } from './smtp-server-ext.ts';
@@ -68,6 +68,8 @@ export interface GatewayDeps {
   routes?: readonly LocalRoute[];
   /** Per-hook time limit; a hook that takes longer is a 451. */
   hookTimeoutMs?: number;
+  /** Who counts connections per client (edge/anvil): this process by default; a cluster worker asks its primary. */
+  connections?: ConnectionAdmitter;
 }
 
 export interface Gateway {
@@ -208,11 +210,13 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const judge = createJudge({ config, store, scanner, logger: log, messageLog, nodeName, hooks, hookTimeoutMs, ...(deps.detect ? { detect: deps.detect } : {}) });
   const budget = new BufferBudget(config.smtp.maxBufferedBytes);
   const limits = anvilLimits(config);
-  const connections = new ConnectionCounter(limits);
+  const connections = deps.connections ?? new ConnectionCounter(limits);
   const rates = new SharedRateCounter(store.db, limits, { onError: (err) => log.warn({ err: err.message }, 'per-client rates could not be shared: counting on this node only') });
   rates.start();
   /** What ends each admitted connection's count, by session id. */
   const releases = new Map<string, () => void>();
+  /** Connections whose admission is still being decided, by session id: true once the client has gone. */
+  const admitting = new Map<string, boolean>();
 
   const trustXforward = compileNetworks(config.smtp.trustXforwardFrom);
   const xforward: XforwardGate = {
@@ -473,19 +477,29 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       maxCommandLength: config.smtp.maxLineBytes,
       onConnect: (session, callback) => {
         // At connect no XFORWARD has been said yet: the connection is the peer's, and so is its count.
+        const decided = (admitted: Admission) => {
+          // The client may have gone while a cluster primary was asked: its count ends at once.
+          const closedMeanwhile = admitting.get(session.id);
+          admitting.delete(session.id);
+          if ('refuse' in admitted) {
+            log.info({ client: session.remoteAddress, reply: admitted.refuse.message }, 'connection refused by a per-client limit');
+            return callback(new ReplyError(admitted.refuse));
+          }
+          if (closedMeanwhile) return admitted.release();
+          releases.set(session.id, admitted.release);
+          openSessions.inc();
+          callback();
+        };
+        admitting.set(session.id, false);
         const admitted = connections.admit(session.remoteAddress);
-        if ('refuse' in admitted) {
-          log.info({ client: session.remoteAddress, reply: admitted.refuse.message }, 'connection refused by a per-client limit');
-          return callback(new ReplyError(admitted.refuse));
-        }
-        releases.set(session.id, admitted.release);
-        openSessions.inc();
-        callback();
+        if ('then' in admitted) void admitted.then(decided);
+        else decided(admitted);
       },
       onMailFrom: step('mail', onMailFrom),
       onRcptTo: step('rcpt', onRcptTo),
       onData: step('data', onData),
       onClose: (session) => {
+        if (admitting.has(session.id)) admitting.set(session.id, true);
         const release = releases.get(session.id);
         if (release) {
           releases.delete(session.id);

@@ -41,4 +41,6 @@ export const TOO_BIG = (max: number): Reply => ({ code: 552, message: `5.3.4 Mes
 /** The node holds as many message bytes as it may (smtp.maxBufferedBytes): the sender retries later (RFC 3463 4.3.1). */
 export const NO_BUFFER_SPACE: Reply = { code: 452, message: '4.3.1 Insufficient system storage, try again later' };
 /** DATA took longer than smtp.dataTimeoutMs: the session is ended, the client keeps its message. */
+/** A node that is stopping takes no new connection; the client tries again (another MX, or this one later). */
+export const SHUTTING_DOWN: Reply = { code: 421, message: '4.3.2 Service shutting down, try again later' };
 export const DATA_TIMEOUT: Reply = { code: 421, message: '4.4.2 Error: timeout exceeded during DATA, closing connection' };

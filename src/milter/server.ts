@@ -57,6 +57,18 @@ export interface MilterDeps {
   hooks: Pick<GatewayHooks, 'mail' | 'rcpt'>;
   hookTimeoutMs: number;
   logger: Logger;
+  /**
+   * A cluster worker shares its primary's listening socket (smtp.workers): the primary removed a socket
+   * file left by a previous run before it started the workers, and a worker must not remove the live one.
+   */
+  sharedSocket?: boolean;
+}
+
+/** Removes a unix: socket left by a previous run (listen would fail on it); only a socket, never another file. */
+export function removeStaleSocket(listen: string): void {
+  if (!listen.startsWith('unix:')) return;
+  const path = listen.slice(5);
+  if (existsSync(path) && lstatSync(path).isSocket()) unlinkSync(path);
 }
 
 export interface MilterServer {
@@ -327,8 +339,7 @@ export async function startMilter(deps: MilterDeps): Promise<MilterServer> {
   let address: string;
   if (opts.listen.startsWith('unix:')) {
     const path = opts.listen.slice(5);
-    // A socket left by a previous run would make listen fail; only a socket is removed, never another file.
-    if (existsSync(path) && lstatSync(path).isSocket()) unlinkSync(path);
+    if (!deps.sharedSocket) removeStaleSocket(opts.listen);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => resolve());

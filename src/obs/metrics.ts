@@ -1,15 +1,18 @@
 /*
  * obs/metrics — the Prometheus metrics every role reports into, served at
  * GET /metrics. One registry per process; names follow Prometheus conventions.
+ * A node of several worker processes (smtp.workers) answers a scrape with
+ * every worker's series, gathered by its primary (cluster/), each labelled
+ * worker="wK": sum by (node) gives the node.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'backstop_process_' });
 
-/** Every series this process reports carries node="NAME", so one Prometheus tells N nodes sharing a store apart. */
-export function labelNode(node: string): void {
-  registry.setDefaultLabels({ node });
+/** Every series this process reports carries node="NAME" (and worker="wK" in a node of several workers), so one Prometheus tells N nodes sharing a store apart. */
+export function labelNode(node: string, worker: string | null = null): void {
+  registry.setDefaultLabels(worker === null ? { node } : { node, worker });
 }
 
 export const messagesTotal = new Counter({

@@ -96,7 +96,8 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
     const backstop = await startBackstop(join(dir, 'node'), {
       nodeName: 'replay-1',
       dataDir: join(dir, 'node', 'data'),
-      smtp: { listen: `127.0.0.1:${smtpPort}`, hostname: 'mx.example.net', greetingDelayMs: 0, maxClients: 5000, ...front.smtp },
+      // One process (smtp.workers: 1), so the replay's figures stay comparable with the README's earlier runs.
+      smtp: { listen: `127.0.0.1:${smtpPort}`, hostname: 'mx.example.net', greetingDelayMs: 0, maxClients: 5000, workers: 1, ...front.smtp },
       ...(front.milter ? { milter: front.milter } : {}),
       domains: [plan.ourDomain],
       // Our customers' static lines and our users' office may relay through us: the ISP's smarthost.

@@ -27,6 +27,8 @@ export interface WebDeps extends PageDeps {
   publicForm?: { ports: DeskPorts; settings?: Partial<PublicFormSettings> };
   /** Routes outside the console's session (the desk's customer portal and restricted list), each in its own scope. */
   routes?: ((app: FastifyInstance) => Promise<void>)[];
+  /** What GET /metrics answers: this process's registry by default; a cluster worker's primary gathers every worker's. */
+  metrics?: () => Promise<string>;
 }
 
 export interface ConsoleSettings {

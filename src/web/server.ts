@@ -116,7 +116,7 @@ export function buildWebApp(deps: WebDeps): FastifyInstance {
 
   app.get('/metrics', { schema: { querystring: { type: 'object', additionalProperties: false, properties: {} } } }, async (_request, reply) => {
     reply.header('content-type', registry.contentType);
-    return registry.metrics();
+    return deps.metrics ? deps.metrics() : registry.metrics();
   });
 
   // Static files: our own stylesheet and scripts, and uPlot from node_modules (never a CDN). No directory listings, no dotfiles.

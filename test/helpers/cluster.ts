@@ -36,7 +36,11 @@ export const POSTMASTER = 'postmaster@example.net';
 export const ABUSE_DESK = 'abuse@worms.example';
 
 /** Node configs on `storeUrl`: discard worms, quarantine banned files, notices and reports through the capture relay. */
-export async function startCluster(count: number, storeUrl: string, options: { reportDelay: string; digestMinutes: number; env?: (i: number) => Record<string, string> }): Promise<Cluster> {
+export async function startCluster(
+  count: number,
+  storeUrl: string,
+  options: { reportDelay: string; digestMinutes: number; env?: (i: number) => Record<string, string>; configure?: (config: Record<string, unknown> & { smtp: Record<string, unknown> }) => void },
+): Promise<Cluster> {
   const dir = mkdtempSync(join(tmpdir(), 'bs-cluster-'));
   const relay = await startSmtpSink(join(dir, 'relay'));
   const nextHop = await startSmtpSink(null);
@@ -53,7 +57,8 @@ export async function startCluster(count: number, storeUrl: string, options: { r
       config: {
         nodeName: `node-${i}`,
         dataDir: join(dir, `node-${i}`, 'data'),
-        smtp: { listen: `127.0.0.1:${smtpPort}`, hostname: 'mx.example.net', greetingDelayMs: 0, maxClients: 500 },
+        // One process per node unless a test asks for workers (smtp.workers; the default on PostgreSQL is one per core).
+        smtp: { listen: `127.0.0.1:${smtpPort}`, hostname: 'mx.example.net', greetingDelayMs: 0, maxClients: 500, workers: 1 },
         domains: ['example.net'],
         nextHop: `smtp://127.0.0.1:${nextHop.port}`,
         store: storeUrl,
@@ -67,6 +72,7 @@ export async function startCluster(count: number, storeUrl: string, options: { r
         log: { level: 'warn' },
       },
     });
+    options.configure?.(nodes.at(-1)!.config as Record<string, unknown> & { smtp: Record<string, unknown> });
   }
   const cluster: Cluster = {
     dir,
@@ -213,7 +219,8 @@ export async function verifyRun(cluster: Cluster, db: import('../../src/store/st
   const records = await db.selectFrom('messages').select(['message_id', 'reply', 'node', 'verdict', 'client_ip']).execute();
   const answered = new Map(records.filter((r) => r.reply.startsWith('250')).map((r) => [r.message_id, r.node]));
   assert.deepEqual(outcomes.filter((o) => !answered.has(o.message.messageId)).map((o) => o.message.seq), [], 'every 250 a client saw has its committed record');
-  assert.deepEqual(outcomes.filter((o) => answered.get(o.message.messageId) !== cluster.nodes[o.answeredBy]!.name).map((o) => o.message.seq), [], 'each record names the node that answered');
+  // A node of several workers writes NAME/wK (cluster/plan).
+  assert.deepEqual(outcomes.filter((o) => answered.get(o.message.messageId)?.split('/')[0] !== cluster.nodes[o.answeredBy]!.name).map((o) => o.message.seq), [], 'each record names the node that answered');
 
   const detections = records.filter((r) => r.verdict === 'infected' || r.verdict === 'banned');
   const names = new Set(detections.map((r) => r.verdict));
@@ -253,7 +260,7 @@ export async function verifyRun(cluster: Cluster, db: import('../../src/store/st
   const flagged = await db.selectFrom('jobs').select(['id']).where('possible_duplicate', '=', true).execute();
   for (const id of twice) assert.ok(flagged.some((j) => id.includes(j.id)), `${id} went out twice and its job is flagged a possible duplicate`);
   const jobs = await db.selectFrom('jobs').select(['kind', 'state', 'sent_by']).where('kind', 'in', ['postmaster-notice', 'abuse-report']).execute();
-  assert.ok(jobs.every((j) => j.state === 'done' && /^node-\d+:\d+$/.test(j.sent_by ?? '')), `every notice and report is done and names the node that sent it: ${JSON.stringify(jobs)}`);
+  assert.ok(jobs.every((j) => j.state === 'done' && /^node-\d+(\/w\d+)?:\d+$/.test(j.sent_by ?? '')), `every notice and report is done and names the node that sent it: ${JSON.stringify(jobs)}`);
   return { records, twice, flagged: flagged.length };
 }
 
