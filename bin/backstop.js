@@ -12,13 +12,25 @@
 // 2 MB each measured ~60–90 MB less RSS for a fresh idle node. It must be set
 // before anything is loaded, so before the config is read: a flag on the command
 // line or in NODE_OPTIONS (`--max-semi-space-size=N`) wins over this default.
+//
+// Then WebAssembly, which here is the embedded store's PostgreSQL (PGlite): V8
+// compiles each function with Liftoff, its baseline compiler, on first call,
+// and recompiles the hot ones with TurboFan on its worker threads. TurboFan's
+// scratch memory is malloc'ed on those threads and freed after each function,
+// but glibc keeps the freed pages in the threads' arenas for the life of the
+// process: ~75 MB of an idle node's RSS (gdb's `call malloc_trim(0)` on one gives
+// them back). Liftoff alone measured the same CPU per PGlite transaction on
+// this machine (bench/README.md "bench:memory"), so TurboFan is off for WASM;
+// JavaScript is not affected. `node --no-liftoff-only bin/backstop.js …` keeps it.
 import v8 from 'node:v8';
 import { readdirSync, statSync } from 'node:fs';
 
+const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
 const MAX_SEMI_SPACE_MB = 2;
-if (![...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => a.startsWith('--max-semi-space-size'))) {
+if (!given.some((a) => a.startsWith('--max-semi-space-size'))) {
   v8.setFlagsFromString(`--max-semi-space-size=${MAX_SEMI_SPACE_MB}`);
 }
+if (!given.some((a) => /^--(no-)?liftoff-only$/.test(a))) v8.setFlagsFromString('--liftoff-only');
 
 const root = new URL('../', import.meta.url);
 

@@ -35,7 +35,8 @@
  *     bigger), and test/store/pglite-memory.test.ts fails until
  *     `npm run pglite:template` makes it again. Every database made from it shares its system identifier
  *     (pg_control), which only replication would care about; PGlite has none.
- * (V8's share, the young generation, is set in bin/backstop.js.)
+ * (V8's share — the young generation, and Liftoff-only compilation of PGlite's
+ * WebAssembly, which keeps TurboFan's freed scratch memory out — is set in bin/backstop.js.)
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
