@@ -36,6 +36,8 @@ const { values } = parseArgs({
     top: { type: 'string', default: '40' },
     'no-profile': { type: 'boolean', default: false },
     syscalls: { type: 'boolean', default: false },
+    perf: { type: 'boolean', default: false },
+    warmup: { type: 'string', default: '200' },
   },
 });
 
@@ -62,7 +64,7 @@ writeFileSync(
 );
 // --cpu-prof is not allowed in NODE_OPTIONS: the node is started here rather than by startBackstop.
 const bin = new URL('../bin/backstop.js', import.meta.url).pathname;
-const flags = values['no-profile'] ? [] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`];
+const flags = [...(values['no-profile'] ? [] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`]), ...(values.perf ? ['--perf-basic-prof-only-functions', '--interpreted-frames-native-stack'] : [])];
 const child = spawn(process.execPath, [...flags, bin, 'serve', '--config', configFile], { stdio: ['ignore', 'inherit', 'inherit'] });
 const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 await waitForPort(port, '127.0.0.1', 60_000);
@@ -83,17 +85,25 @@ const cpuMs = (pid: number) => {
 };
 const window = { fromUs: 0, toUs: 0 };
 try {
-  await runLoad({ port: node.port, sessions: 4, messages: makeMessages('unique', 200) });
+  await runLoad({ port: node.port, sessions: 4, messages: makeMessages('unique', Number(values.warmup)) });
   const messages = makeMessages(values.mix as Mix, Number(values.messages));
   const straceOut = join(dir, 'strace.txt');
   const strace = values.syscalls ? spawn('strace', ['-f', '-c', '-o', straceOut, '-p', String(child.pid)], { stdio: 'ignore' }) : null;
-  if (strace) await new Promise((r) => setTimeout(r, 1000)); // attached to every thread before the clock starts
+  const perfData = join(dir, 'perf.data');
+  const perf = values.perf ? spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', '2000', '-g', '-o', perfData, '-p', String(child.pid)], { stdio: 'ignore' }) : null;
+  if (strace || perf) await new Promise((r) => setTimeout(r, 1000)); // attached to every thread before the clock starts
   const cpu0 = cpuMs(child.pid!);
   window.fromUs = Number(process.hrtime.bigint() / 1000n);
   const r = await runLoad({ port: node.port, sessions: Number(values.sessions), messages });
   window.toUs = Number(process.hrtime.bigint() / 1000n);
   const perMessage = (cpuMs(child.pid!) - cpu0) / r.sent;
   console.log(`${values.mix} ${values.sessions} sessions: ${r.perSecond.toFixed(0)} msg/s, end-of-DATA p50 ${percentile(r.dataMs, 50).toFixed(2)} p99 ${percentile(r.dataMs, 99).toFixed(2)} ms ${JSON.stringify(r.codes)}`);
+  if (perf) {
+    const stopped = new Promise((r) => perf.once('exit', r));
+    perf.kill('SIGINT');
+    await stopped;
+    console.log(`perf record (on-CPU samples only, kernel included): perf report -i ${perfData} --no-children --sort sym`);
+  }
   if (strace) {
     const stopped = new Promise((r) => strace.once('exit', r));
     strace.kill('SIGINT');
@@ -114,7 +124,8 @@ function syscallsPerMessage(table: string, messages: number): string {
     if (m && m[2] !== 'total') calls.set(m[2]!, Number(m[1]));
   }
   const per = (names: string[]) => (names.reduce((a, n) => a + (calls.get(n) ?? 0), 0) / messages).toFixed(2);
-  return `system calls per message (strace -c -f, the load only): write+writev ${per(['write', 'writev'])}, read ${per(['read'])}, epoll_wait ${per(['epoll_wait', 'epoll_pwait'])}, all ${per([...calls.keys()])}`;
+  const each = [...calls].sort((a, b) => b[1] - a[1]).map(([n, c]) => `${n} ${(c / messages).toFixed(2)}`);
+  return `system calls per message (strace -c -f, the load only): write+writev ${per(['write', 'writev'])}, read ${per(['read'])}, epoll_wait ${per(['epoll_wait', 'epoll_pwait'])}, all ${per([...calls.keys()])}\n  each: ${each.join(', ')}`;
 }
 
 if (!values['no-profile']) {
