@@ -11,7 +11,10 @@
  * the same worm: a .zip holding a .pif that is ClamAV's test executable).
  * Backstop runs twice, with smtp-server's 100 ms early-talker pause
  * (smtp.greetingDelayMs: 100) and with none (0). Haraka runs as shipped and
- * with TCP_NODELAY (see bench/lib/haraka.ts).
+ * with TCP_NODELAY (see bench/lib/haraka.ts). When PostgreSQL answers at
+ * 127.0.0.1:5432, Backstop runs on it too with smtp.workers 1 and 2 (every
+ * core: node:cluster, cluster/primary); a target's CPU is its process's and
+ * its children's (a primary and its workers), from /proc/PID/stat.
  *
  * Added latency = the gateway's end-of-DATA-to-final-reply percentile minus
  * smtp-sink's, same mix and sessions. clamd's own INSTREAM time for the same
@@ -33,7 +36,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -90,6 +93,8 @@ const B0 = 'Backstop+clamd, greeting delay 0';
 /** The same node with the old batching: the reply to DATA before its record is committed (1 s batches). */
 const B0_OLD = 'Backstop+clamd, delay 0, reply before commit';
 const HARAKA = 'Haraka 3 + clamd plugin';
+/** smtp.workers on a PostgreSQL store, greeting delay 0: one process, and a primary with two workers. */
+const PG_WORKERS = [1, 2].map((n) => ({ workers: n, name: `Backstop+clamd, PostgreSQL, workers ${n}` }));
 const HARAKA_ND = 'Haraka 3 + clamd plugin, TCP_NODELAY';
 
 interface Row {
@@ -127,6 +132,12 @@ function cpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+/** A process and its children (a cluster primary's workers), as /proc lists them now. */
+function processTree(pid: number): number[] {
+  const children = readdirSync(`/proc/${pid}/task`).flatMap((t) => readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+  return [pid, ...children];
 }
 
 /** CPU time used by the whole machine (all processes) in ms: /proc/stat's first line, busy = all but idle and iowait. */
@@ -177,10 +188,10 @@ async function main() {
     const sink = await startSmtpSink(null);
     started.push(sink);
 
-    const backstopConfig = async (name: string, greetingDelayMs: number, store?: string) => ({
+    const backstopConfig = async (name: string, greetingDelayMs: number, store?: string, workers = 1) => ({
       nodeName: name,
       dataDir: join(dir, name, 'data'),
-      smtp: { listen: `127.0.0.1:${await freePort()}`, hostname: 'mx.bench.example', greetingDelayMs, maxClients: 5000 },
+      smtp: { listen: `127.0.0.1:${await freePort()}`, hostname: 'mx.bench.example', greetingDelayMs, maxClients: 5000, workers },
       domains: ['example.net'],
       nextHop: `smtp://127.0.0.1:${sink.port}`,
       clamd: clamd.url,
@@ -197,6 +208,17 @@ async function main() {
     const b0old = await startBackstop(join(dir, 'b0old'), await backstopConfig('b0old', 0), { BACKSTOP_BENCH_REPLY_BEFORE_COMMIT: '1' });
     started.push(b0old);
     targets.push({ name: B100, port: b100.port, proc: b100 }, { name: B0, port: b0.port, proc: b0 }, { name: B0_OLD, port: b0old.port, proc: b0old });
+    for (const w of PG_WORKERS) {
+      const db = await createTestDatabase('bs_bench_workers').catch((err: Error) => {
+        log(`  ${w.name}: not measured (no PostgreSQL: ${err.message.split('\n')[0]})`);
+        return null;
+      });
+      if (!db) continue;
+      started.push({ stop: () => db.drop() });
+      const node = await startBackstop(join(dir, `w${w.workers}`), await backstopConfig(`w${w.workers}`, 0, db.url, w.workers));
+      started.push(node);
+      targets.push({ name: w.name, port: node.port, proc: node });
+    }
     let haraka: RunningProcess | null = null;
     if (harakaVersions) {
       haraka = await startHaraka(harakaPrefix, join(dir, 'haraka'), clamd.url, sink.port);
@@ -206,7 +228,7 @@ async function main() {
       targets.push({ name: HARAKA, port: haraka.port, proc: haraka }, { name: HARAKA_ND, port: harakaNd.port, proc: harakaNd });
     }
 
-    const allPids = () => [clamd.pid, sink.child.pid!, ...targets.flatMap((t) => (t.proc ? [t.proc.child.pid!] : []))];
+    const allPids = () => [clamd.pid, sink.child.pid!, ...targets.flatMap((t) => (t.proc ? processTree(t.proc.child.pid!) : []))];
 
     // Warm up every target (JIT, clamd's engine, the next-hop path) before measuring.
     for (const t of targets) {
@@ -230,12 +252,13 @@ async function main() {
           for (const t of targets) {
             // Fresh messages for every target: clamd caches clean files by hash across its clients.
             const messages = makeMessages(mix, share);
-            const pids = { target: t.proc?.child.pid ?? null, clamd: clamd.pid, sink: sink.child.pid! };
             const settleMs = await settle(allPids());
-            const before = { target: pids.target ? cpuMs(pids.target) : 0, clamd: cpuMs(pids.clamd), sink: cpuMs(pids.sink), client: selfCpuMs(), machine: machineBusyMs(), wall: Date.now() };
+            const pids = { target: t.proc ? processTree(t.proc.child.pid!) : [], clamd: clamd.pid, sink: sink.child.pid! };
+            const treeMs = (tree: number[]) => tree.reduce((sum, pid) => sum + cpuMs(pid), 0);
+            const before = { target: treeMs(pids.target), clamd: cpuMs(pids.clamd), sink: cpuMs(pids.sink), client: selfCpuMs(), machine: machineBusyMs(), wall: Date.now() };
             const r = await runLoad({ port: t.port, sessions, messages });
             const used = {
-              target: pids.target ? cpuMs(pids.target) - before.target : 0,
+              target: treeMs(pids.target) - before.target,
               clamd: cpuMs(pids.clamd) - before.clamd,
               sink: cpuMs(pids.sink) - before.sink,
               client: selfCpuMs() - before.client,
@@ -355,6 +378,7 @@ async function main() {
       );
     }
     printCpuTargets(rows, { unique: clamdUnique.cpuMs, outbreak: clamdWorm.cpuMs });
+    printWorkers(rows);
     const otherShare = rows.reduce((a, r) => a + r.otherCpuShare, 0) / rows.length;
     if (otherShare > 0.1) {
       console.log(`\nWARNING: processes outside this benchmark used ${(otherShare * 100).toFixed(0)}% of the CPUs on average during the loads (load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}): the numbers below measure a shared machine; run again when it is quiet.`);
@@ -428,7 +452,7 @@ async function main() {
   }
 }
 
-/** Issue 16's CPU targets: Backstop's own CPU per message at most this many ms (its one process: no workers yet). */
+/** Issue 16's CPU targets: Backstop's own CPU per message at most this many ms (a node's processes together). */
 const CPU_TARGET_MS: Record<Mix, number> = { unique: 1.0, outbreak: 0.5 };
 /** ...and at least this many times less than Haraka's own, same run. */
 const VS_HARAKA_TARGET = 6;
@@ -454,6 +478,23 @@ function printCpuTargets(rows: Row[], clamdAlone: Record<Mix, number>): void {
       const ratio = harakaOwn / b0;
       console.log(
         `${mix.padEnd(9)} ${String(sessions).padStart(4)}  ${`${f(b0)} / ${f(b100)}`.padStart(28)} ${f(harakaOwn).padStart(11)} ${f(h ? harakaOwn + h.clamd : NaN).padStart(13)} ${f(clamdAlone[mix]).padStart(12)} ${f(cpu(mix, sessions, SINK)?.sink).padStart(10)}   ${`<= ${CPU_TARGET_MS[mix].toFixed(1)} ${met(b0 <= CPU_TARGET_MS[mix])}`.padEnd(16)}  ${Number.isNaN(ratio) ? 'n/a (no Haraka)' : `${f(ratio, 1)}x, >= ${VS_HARAKA_TARGET}: ${met(ratio >= VS_HARAKA_TARGET)}`}`,
+      );
+    }
+  }
+}
+
+/** smtp.workers 1 and 2 on PostgreSQL side by side: msg/s and the CPU per message of the primary and all workers together. */
+function printWorkers(rows: Row[]): void {
+  const get = (mix: Mix, sessions: number, target: string) => rows.find((r) => r.mix === mix && r.sessions === sessions && r.target === target);
+  if (!get('unique', 20, PG_WORKERS[0]!.name)) return;
+  console.log(`\nEvery core: Backstop on PostgreSQL, smtp.workers 1 and 2 (greeting delay 0; CPU = primary + workers + their children, /proc); load average now ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  console.log('mix       sess   workers 1: msg/s  own ms/msg    workers 2: msg/s  own ms/msg    msg/s 2 / 1   clamd ms/msg (1 / 2)');
+  for (const mix of MIXES) {
+    for (const sessions of SESSIONS) {
+      const [one, two] = PG_WORKERS.map((w) => get(mix, sessions, w.name));
+      if (!one || !two) continue;
+      console.log(
+        `${mix.padEnd(9)} ${String(sessions).padStart(4)}   ${one.perSecond.toFixed(0).padStart(16)} ${f(one.cpuMsPerMessage.target).padStart(11)}    ${two.perSecond.toFixed(0).padStart(16)} ${f(two.cpuMsPerMessage.target).padStart(11)}    ${f(two.perSecond / one.perSecond).padStart(11)}   ${f(one.cpuMsPerMessage.clamd)} / ${f(two.cpuMsPerMessage.clamd)}`,
       );
     }
   }
