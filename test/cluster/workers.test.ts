@@ -6,11 +6,16 @@
  * (the same counting as the many-node crash test: records, one notice per
  * name, one report per source); one scrape of /metrics carries both
  * workers' series; the per-client connection limit holds for the node, not
- * per worker; SIGTERM to the primary stops every worker gracefully (exit 0).
+ * per worker; the milter answers in every worker on the one unix socket the
+ * primary holds; SIGTERM to the primary stops every worker gracefully (exit 0).
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { decodeReply, encodeCommand, PacketReader, type MilterReply } from '../../src/milter/codec.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { createTestDatabase } from '../helpers/pg.ts';
 import { planWave, sendOnce, sendWave, sleep, startCluster, verifyRun, waveRaw, type Cluster, type Node } from '../helpers/cluster.ts';
@@ -18,6 +23,7 @@ import { planWave, sendOnce, sendWave, sleep, startCluster, verifyRun, waveRaw, 
 const SOURCES = 24;
 const PER_SOURCE = 4;
 const CONNECTIONS_PER_CLIENT = 3;
+const MILTER_SOCKET = join(mkdtempSync(join(tmpdir(), 'bs-workers-milter-')), 'milter.sock');
 
 let database: { url: string; drop(): Promise<void> };
 let store: Store;
@@ -63,6 +69,7 @@ before(async () => {
       c.smtp.workers = 2;
       c.smtp.limits = { connectionsPerClient: CONNECTIONS_PER_CLIENT, exempt: [] };
       c.log = { level: 'info' }; // the primary's "worker ready" and "worker died" lines
+      c.milter = { listen: `unix:${MILTER_SOCKET}` };
     },
   });
   node = cluster.nodes[0]!;
@@ -148,6 +155,25 @@ test('the per-client connection limit is the node\'s: two workers together admit
   const again = await Promise.all(Array.from({ length: CONNECTIONS_PER_CLIENT }, () => greet('127.21.9.1')));
   assert.deepEqual(again.map((c) => c.line.slice(0, 3)), Array(CONNECTIONS_PER_CLIENT).fill('220'));
   for (const c of again) c.socket.destroy();
+});
+
+test('the milter answers in every worker on the one unix socket the primary holds (no worker removes it as stale)', async () => {
+  // Round-robin: these go to both workers; a worker that had unlinked the socket would leave nothing to connect to.
+  for (let i = 0; i < 4; i++) {
+    const reply = await new Promise<MilterReply>((resolve, reject) => {
+      const socket = net.connect(MILTER_SOCKET);
+      const reader = new PacketReader(1 << 20);
+      socket.on('data', (d) => {
+        for (const p of reader.push(d)) {
+          resolve(decodeReply(p));
+          socket.destroy();
+        }
+      });
+      socket.once('error', reject);
+      socket.write(encodeCommand({ command: 'optneg', version: 6, actions: 0x1ff, protocol: 0x1fffff }));
+    });
+    assert.equal(reply.reply, 'optneg', `connection ${i}`);
+  }
 });
 
 test('SIGTERM to the primary stops every worker gracefully and the node exits 0', async () => {

@@ -50,7 +50,8 @@ async function startWorld(clamdUrl: string, extra: Record<string, unknown> = {},
   const webPort = await freePort();
   const backstop = await startBackstop(join(dir, 'backstop'), {
     dataDir: join(dir, 'data'),
-    smtp: { listen: `127.0.0.1:${smtpPort}`, hostname: 'mx.example.net', greetingDelayMs: 0 },
+    // One process: the milter's behaviour is tested here, a node of workers in test/cluster/workers.test.ts.
+    smtp: { listen: `127.0.0.1:${smtpPort}`, hostname: 'mx.example.net', greetingDelayMs: 0, workers: 1 },
     web: { listen: `127.0.0.1:${webPort}` },
     domains: ['example.net'],
     // The gateway role is idle here: Postfix delivers.

@@ -47,7 +47,8 @@ describe('Backstop as Postfix\'s before-queue content filter (smtpd_proxy_filter
     const bsPort = await freePort();
     backstop = await startBackstop(join(dir, 'backstop'), {
       dataDir: join(dir, 'data'),
-      smtp: { listen: `127.0.0.1:${bsPort}`, hostname: 'filter.example.net', greetingDelayMs: 0, trustXforwardFrom: ['127.0.0.1'] },
+      // One process: a node of workers is tested in test/cluster/workers.test.ts.
+      smtp: { listen: `127.0.0.1:${bsPort}`, hostname: 'filter.example.net', greetingDelayMs: 0, trustXforwardFrom: ['127.0.0.1'], workers: 1 },
       web: { listen: `127.0.0.1:${await freePort()}` },
       domains: ['example.net'],
       nextHop: `smtp://127.0.0.1:${reinject}`,
