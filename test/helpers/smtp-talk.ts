@@ -17,7 +17,11 @@ export class SmtpTalk {
   private waiter: (() => void) | null = null;
   closed = false;
 
-  private constructor(readonly socket: Socket) {
+  private constructor(
+    readonly socket: Socket,
+    /** How long a reply is waited for unless a call says otherwise. */
+    private readonly timeoutMs: number,
+  ) {
     socket.setEncoding('latin1');
     socket.on('data', (d: string) => {
       this.buffer += d;
@@ -35,16 +39,16 @@ export class SmtpTalk {
     });
   }
 
-  static open(port: number, localAddress = '127.0.0.1'): Promise<SmtpTalk> {
+  static open(port: number, localAddress = '127.0.0.1', timeoutMs = 10_000): Promise<SmtpTalk> {
     return new Promise((resolve, reject) => {
       const socket = connect({ port, host: '127.0.0.1', localAddress });
-      socket.once('connect', () => resolve(new SmtpTalk(socket)));
+      socket.once('connect', () => resolve(new SmtpTalk(socket, timeoutMs)));
       socket.once('error', reject);
     });
   }
 
   /** The next whole reply; null when the server closed the connection first. */
-  async reply(timeoutMs = 10_000): Promise<TalkReply | null> {
+  async reply(timeoutMs = this.timeoutMs): Promise<TalkReply | null> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const end = this.lines.findIndex((l) => /^\d{3} /.test(l) || !/^\d{3}-/.test(l));
