@@ -13,6 +13,7 @@ import PostalMime from 'postal-mime';
 import { parsePrvs } from '../backscatter/batv.ts';
 import { STAMP_HEADER } from '../backscatter/verdict.ts';
 import { noticeKey } from '../notify/notice.ts';
+import type { ExactlyOnce, NodeShare } from './exactly-once.ts';
 import { parseSinkDump, type SinkedMessage } from './processes.ts';
 import type { SendResult } from './send.ts';
 import { buildRaw, wormFragments, type PlanEntry, type ReplayPlan } from './traffic.ts';
@@ -119,6 +120,9 @@ export interface Scoreboard {
   seconds: number;
   /** The Backstop node's peak resident memory over the whole run (Linux VmHWM), when it could be read. */
   nodePeakRssMb?: number;
+  /** With several nodes (`backstop replay --nodes N`): each node's share, and the crash guarantees counted (replay/exactly-once.ts). */
+  nodes?: NodeShare[];
+  exactlyOnce?: ExactlyOnce;
 }
 
 export interface ScoreLine {
@@ -134,7 +138,7 @@ function arfSource(m: SinkedMessage): string | null {
   return /^Source-IP:\s*(\S+)/m.exec(m.text)?.[1] ?? '';
 }
 
-function percentile(sorted: number[], p: number): number {
+export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
   const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
   return sorted[Math.max(0, index)]!;
@@ -227,6 +231,12 @@ export async function readComplaints(messages: readonly SinkedMessage[]): Promis
 }
 
 /** The customer went through every step: incident, grace respected, restricted (refused and listed), released (accepted, unlisted). */
+/** The external worm sources whose network has a desk: each must get its one ARF report (our customers go to the desk instead). */
+export function expectedReportSources(plan: ReplayPlan): string[] {
+  const wormSources = new Set(plan.entries.filter((e) => e.kind === 'worm' && !e.customerId).map((e) => e.sourceIp));
+  return [...wormSources].filter((ip) => plan.abuseContactOf[ip]);
+}
+
 function customerSteps(c: CustomerSeen | undefined, notices: number) {
   const refused = (p: SmtpProbe) => p.code === 550 && /\b5\.7\.1\b/.test(p.text);
   return {
@@ -293,7 +303,7 @@ export function computeScoreboard(plan: ReplayPlan, results: SendResult[], deliv
   });
   const customerIps = new Set(plan.customers.map((c) => c.sourceIp));
   const wormSources = new Set(plan.entries.filter((e) => e.kind === 'worm' && !e.customerId).map((e) => e.sourceIp));
-  const expectedSources = [...wormSources].filter((ip) => plan.abuseContactOf[ip]);
+  const expectedSources = expectedReportSources(plan);
   const reportedSources = new Set(reports.map((r) => r.source));
   const subjects = toPostmaster.map((m) => /^Subject: (.*)$/m.exec(m.text)?.[1] ?? '');
   const digestSubject = /^possible virus found: (.+ \(\d+ more\)|\d+ detections of \d+ names)$/;

@@ -492,6 +492,27 @@ function payloadBytes(kind: PayloadKind): Uint8Array {
  * the first base64 line a MIME part of them starts with) and the worm's own
  * text lines that notices quote. What the scoreboard looks for in complaints.
  */
+/**
+ * Which node each entry goes to when the replay runs N nodes (by seq): the
+ * k-th message of the i-th source (in order of first appearance) to node
+ * (i + k) mod N. Round-robin within a source, so every source with N or more
+ * messages reaches every node: its one ARF report and the one notice per
+ * name then have to be agreed through the shared store, not by one node's
+ * memory — the guarantee worth showing. Deterministic: one plan, one spread.
+ */
+export function spreadOverNodes(entries: readonly Pick<PlanEntry, 'seq' | 'sourceIp'>[], nodes: number): Map<number, number> {
+  const sourceIndex = new Map<string, number>();
+  const sentBy = new Map<string, number>();
+  const spread = new Map<number, number>();
+  for (const e of [...entries].sort((a, b) => a.seq - b.seq)) {
+    if (!sourceIndex.has(e.sourceIp)) sourceIndex.set(e.sourceIp, sourceIndex.size);
+    const k = sentBy.get(e.sourceIp) ?? 0;
+    sentBy.set(e.sourceIp, k + 1);
+    spread.set(e.seq, (sourceIndex.get(e.sourceIp)! + k) % nodes);
+  }
+  return spread;
+}
+
 export function wormFragments(): string[] {
   const clam = payloadBytes('clamav-test-file');
   return [

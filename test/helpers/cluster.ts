@@ -3,13 +3,15 @@
  * a capture relay for everything they send (smtp-sink), a next hop, and a
  * worm-wave client that binds each source to its own 127.x address and
  * retries like an MTA (a dropped connection or a 4xx is tried again; 250 and
- * 5xx are final). Then the counting: what the clients were told against what
- * the store holds and what reached the relay.
+ * 5xx are final). Then the counting (src/replay/exactly-once.ts, shared with
+ * `backstop replay --nodes N`): what the clients were told against what the
+ * store holds and what reached the relay.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { countExactlyOnce, exactlyOnceLines, outboxDrained } from '../../src/replay/exactly-once.ts';
 import { freePort, startBackstop, startSmtpSink, type RunningProcess, type SmtpSink } from '../../src/replay/processes.ts';
 import { EICAR } from './gateway.ts';
 
@@ -187,26 +189,20 @@ export async function sendWave(
   return outcomes;
 }
 
-/** A header field's value from a captured message (first occurrence, unfolded). */
-export function header(text: string, name: string): string | null {
-  const head = text.slice(0, text.search(/\r?\n\r?\n/) >>> 0);
-  const m = new RegExp(`^${name}:[ \\t]*((?:.*)(?:\\r?\\n[ \\t].*)*)`, 'im').exec(head);
-  return m ? m[1]!.replace(/\r?\n[ \t]+/g, ' ').trim() : null;
-}
-
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
 export interface RunCount {
-  records: { message_id: string | null; reply: string; node: string; verdict: string; client_ip: string }[];
+  records: { message_id: string | null; reply: string; node: string; verdict: string; verdict_detail: string | null; client_ip: string }[];
   /** Message-IDs that reached the relay more than once. */
   twice: string[];
   flagged: number;
 }
 
 /**
- * The counting every cluster test does once its wave is answered: every 250
+ * The counting every cluster test does once its wave is answered, the same
+ * as `backstop replay --nodes N` does (src/replay/exactly-once.ts): every 250
  * has its committed record naming the node that gave it; then, once the
  * outbox has drained, one notice per name, one ARF per source IP counting
  * every detection of it, every detection in the first notice or in exactly
@@ -216,52 +212,34 @@ export interface RunCount {
 export async function verifyRun(cluster: Cluster, db: import('../../src/store/store.ts').Db, outcomes: Outcome[], assert: typeof import('node:assert/strict')): Promise<RunCount> {
   const unanswered = outcomes.filter((o) => o.code !== 250);
   assert.deepEqual(unanswered.map((o) => `${o.message.seq}: ${o.code} ${o.text}`), [], 'every message got its 250 in the end (the clients retried through the trouble)');
-  const records = await db.selectFrom('messages').select(['message_id', 'reply', 'node', 'verdict', 'client_ip']).execute();
-  const answered = new Map(records.filter((r) => r.reply.startsWith('250')).map((r) => [r.message_id, r.node]));
-  assert.deepEqual(outcomes.filter((o) => !answered.has(o.message.messageId)).map((o) => o.message.seq), [], 'every 250 a client saw has its committed record');
-  // A node of several workers writes NAME/wK (cluster/plan).
-  assert.deepEqual(outcomes.filter((o) => answered.get(o.message.messageId)?.split('/')[0] !== cluster.nodes[o.answeredBy]!.name).map((o) => o.message.seq), [], 'each record names the node that answered');
-
-  const detections = records.filter((r) => r.verdict === 'infected' || r.verdict === 'banned');
-  const names = new Set(detections.map((r) => r.verdict));
-  const sources = new Set(detections.map((r) => r.client_ip));
-  const unique = <T extends { messageId: string }>(list: T[]) => [...new Map(list.map((m) => [m.messageId, m])).values()];
-  const digestTotal = (list: { text: string }[]) => list.reduce((n, m) => n + Number(/(\d+) message\(s\) in all/.exec(m.text.replace(/=\r?\n/g, ''))?.[1] ?? NaN), 0);
-  const kinds = () => {
-    const all = cluster.relay.messages().map((text) => ({ text, messageId: header(text, 'Message-ID') ?? '' }));
-    return {
-      all,
-      notices: unique(all.filter((m) => m.messageId.startsWith('<postmaster-notice.'))),
-      digests: unique(all.filter((m) => m.messageId.startsWith('<digest-'))),
-      reports: unique(all.filter((m) => m.messageId.startsWith('<arf-'))),
-    };
+  const replies = outcomes.map((o) => ({ messageId: o.message.messageId, code: o.code, node: cluster.nodes[o.answeredBy]!.name }));
+  const records = await db.selectFrom('messages').select(['message_id', 'reply', 'node', 'verdict', 'verdict_detail', 'client_ip']).execute();
+  const count = async () => {
+    const flagged = await db.selectFrom('jobs').select(['id']).where('possible_duplicate', '=', true).execute();
+    return countExactlyOnce({
+      replies,
+      records: records.map((r) => ({ messageId: r.message_id, reply: r.reply, node: r.node, verdict: r.verdict, detail: r.verdict_detail, clientIp: r.client_ip })),
+      relay: cluster.relay.messages(),
+      flaggedJobIds: flagged.map((j) => j.id),
+    });
   };
+  const first = await count();
+  assert.deepEqual(first.repliesWithoutRecord, [], 'every 250 a client saw has its committed record, naming the node that answered');
+
   const deadline = Date.now() + 150_000;
-  for (;;) {
-    const k = kinds();
-    if (k.notices.length >= names.size && k.reports.length >= sources.size && k.notices.length + digestTotal(k.digests) >= detections.length) break;
-    if (Date.now() > deadline) assert.fail(`outbox not drained: ${k.notices.length} notices, ${k.reports.length}/${sources.size} reports, ${digestTotal(k.digests)} in digests of ${detections.length}`);
+  for (let c = first; !outboxDrained(c); c = await count()) {
+    if (Date.now() > deadline) assert.fail(`outbox not drained: ${c.notices}/${c.names} notices, ${c.reports}/${c.sources} reports, ${c.inNoticeOrDigest} of ${c.detections} in notices and digests`);
     await sleep(500);
   }
   await sleep(2000); // anything that would go out twice has had its chance
-  const k = kinds();
-  assert.equal(k.notices.length, names.size, 'one immediate postmaster notice per name');
-  assert.ok(k.all.every((m) => m.text.includes(`X-Rcpt-Args: <${POSTMASTER}>`) || m.text.includes(`X-Rcpt-Args: <${ABUSE_DESK}>`)), 'nothing to anyone but the postmaster and the abuse desk');
-  const sourceOf = (m: { text: string }) => /^Source-IP:\s*(\S+)/m.exec(m.text)?.[1] ?? '';
-  assert.deepEqual(k.reports.map(sourceOf).sort(), [...sources].sort(), 'exactly one ARF report per source IP');
-  assert.equal(k.notices.length + digestTotal(k.digests), detections.length, 'every detection is in the first notice or in exactly one digest');
-  const perSource = new Map<string, number>();
-  for (const d of detections) perSource.set(d.client_ip, (perSource.get(d.client_ip) ?? 0) + 1);
-  for (const m of k.reports) assert.equal(Number(/^Incidents:\s*(\d+)/m.exec(m.text)?.[1]), perSource.get(sourceOf(m)), `the report for ${sourceOf(m)} counts every detection`);
-
-  const copies = new Map<string, number>();
-  for (const m of k.all) copies.set(m.messageId, (copies.get(m.messageId) ?? 0) + 1);
-  const twice = [...copies].filter(([, n]) => n > 1).map(([id]) => id);
-  const flagged = await db.selectFrom('jobs').select(['id']).where('possible_duplicate', '=', true).execute();
-  for (const id of twice) assert.ok(flagged.some((j) => id.includes(j.id)), `${id} went out twice and its job is flagged a possible duplicate`);
+  const c = await count();
+  assert.deepEqual(exactlyOnceLines(c).filter((l) => !l.holds).map((l) => `${l.name}: ${l.value} (${l.expectation})`), [], JSON.stringify(c));
+  const all = cluster.relay.messages();
+  assert.ok(all.every((m) => m.includes(`X-Rcpt-Args: <${POSTMASTER}>`) || m.includes(`X-Rcpt-Args: <${ABUSE_DESK}>`)), 'nothing to anyone but the postmaster and the abuse desk');
   const jobs = await db.selectFrom('jobs').select(['kind', 'state', 'sent_by']).where('kind', 'in', ['postmaster-notice', 'abuse-report']).execute();
   assert.ok(jobs.every((j) => j.state === 'done' && /^node-\d+(\/w\d+)?:\d+$/.test(j.sent_by ?? '')), `every notice and report is done and names the node that sent it: ${JSON.stringify(jobs)}`);
-  return { records, twice, flagged: flagged.length };
+  const flagged = await db.selectFrom('jobs').select(['id']).where('possible_duplicate', '=', true).execute();
+  return { records, twice: c.sentTwice, flagged: flagged.length };
 }
 
 const PAYLOADS: Payload[] = ['eicar', 'pif', 'clean', 'scr'];

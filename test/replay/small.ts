@@ -1,14 +1,16 @@
 /*
- * What every small replay must show, whatever its --mode (test/replay/*.test.ts):
- * every line holds, and the counts behind the lines are the plan's (seed 2004).
+ * What every small replay must show, whatever its --mode or --nodes
+ * (test/replay/*.test.ts): every line holds, and the counts behind the lines
+ * are the plan's (seed 2004). With `nodes` > 1 the scoreboard has one line
+ * per node and the five exactly-once lines after the eight of one node.
  */
 import assert from 'node:assert/strict';
 import type { ReplayOutcome } from '../../src/replay/run.ts';
 
-export function assertSmallScoreboardHolds({ scoreboard: s, lines, passed }: ReplayOutcome): void {
+export function assertSmallScoreboardHolds({ scoreboard: s, lines, passed }: ReplayOutcome, nodes = 1): void {
   assert.deepEqual(lines.filter((l) => !l.holds).map((l) => `${l.name}: ${l.value} (${l.expectation})`), []);
   assert.equal(passed, true);
-  assert.equal(lines.length, 8);
+  assert.equal(lines.length, nodes > 1 ? 8 + nodes + 5 : 8);
   assert.equal(s.infectedSent, 324);
   assert.equal(s.infectedDelivered, 0);
   assert.equal(s.legitSent, 60);

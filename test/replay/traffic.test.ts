@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import PostalMime from 'postal-mime';
 import { unzipSync } from 'fflate';
-import { buildRaw, EICAR, NOTICE_STYLES, planReplay, SIZES, WORM_MARKER } from '../../src/replay/traffic.ts';
+import { buildRaw, EICAR, NOTICE_STYLES, planReplay, SIZES, spreadOverNodes, WORM_MARKER } from '../../src/replay/traffic.ts';
 
 test('a plan is deterministic for a seed and differs across seeds', () => {
   const a = planReplay(SIZES.small, 7);
@@ -70,4 +70,35 @@ test('legitimate mail has no executable attachment and backscatter quotes a mess
       assert.equal(Boolean(entry.mailFrom), NOTICE_STYLES.has(entry.style), entry.style);
     }
   }
+});
+
+test('spreadOverNodes: each source round-robin over the nodes from its own offset, deterministic', () => {
+  const entries = [
+    { seq: 0, sourceIp: '127.1.0.1' },
+    { seq: 1, sourceIp: '127.1.0.2' },
+    { seq: 2, sourceIp: '127.1.0.1' },
+    { seq: 3, sourceIp: '127.1.0.3' },
+    { seq: 4, sourceIp: '127.1.0.1' },
+    { seq: 5, sourceIp: '127.1.0.2' },
+  ];
+  const cases: { nodes: number; want: number[] }[] = [
+    { nodes: 1, want: [0, 0, 0, 0, 0, 0] },
+    // Source 0 (seq 0, 2, 4) goes 0, 1, 0; source 1 (seq 1, 5) 1, 0; source 2 (seq 3) 0.
+    { nodes: 2, want: [0, 1, 1, 0, 0, 0] },
+    { nodes: 3, want: [0, 1, 1, 2, 2, 2] },
+  ];
+  for (const c of cases) {
+    const spread = spreadOverNodes(entries, c.nodes);
+    assert.deepEqual(entries.map((e) => spread.get(e.seq)), c.want, `${c.nodes} nodes`);
+    assert.deepEqual(spreadOverNodes([...entries].reverse(), c.nodes), spread, 'by seq, whatever the order given');
+  }
+  // The small plan over 3 nodes: every node gets a share, and every source with 3+ messages reaches every node.
+  const plan = planReplay(SIZES.small);
+  const spread = spreadOverNodes(plan.entries, 3);
+  const shares = [0, 1, 2].map((n) => plan.entries.filter((e) => spread.get(e.seq) === n).length);
+  assert.ok(shares.every((n) => n > plan.entries.length / 4), `shares ${shares.join(', ')}`);
+  const bySource = new Map<string, Set<number>>();
+  for (const e of plan.entries) bySource.set(e.sourceIp, (bySource.get(e.sourceIp) ?? new Set()).add(spread.get(e.seq)!));
+  const busy = [...bySource].filter(([ip]) => plan.entries.filter((e) => e.sourceIp === ip).length >= 3);
+  assert.ok(busy.length > 0 && busy.every(([, nodes]) => nodes.size === 3));
 });

@@ -4,17 +4,19 @@
  * mission's scoreboard (printed, and written as JSON). Exit 0 only when every
  * line holds. Needs a PostgreSQL server it may create a database on
  * (BACKSTOP_REPLAY_PG, default the local one): the operator's commands run
- * beside the node on one store.
+ * beside the node on one store. `--nodes N` runs N nodes on that store, the
+ * sources spread over them, and adds the per-node and exactly-once lines;
+ * `--kill-node` SIGKILLs one of them mid-wave and restarts it.
  */
 import { startClamd } from '../../replay/clamd.ts';
 import { REPLAY_MODES, type ReplayMode } from '../../replay/front.ts';
-import { runReplay } from '../../replay/run.ts';
+import { replayOptionsProblem, runReplay } from '../../replay/run.ts';
 import { parseCommandArgs } from '../args.ts';
 import { UsageError, type Command } from '../command.ts';
 
 export const command: Command = {
   summary: 'Replay a mail worm outbreak against a fresh Backstop node and print the scoreboard.',
-  usage: 'backstop replay [--mode direct|postfix-proxy|milter] [--size small|large] [--seed N] [--concurrency N] [--output FILE] [--keep]',
+  usage: 'backstop replay [--mode direct|postfix-proxy|milter] [--nodes N [--kill-node]] [--size small|large] [--seed N] [--concurrency N] [--output FILE] [--keep]',
   async run(args) {
     const { values } = parseCommandArgs(args, {
       mode: { type: 'string', default: 'direct' },
@@ -23,6 +25,8 @@ export const command: Command = {
       concurrency: { type: 'string', default: '20' },
       output: { type: 'string', default: 'replay-scoreboard.json' },
       keep: { type: 'boolean', default: false },
+      nodes: { type: 'string', default: '1' },
+      'kill-node': { type: 'boolean', default: false },
     });
     if (!(REPLAY_MODES as readonly string[]).includes(values.mode)) throw new UsageError(`--mode must be one of ${REPLAY_MODES.join(', ')}`);
     if (values.size !== 'small' && values.size !== 'large') throw new UsageError('--size must be small or large');
@@ -30,6 +34,9 @@ export const command: Command = {
     const concurrency = Number(values.concurrency);
     if (!Number.isInteger(seed) || seed < 0) throw new UsageError('--seed must be a non-negative whole number');
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 500) throw new UsageError('--concurrency must be a whole number from 1 to 500');
+    const nodes = /^\d+$/.test(values.nodes) ? Number(values.nodes) : NaN;
+    const problem = replayOptionsProblem({ nodes, mode: values.mode as ReplayMode, killNode: values['kill-node'] });
+    if (problem) throw new UsageError(problem);
 
     const t0 = performance.now();
     const clamd = await startClamd();
@@ -42,10 +49,12 @@ export const command: Command = {
         clamdUrl: clamd.url,
         output: values.output,
         keep: values.keep,
+        nodes,
+        killNode: values['kill-node'],
         log: (line) => console.error(`[${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${line}`),
       });
       const width = Math.max(...outcome.lines.map((l) => l.name.length));
-      console.log(`\nBackstop outbreak replay — scoreboard (--mode ${outcome.mode})`);
+      console.log(`\nBackstop outbreak replay — scoreboard (--mode ${outcome.mode}${nodes > 1 ? `, --nodes ${nodes}${values['kill-node'] ? ', --kill-node' : ''}` : ''})`);
       for (const line of outcome.lines) console.log(`  ${line.holds ? 'ok  ' : 'FAIL'}  ${line.name.padEnd(width)}  ${String(line.value).padStart(8)}  (${line.expectation})`);
       for (const note of outcome.notes) console.log(`  note: ${note}`);
       const s = outcome.scoreboard;
