@@ -53,7 +53,7 @@ export interface ExactlyOnce {
   namesNoticedTwice: number;
   sources: number;
   reports: number;
-  /** Sources with more than one distinct report, without one, and whose report's `Incidents:` is not their detections. */
+  /** Sources with more than one distinct report, without one, and whose report's `Incidents:` is not their detections (`IP: said of recorded`). */
   sourcesReportedTwice: number;
   sourcesNotReported: number;
   reportsMiscounting: string[];
@@ -123,7 +123,11 @@ export function countExactlyOnce(input: ExactlyOnceInput): ExactlyOnce {
     reports: reports.length,
     sourcesReportedTwice: [...reportsOf.values()].filter((n) => n > 1).length,
     sourcesNotReported: [...expected].filter((ip) => !reportsOf.has(ip)).length,
-    reportsMiscounting: reports.filter((m) => Number(/^Incidents:\s*(\d+)/m.exec(m.text)?.[1]) !== perSource.get(sourceOf(m.text))).map((m) => sourceOf(m.text)),
+    reportsMiscounting: reports.flatMap((m) => {
+      const said = Number(/^Incidents:\s*(\d+)/m.exec(m.text)?.[1]);
+      const recorded = perSource.get(sourceOf(m.text)) ?? 0;
+      return said === recorded ? [] : [`${sourceOf(m.text)}: ${said} of ${recorded}`];
+    }),
     digests: digests.length,
     inNoticeOrDigest: notices.length + digests.reduce((n, m) => n + digestTotal(m.text), 0),
     sentTwice,

@@ -25,7 +25,9 @@ function assertTwoNodes(outcome: ReplayOutcome): void {
   const s = outcome.scoreboard;
   assert.deepEqual(s.nodes?.map((n) => n.node), ['replay-1', 'replay-2']);
   const answered = s.nodes!.map((n) => n.answered);
-  assert.ok(answered.every((n) => n > s.messages / 4), `each node answered a share: ${answered.join(', ')}`);
+  // Round-robin gives each node about half; a killed node's sources go to the other while it is down.
+  const floor = s.nodes!.some((n) => n.killed) ? s.messages / 10 : s.messages / 4;
+  assert.ok(answered.every((n) => n > floor), `each node answered a share: ${answered.join(', ')}`);
   assert.equal(answered.reduce((a, b) => a + b, 0), s.messages, 'every message was answered by one of them (a retry counts at the node that answered it)');
   assert.ok(outcome.lines.some((l) => /^replay-2: messages answered \(\d+\.\d msg\/s, p99 \d+\.\d ms\)$/.test(l.name)));
   const e = s.exactlyOnce!;
@@ -60,4 +62,17 @@ test('replay refuses --nodes with a front Postfix, and --kill-node with one node
   await assert.rejects(runReplay({ size: 'small', seed: 1, concurrency: 1, clamdUrl: clamd.url, nodes: 2, mode: 'milter' }), /--mode direct only.*Use --mode direct --nodes 2, or --mode milter with one node/);
   await assert.rejects(runReplay({ size: 'small', seed: 1, concurrency: 1, clamdUrl: clamd.url, killNode: true }), /--kill-node needs --nodes 2 or more/);
   await assert.rejects(runReplay({ size: 'small', seed: 1, concurrency: 1, clamdUrl: clamd.url, nodes: 0 }), /--nodes must be a whole number from 1 to 8/);
+});
+
+test('backstop replay: --nodes and --kill-node are checked before anything starts, with the same words', async () => {
+  const { command } = await import('../../src/cli/commands/replay.ts');
+  const { UsageError } = await import('../../src/cli/command.ts');
+  const cases: [string[], RegExp][] = [
+    [['--nodes', '3', '--mode', 'postfix-proxy'], /--nodes 3 runs with --mode direct only/],
+    [['--nodes', 'two'], /--nodes must be a whole number from 1 to 8/],
+    [['--nodes', '9'], /--nodes must be a whole number from 1 to 8/],
+    [['--kill-node'], /--kill-node needs --nodes 2 or more/],
+  ];
+  for (const [args, message] of cases) await assert.rejects(command.run(args), (err: Error) => err instanceof UsageError && message.test(err.message), args.join(' '));
+  assert.match(command.usage, /--nodes N \[--kill-node\]/);
 });
