@@ -129,10 +129,21 @@ export async function startSmtpSink(dir: string | null, extraArgs: string[] = []
     }),
   );
   // smtp-sink opens a dump file when a transaction starts and removes it if the transaction is
-  // aborted; only a dump that reached DATA (smtp-sink's own Received line is there) is a delivery.
+  // aborted (a sender killed mid-transaction), possibly between our listing and our read; only a
+  // dump that reached DATA (smtp-sink's own Received line is there) is a delivery.
+  const read = (f: string): string | null => {
+    try {
+      return readFileSync(join(dir!, f), 'latin1');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  };
   const delivered = () =>
     (dir ? readdirSync(dir) : [])
-      .map((f) => parseSinkDump(readFileSync(join(dir!, f), 'latin1')))
+      .map(read)
+      .filter((text): text is string => text !== null)
+      .map(parseSinkDump)
       .filter((m) => /^Received: .*\r?\n\s+by smtp-sink /m.test(m.text));
   return {
     child,
