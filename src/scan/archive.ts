@@ -19,10 +19,18 @@
  * opened here; deflate64 and implode are opened by clamd but not here; every
  * other method (LZMA, PPMd, xz, zstd, AES, …) is opened by nobody on the
  * path and the scanner must call the entry `unscannable`.
+ * fflate and seek-bzip are loaded on the first archive that needs them (the
+ * code here is synchronous, so by require): `backstop scan` on a file without
+ * one starts without them.
  * Never trusts a size, an offset or a name in the archive.
  */
-import { Gunzip, Inflate } from 'fflate';
-import Bunzip from 'seek-bzip';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+let fflate: typeof import('fflate') | undefined;
+const inflaters = () => (fflate ??= require('fflate') as typeof import('fflate'));
+let seekBzip: typeof import('seek-bzip').default | undefined;
+const bzip2 = () => (seekBzip ??= require('seek-bzip') as typeof import('seek-bzip').default);
 
 export interface ZipEntry {
   name: string;
@@ -212,7 +220,7 @@ export function streamEntry(zip: Uint8Array, entry: ZipEntry, maxBytes: number, 
     return true;
   }
   if (entry.method === 8) {
-    const inflater = new Inflate((chunk) => out.push(chunk));
+    const inflater = new (inflaters().Inflate)((chunk) => out.push(chunk));
     try {
       for (let o = 0; o < data.length; o += SLICE) inflater.push(data.subarray(o, o + SLICE), o + SLICE >= data.length);
       if (data.length === 0) inflater.push(new Uint8Array(0), true);
@@ -280,7 +288,7 @@ export function bunzip(data: Uint8Array, sink: ByteSink): void {
     flush() {},
   };
   try {
-    Bunzip.decode(input, output, true);
+    bzip2().decode(input, output, true);
   } catch (err) {
     if (err instanceof ArchiveLimitError) throw err;
     throw new ArchiveLimitError(`damaged bzip2 stream: ${(err as Error).message}`);
@@ -291,7 +299,7 @@ export function bunzip(data: Uint8Array, sink: ByteSink): void {
 /** gzip (RFC 1952, every member) into `sink`, streamed with fflate's bounded window. */
 export function gunzip(data: Uint8Array, sink: ByteSink): void {
   let ended = false;
-  const inflater = new Gunzip((chunk, final) => {
+  const inflater = new (inflaters().Gunzip)((chunk, final) => {
     sink(chunk);
     if (final) ended = true;
   });

@@ -31,10 +31,14 @@
  * charset postal-mime converts, a multipart without a boundary): the scanner
  * then does not spread a whole-message "clean" to the leaves (cache).
  *
+ * postal-mime is loaded on the first message the hand split does not take:
+ * `backstop scan` on a plain message or file starts without it.
+ *
  * Trusts nothing in the message. Never recurses without a depth budget.
  */
-import PostalMime from 'postal-mime';
 import type { Leaf } from './policy.ts';
+
+let postalMime: Promise<typeof import('postal-mime')> | undefined;
 
 export class MimeLimitError extends Error {}
 
@@ -324,6 +328,7 @@ async function walk(raw: Uint8Array, depthUsed: number, limits: MimeLimits, into
     into.leaves.push(...shape.leaves);
     return;
   }
+  const { default: PostalMime } = await (postalMime ??= import('postal-mime'));
   let mail: Awaited<ReturnType<typeof PostalMime.parse>>;
   try {
     mail = await PostalMime.parse(raw, {
