@@ -28,7 +28,9 @@
  * start-up are most of an embedded node's memory and would hide what
  * connections and messages cost.
  * Then issue 16's two figures for the embedded default (idle RSS and peak
- * VmHWM of a fresh node, bench/lib/memory.ts, as `npm run bench:memory`).
+ * VmHWM of a fresh node, bench/lib/memory.ts, as `npm run bench:memory`),
+ * and its CLI start: `backstop --help` and `backstop scan FILE`, median of
+ * 10 runs each (bench/lib/cli-start.ts).
  *
  * Everything listens on 127.0.0.1 on ports the kernel picks; every process
  * started here is stopped in `finally`.
@@ -48,6 +50,7 @@ import { installHaraka, startHaraka } from './lib/haraka.ts';
 import { mergeLoads, percentile, runLoad, type LoadResult } from './lib/load.ts';
 import { makeMessages, message, uniqueMessage, wormMessage, type Mix } from './lib/messages.ts';
 import { BenchSession, encodeMessage } from './lib/smtp.ts';
+import { cliStartLines, measureCliStart, type CliStart } from './lib/cli-start.ts';
 import { mb, measureNode, peakRssDuring, targetLines, vm, type NodeMemory } from './lib/memory.ts';
 
 const { values } = parseArgs({
@@ -336,6 +339,13 @@ async function main() {
       });
     }
 
+    let cliStart: CliStart[] | null = null;
+    try {
+      cliStart = measureCliStart(dir, clamd.url, values.quick ? 5 : 10);
+    } catch (err) {
+      log(`  CLI start: not measured: ${(err as Error).message}`);
+    }
+
     // ---- the report ----
     const get = (mix: Mix, sessions: number, target: string) => rows.find((r) => r.mix === mix && r.sessions === sessions && r.target === target) ?? null;
     const ratio = (a: Row | null, b: Row | null) => (a && b && b.perSecond > 0 ? a.perSecond / b.perSecond : NaN);
@@ -434,12 +444,13 @@ async function main() {
         for (const line of targetLines(embedded)) console.log(line);
       }
     }
+    if (cliStart) console.log(`\n${cliStartLines(cliStart).join('\n')}`);
     writeFileSync(
       values.output!,
       JSON.stringify(
         {
           when: new Date().toISOString(), cpus: cpus().length, node: process.version, clamd: clamdVersion, haraka: harakaVersions,
-          messages: { sessions20: N, sessions1: N1 }, rows, clamdOwn: { unique: clamdUnique, worm: clamdWorm }, crossCheck, summary, memory, embedded, harakaIdle,
+          messages: { sessions20: N, sessions1: N1 }, rows, clamdOwn: { unique: clamdUnique, worm: clamdWorm }, crossCheck, summary, memory, embedded, harakaIdle, cliStart,
         },
         null,
         2,
