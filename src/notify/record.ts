@@ -18,7 +18,7 @@ import { STORE_UNAVAILABLE } from '../edge/replies.ts';
 import type { Job } from '../store/jobs.ts';
 import { storeNow } from '../store/clock.ts';
 import { MessageLog } from '../store/message-log.ts';
-import type { Db } from '../store/store.ts';
+import type { Db, RowInserter } from '../store/store.ts';
 import { abuseHandlers, recordAbuse, type AbuseHandlerOptions, type AbuseSettings, type WindowDecision } from './abuse.ts';
 import type { ContactSources } from './contact.ts';
 import { bootstrapSource, dnsTxtLookup, fcrdns, RdapClient, storeCache } from './lookup.ts';
@@ -77,8 +77,8 @@ export function messageLogFor(
   db: Db,
   config: Pick<Config, 'records' | 'notify' | 'abuse'>,
   onError?: (err: Error, lost: number) => void,
-  /** waitForCommit: bench only (`npm run bench`'s old-batching target); transactionDeadline: off on PGlite. */
-  options: { waitForCommit?: boolean; transactionDeadline?: boolean } = {},
+  /** waitForCommit: bench only (`npm run bench`'s old-batching target); transactionDeadline: off on PGlite; insertRows: PGlite's (Store.insertRows). */
+  options: { waitForCommit?: boolean; transactionDeadline?: boolean; insertRows?: RowInserter } = {},
 ): { messageLog: MessageLog<Detection>; detect?: typeof detectionFrom } {
   const messageLog = new MessageLog<Detection>(db, {
     ...options,

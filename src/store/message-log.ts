@@ -22,7 +22,7 @@
 import { sql, type Insertable } from 'kysely';
 import { GroupCommit, StoreTimeoutError } from './batcher.ts';
 import type { MessagesTable } from './schema.ts';
-import type { Db } from './store.ts';
+import type { Db, RowInserter } from './store.ts';
 
 export type MessageRecord = Insertable<MessagesTable>;
 export { StoreTimeoutError };
@@ -58,7 +58,18 @@ export interface MessageLogOptions<E> extends Partial<DurabilitySettings> {
   transactionDeadline?: boolean;
   /** What a record committed after its caller was told 451 is corrected to say (the gateway's 451). */
   late?: Pick<MessageRecord, 'action' | 'reply'>;
+  /** The store's prepared INSERT (Store.insertRows, PGlite only): a group of records alone goes through it, not Kysely. */
+  insertRows?: RowInserter;
 }
+
+/** Every column of a record, for the prepared INSERT. */
+const COLUMNS = [
+  'id', 'received_at', 'node', 'client_ip', 'client_port', 'helo', 'mail_from', 'rcpt_to', 'message_id', 'subject',
+  'size', 'verdict', 'verdict_detail', 'action', 'reply', 'scan_ms', 'quarantine_id', 'findings',
+] as const satisfies readonly (keyof MessagesTable)[];
+// A column added to MessagesTable and not to COLUMNS fails to compile here.
+const everyColumn: Exclude<keyof MessagesTable, (typeof COLUMNS)[number]> extends never ? true : never = true;
+void everyColumn;
 
 /** Of a transaction's time, what is kept back so it gives up before its waiters do, not just after. */
 const MARGIN_MS = (timeoutMs: number) => Math.min(200, Math.max(20, Math.round(timeoutMs / 10)));
@@ -73,6 +84,8 @@ export class MessageLog<E = unknown> {
   ) {
     this.wait = options.waitForCommit ?? true;
     const margin = MARGIN_MS(options.commitTimeoutMs ?? DEFAULT_DURABILITY.commitTimeoutMs);
+    const prepared = options.insertRows?.('messages', COLUMNS);
+    const insert = (rows: MessageRecord[]) => (prepared ? prepared(rows) : db.insertInto('messages').values(rows).execute());
     const old = this.wait ? DEFAULT_DURABILITY : { ...DEFAULT_DURABILITY, groupCommitMs: 1000, maxGroup: 1000 };
     this.group = new GroupCommit<LogEntry<E>>({
       windowMs: options.groupCommitMs ?? old.groupCommitMs,
@@ -91,7 +104,7 @@ export class MessageLog<E = unknown> {
         const extras = options.writeExtra ? entries.flatMap((e) => (e.extra === null ? [] : [e.extra])) : [];
         const deadlined = this.wait && options.transactionDeadline !== false;
         // Records alone and no deadline to set (PGlite): one INSERT is its own transaction — one statement, not three.
-        if (extras.length === 0 && !deadlined) return void (await db.insertInto('messages').values(entries.map((e) => e.row)).execute());
+        if (extras.length === 0 && !deadlined) return void (await insert(entries.map((e) => e.row)));
         await db.transaction().execute(async (tx) => {
           // The transaction gives up when its oldest waiter does (they were told 451), rather than commit behind their backs.
           if (deadlined) await sql`select set_config('statement_timeout', ${String(Math.max(1, deadline - Date.now() - margin))}, true)`.execute(tx);

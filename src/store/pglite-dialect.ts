@@ -75,6 +75,16 @@ class PGliteDriver implements Driver {
     await conn.executeQuery(CompiledQuery.raw('rollback'));
   }
 
+  /** Runs fn with the database to itself: after the queries and transactions before it, before those after it. */
+  async exclusive<T>(fn: (db: PGlite) => Promise<T>): Promise<T> {
+    await this.acquireConnection();
+    try {
+      return await fn(this.db);
+    } finally {
+      await this.releaseConnection();
+    }
+  }
+
   async releaseConnection(): Promise<void> {
     const release = this.release;
     this.release = null;
@@ -87,12 +97,19 @@ class PGliteDriver implements Driver {
 }
 
 export class PGliteDialect implements Dialect {
-  constructor(private readonly db: PGlite) {}
+  private readonly driver: PGliteDriver;
+  constructor(db: PGlite) {
+    this.driver = new PGliteDriver(db);
+  }
   createAdapter() {
     return new PostgresAdapter();
   }
   createDriver() {
-    return new PGliteDriver(this.db);
+    return this.driver;
+  }
+  /** The database to fn alone, in turn with Kysely's queries (store/pglite-insert speaks PGlite's protocol itself). */
+  exclusive<T>(fn: (db: PGlite) => Promise<T>): Promise<T> {
+    return this.driver.exclusive(fn);
   }
   createQueryCompiler() {
     return new PostgresQueryCompiler();

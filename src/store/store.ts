@@ -45,6 +45,7 @@ import pg from 'pg';
 import type { Database } from './schema.ts';
 import { migrate } from './migrations.ts';
 import { PGliteDialect } from './pglite-dialect.ts';
+import { pgliteInsert } from './pglite-insert.ts';
 import { extractTemplate, PGLITE_TEMPLATE, templateFits } from './pglite-template.ts';
 
 export type Db = Kysely<Database>;
@@ -53,8 +54,13 @@ export interface Store {
   db: Db;
   kind: 'pglite' | 'postgres';
   url: string;
+  /** The embedded store only: a prepared INSERT of whole rows, one call into PGlite per group (store/pglite-insert). */
+  insertRows?: RowInserter;
   close(): Promise<void>;
 }
+
+/** Makes a writer of whole rows into `table`, every row's values for `columns`. */
+export type RowInserter = (table: string, columns: readonly string[]) => (rows: readonly Record<string, unknown>[]) => Promise<void>;
 
 // PostgreSQL returns bigint and numeric as strings by default; the counts we
 // keep fit in a double, and one representation across both drivers is simpler.
@@ -64,11 +70,14 @@ pg.types.setTypeParser(1700, (v) => Number(v));
 export async function openStore(url: string, options: { migrate?: boolean; poolSize?: number } = {}): Promise<Store> {
   let db: Db;
   let kind: Store['kind'];
+  let insertRows: RowInserter | undefined;
   if (url.startsWith('pglite')) {
     const dir = url === 'pglite-memory:' ? undefined : url.slice('pglite:'.length);
     const pglite = await openPGlite(dir);
-    db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+    const dialect = new PGliteDialect(pglite);
+    db = new Kysely<Database>({ dialect });
     kind = 'pglite';
+    insertRows = (table, columns) => pgliteInsert(dialect, table, columns);
   } else {
     // connectionTimeoutMillis: a server that accepts but does not answer (restarting, overloaded) fails the
     // query — the gateway's 451 — instead of leaving it waiting without end.
@@ -83,7 +92,7 @@ export async function openStore(url: string, options: { migrate?: boolean; poolS
     kind = 'postgres';
   }
   if (options.migrate !== false) await migrate(db);
-  return { db, kind, url, close: () => db.destroy() };
+  return { db, kind, url, ...(insertRows ? { insertRows } : {}), close: () => db.destroy() };
 }
 
 /** PostgreSQL settings of the embedded store; why each, in the header. */

@@ -44,7 +44,7 @@ for (const kind of ['pglite', 'postgres'] as const) {
     });
 
     for (const transactionDeadline of [true, false]) test(`message log${transactionDeadline ? '' : ' (no deadline: one INSERT a group)'}: every commit() resolves only once its record is readable, in few transactions`, async () => {
-      const log = new MessageLog(store.db, { maxGroup: 7, groupCommitMs: 5, transactionDeadline });
+      const log = new MessageLog(store.db, { maxGroup: 7, groupCommitMs: 5, transactionDeadline, ...(store.insertRows ? { insertRows: store.insertRows } : {}) });
       const ids = Array.from({ length: 30 }, () => randomUUID());
       const seen = await Promise.all(
         ids.map(async (id) => {
@@ -61,14 +61,14 @@ for (const kind of ['pglite', 'postgres'] as const) {
       assert.ok(log.stats.groups >= 5 && log.stats.groups <= 10, `groups: ${log.stats.groups}`);
     });
 
-    test('message log: a record the store refuses rejects its own commit only, and record() reports what it lost', async () => {
+    for (const prepared of store.insertRows ? [false, true] : [false]) test(`message log${prepared ? ' (prepared INSERT)' : ''}: a record the store refuses rejects its own commit only, and record() reports what it lost`, async () => {
       const errors: [Error, number][] = [];
-      const log = new MessageLog(store.db, { groupCommitMs: 20, onError: (e, n) => errors.push([e, n]) });
-      const good = randomUUID();
-      const results = await Promise.allSettled([log.commit(record({ client_ip: 'not-an-ip' })), log.commit(record({ id: good }))]);
-      assert.equal(results[0]!.status, 'rejected');
-      assert.equal(results[1]!.status, 'fulfilled');
-      assert.equal((await store.db.selectFrom('messages').select('id').where('id', '=', good).execute()).length, 1);
+      const log = new MessageLog(store.db, { groupCommitMs: 20, onError: (e, n) => errors.push([e, n]), transactionDeadline: !prepared, ...(prepared ? { insertRows: store.insertRows! } : {}) });
+      const [good, before] = [randomUUID(), randomUUID()];
+      const results = await Promise.allSettled([log.commit(record({ id: before })), log.commit(record({ client_ip: 'not-an-ip' })), log.commit(record({ id: good }))]);
+      assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+      assert.equal((await store.db.selectFrom('messages').select('id').where('id', 'in', [good, before]).execute()).length, 2);
+      assert.ok(log.stats.groups >= 2, 'the group failed and was retried one record at a time');
       log.record(record({ client_ip: 'not-an-ip' }));
       await log.flush();
       await new Promise((r) => setImmediate(r));

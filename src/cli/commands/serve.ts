@@ -76,7 +76,7 @@ async function serveNode(store: Store, config: Config, node: string, link: Prima
       storeErrorsTotal.inc({ what: 'message-log' });
       logger.error({ err: err.message, lost }, 'message log record could not be written');
     },
-    { waitForCommit: !replyFirst, transactionDeadline: store.kind === 'postgres' },
+    { waitForCommit: !replyFirst, transactionDeadline: store.kind === 'postgres', ...(store.insertRows ? { insertRows: store.insertRows } : {}) },
   );
   const scanner = createScanner(config, { onClamdError: () => clamdErrorsTotal.inc() });
   if (!config.clamd) logger.warn('no clamd configured: scanning with the built-in policy only (EICAR, banned names and types, archives)');
