@@ -21,7 +21,8 @@ export interface Shield {
   close(): Promise<void>;
 }
 
-export async function startShield(config: Config, store: Store, logger: Logger): Promise<Shield | null> {
+/** `clock`: the store's time (serve's StoreClock), so every node dates records and BATV tags alike; default this node's. */
+export async function startShield(config: Config, store: Store, logger: Logger, clock?: () => Date): Promise<Shield | null> {
   const settings = shieldSettings(config);
   if (!settings) return null;
   const log = logger.child({ role: 'backscatter' });
@@ -41,7 +42,7 @@ export async function startShield(config: Config, store: Store, logger: Logger):
     settings.mode === 'log-only' ? 'backscatter shield in log-only mode: signs and strips tags, records what enforce would refuse' : 'backscatter shield enforcing',
   );
   return {
-    hooks: backscatterHooks({ settings, keys: () => keys.current, recorder }),
+    hooks: backscatterHooks({ settings, keys: () => keys.current, recorder, ...(clock ? { now: () => clock().getTime() } : {}) }),
     handlers,
     async close() {
       keys.close();

@@ -10,10 +10,15 @@
  * timer runs once across nodes. A timer that fires when its state has moved
  * on is refused by `next` and dropped (a stale timer is not an error).
  *
- * Time is injectable everywhere (`now`, `clock`): tests run a whole
- * lifecycle — evidence, notice, grace, restriction, attestation, probation,
- * recurrence — in seconds under a fake clock, with `tick` claiming the jobs
- * due at that fake time.
+ * Time is the store's (store/clock), not this node's: when no time is
+ * given, a transition is dated by its transaction's now(), and so are the
+ * grace and probation timers it schedules — a node whose clock is minutes
+ * off opens, notifies and restricts on the same schedule as the others, and
+ * a timer the store found due is never refused as early. A `now` (or a
+ * handler `clock`) is a fake clock: tests run a whole lifecycle — evidence,
+ * notice, grace, restriction, attestation, probation, recurrence — in
+ * seconds under one, and `incident tick --now` rehearses with one, `tick`
+ * claiming the jobs due at that fake time.
  *
  * The portal token: 32 random bytes, base64url in the notice link, only its
  * SHA-256 in the store. A fresh one goes out with every notice (the previous
@@ -24,6 +29,7 @@ import { sql } from 'kysely';
 import type { Config } from '../config/schema.ts';
 import { sendThroughRelay } from '../notify/postmaster.ts';
 import { audit } from '../store/audit.ts';
+import { storeNow } from '../store/clock.ts';
 import { claim, complete, enqueue, fail, jobHandoff, type Handoff, type Job, type JobContext } from '../store/jobs.ts';
 import type { IncidentsTable } from '../store/schema.ts';
 import type { Db } from '../store/store.ts';
@@ -97,10 +103,12 @@ const clip = (s: string | undefined | null, max: number) => (s == null ? null : 
  * snapshot of the contact and the opening notice queued) or joins the open
  * one; in probation that is a recurrence, restricted again with one fewer
  * self-release. Works inside the caller's transaction (intake) or its own.
+ * `at`: a fake clock; absent, the store's (the transaction's now()).
  */
-export async function recordEvidence(db: Db, e: EvidenceInput, now = new Date(), settings: IncidentSettings = DEFAULT_SETTINGS): Promise<{ incidentId: string; opened: boolean }> {
+export async function recordEvidence(db: Db, e: EvidenceInput, at?: Date, settings: IncidentSettings = DEFAULT_SETTINGS): Promise<{ incidentId: string; opened: boolean }> {
   const customerId = String(e.customerId);
   return inTransaction(db, async (tx) => {
+    const now = at ?? (await storeNow(tx));
     const snapshot = await contactSnapshot(tx, customerId);
     const inserted = await sql<{ id: string }>`
       insert into incidents (customer_id, state, opened_at, state_since, self_releases_left, contact_snapshot)
@@ -144,13 +152,17 @@ async function logEvent(db: Db, incidentId: string, at: Date, kind: string, acto
 
 export type TransitionResult = { ok: true; state: IncidentState; from: IncidentState } | { ok: false; refused: string };
 
-/** One event on one incident, under its row lock; refusals are answered, not thrown. */
-export async function transition(db: Db, incidentId: string, event: IncidentEvent, actor: string, now = new Date(), settings: IncidentSettings = DEFAULT_SETTINGS, detail: Record<string, unknown> = {}): Promise<TransitionResult> {
+/**
+ * One event on one incident, under its row lock; refusals are answered, not thrown. Dated `at` (a fake
+ * clock) or, absent, by the store's clock inside the transaction (read once the row is locked, so a timer
+ * the store found due is due by it).
+ */
+export async function transition(db: Db, incidentId: string, event: IncidentEvent, actor: string, at?: Date, settings: IncidentSettings = DEFAULT_SETTINGS, detail: Record<string, unknown> = {}): Promise<TransitionResult> {
   if (!/^[0-9a-f-]{36}$/i.test(incidentId)) return { ok: false, refused: 'no such incident' };
   return inTransaction(db, async (tx) => {
     const incident = await tx.selectFrom('incidents').selectAll().where('id', '=', incidentId).forUpdate().executeTakeFirst();
     if (!incident) return { ok: false, refused: 'no such incident' };
-    return applyEvent(tx, incident, event, actor, now, settings, detail);
+    return applyEvent(tx, incident, event, actor, at ?? (await storeNow(tx)), settings, detail);
   });
 }
 
@@ -289,6 +301,7 @@ export async function getIncident(db: Db, id: string, opts: { evidenceLimit?: nu
 
 export interface DeskHandlerDeps {
   hostname: string;
+  /** A fake clock (tests, `incident tick --now`); absent, the store's. */
   clock?: () => Date;
   /** Hands a composed mail to the relay (default: notify.relay through sendThroughRelay). */
   send?: (to: string, raw: Buffer, envelopeFrom: string, handoff?: Handoff) => Promise<void>;
@@ -304,7 +317,8 @@ type Handler = (payload: unknown, job: Job, ctx?: JobContext) => Promise<void>;
 /** The job handlers of the desk's incidents: notices, grace and probation timers, enforcement publish and webhook. */
 export function deskHandlers(db: Db, config: Pick<Config, 'notify' | 'desk'>, deps: DeskHandlerDeps): Record<string, Handler> {
   const settings = incidentSettings(config.desk);
-  const clock = deps.clock ?? (() => new Date());
+  const clock = deps.clock;
+  const now = async () => clock?.() ?? (await storeNow(db));
   const desk = config.desk;
   const mailbox = desk?.notice.from ?? (desk?.abuseDomain ? `abuse@${desk.abuseDomain}` : config.notify?.from ?? `abuse@${deps.hostname}`);
   const send =
@@ -319,14 +333,15 @@ export function deskHandlers(db: Db, config: Pick<Config, 'notify' | 'desk'>, de
     return id;
   };
   const timer = (event: IncidentEvent) => async (payload: unknown) => {
-    const r = await transition(db, idOf(payload), event, 'timer', clock(), settings);
+    const r = await transition(db, idOf(payload), event, 'timer', clock?.(), settings);
     if (!r.ok) deps.log?.(`desk ${event} timer dropped`, { incidentId: idOf(payload), reason: r.refused });
   };
   return {
     [NOTICE_JOB]: async (payload, job, ctx) => {
       const incidentId = idOf(payload);
       const reason = ((payload as { reason?: NoticeReason }).reason ?? 'opened') as NoticeReason;
-      const now = clock();
+      // One instant for the notice and the transition, so the grace period the notice states is the timer's.
+      const at = await now();
       const found = await getIncident(db, incidentId);
       if (!found || found.incident.state === 'closed' || found.incident.state === 'evidence-hold') return;
       const { incident, evidence } = found;
@@ -340,28 +355,28 @@ export function deskHandlers(db: Db, config: Pick<Config, 'notify' | 'desk'>, de
         }
       }
       if (!contact.email) throw new Error(`incident ${incidentId}: the customer has no contact address`);
-      const token = await issuePortalToken(db, incidentId, now, settings.tokenTtlMs);
+      const token = await issuePortalToken(db, incidentId, at, settings.tokenTtlMs);
       const base = (desk?.portal.baseUrl ?? 'http://127.0.0.1:8025').replace(/\/+$/, '');
       const raw = await composeCustomerNotice({
         reason,
         contact: { name: contact.name ?? '', email: contact.email, language: contact.language ?? 'en', time_zone: contact.time_zone ?? 'UTC' },
         evidence: evidence.map((e) => ({ observedAt: new Date(e.observed_at), ip: e.ip, malware: e.malware ?? [], summary: e.summary })),
         portalUrl: `${base}/portal/${token}`,
-        graceUntil: reason === 'opened' ? new Date(now.getTime() + settings.graceMs) : incident.grace_until ? new Date(incident.grace_until) : null,
+        graceUntil: reason === 'opened' ? new Date(at.getTime() + settings.graceMs) : incident.grace_until ? new Date(incident.grace_until) : null,
         from: `Abuse desk <${mailbox}>`,
         messageId: `<desk-${job.id}@${deps.hostname}>`,
-        now,
+        now: at,
         texts: desk?.notice.texts,
         defaultLanguage: desk?.notice.defaultLanguage,
       });
       await send(contact.email, raw, mailbox, ctx?.handoff);
-      if (reason === 'opened') await transition(db, incidentId, 'notice-sent', 'system', now, settings, { job: job.id });
-      else await logEvent(db, incidentId, now, 'notice-sent', 'system', incident.state, incident.state, { reason, job: job.id });
+      if (reason === 'opened') await transition(db, incidentId, 'notice-sent', 'system', at, settings, { job: job.id });
+      else await logEvent(db, incidentId, at, 'notice-sent', 'system', incident.state, incident.state, { reason, job: job.id });
     },
     [GRACE_JOB]: timer('grace-expired'),
     [PROBATION_JOB]: timer('probation-expired'),
     [ENFORCE_JOB]: async () => {
-      await deps.publish?.(clock());
+      await deps.publish?.(await now());
     },
     [WEBHOOK_JOB]: async (payload) => {
       if (!deps.webhook) return;
@@ -371,10 +386,11 @@ export function deskHandlers(db: Db, config: Pick<Config, 'notify' | 'desk'>, de
 }
 
 /**
- * Runs every job due at `now` once (the CLI's `incident tick`, and tests
- * with a fake clock). Returns how many ran and failed.
+ * Runs every job due once (the CLI's `incident tick`): due by the store's
+ * clock, or by `now` for a fake one (`tick --now`, tests), which the
+ * handlers should then be given too. Returns how many ran and failed.
  */
-export async function tick(db: Db, handlers: Record<string, Handler>, now: Date, worker = `tick-${process.pid}`): Promise<{ ran: number; failed: number; errors: string[] }> {
+export async function tick(db: Db, handlers: Record<string, Handler>, now: Date | undefined, worker = `tick-${process.pid}`): Promise<{ ran: number; failed: number; errors: string[] }> {
   let ran = 0;
   let failed = 0;
   const errors: string[] = [];

@@ -21,6 +21,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
+import { storeNow } from '../store/clock.ts';
 import type { Db } from '../store/store.ts';
 import { html, preText, type SafeHtml } from '../web/html.ts';
 import { timeInZone } from './zones.ts';
@@ -34,6 +35,7 @@ export interface PortalDeps {
   key: string;
   /** Wrong tokens per client address and 10 minutes before 429. */
   maxGuesses?: number;
+  /** A fake clock (tests); absent, the store's. */
   clock?: () => Date;
   /** Called after a release so the enforcement outputs follow at once (the job is queued either way). */
   onRelease?: (incidentId: string) => Promise<void>;
@@ -147,7 +149,8 @@ function equalStrings(a: string, b: string): boolean {
 }
 
 export function registerPortal(app: FastifyInstance, deps: PortalDeps): void {
-  const clock = deps.clock ?? (() => new Date());
+  // The throttle's windows and the links' expiry are the store's time, as every node reads them; deps.clock is a test's.
+  const clock = async () => deps.clock?.() ?? (await storeNow(deps.db));
   const maxGuesses = deps.maxGuesses ?? 20;
 
   async function guesses(client: string, now: Date, count: boolean): Promise<number> {
@@ -190,7 +193,7 @@ export function registerPortal(app: FastifyInstance, deps: PortalDeps): void {
   }
 
   app.get('/portal/:token', async (request, reply) => {
-    const now = clock();
+    const now = await clock();
     const o = await open(request, reply, now);
     if (!o) return reply;
     const { incident, hash, lang, t, zone } = o;
@@ -229,7 +232,7 @@ ${incident.state === 'restricted'
   });
 
   app.post('/portal/:token/attest', async (request, reply) => {
-    const now = clock();
+    const now = await clock();
     const o = await open(request, reply, now);
     if (!o) return reply;
     const { incident, hash, lang, t } = o;
@@ -243,7 +246,8 @@ ${incident.state === 'restricted'
     if (!canSelfRelease(incident.state, incident.self_releases_left)) {
       return reply.status(403).type('text/html; charset=utf-8').send(page(lang, t.title, html`<h1>${t.title}</h1><p>${incident.state === 'restricted' ? t.none : t.states[incident.state] ?? ''}</p>`));
     }
-    const r = await transition(deps.db, incident.id, 'attest', 'customer-portal', now, deps.settings, { client: request.ip });
+    // Dated inside its own transaction by the store (or the test's clock), as every transition is.
+    const r = await transition(deps.db, incident.id, 'attest', 'customer-portal', deps.clock?.(), deps.settings, { client: request.ip });
     if (!r.ok) return reply.status(409).type('text/html; charset=utf-8').send(page(lang, t.title, html`<h1>${t.title}</h1><p>${t.none}</p>`));
     await deps.onRelease?.(incident.id);
     return reply.type('text/html; charset=utf-8').send(page(lang, t.title, html`<h1>${t.title}</h1><p>${t.released}</p>`));

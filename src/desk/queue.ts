@@ -21,6 +21,7 @@
 import { sql } from 'kysely';
 import { cleanText } from '../obs/clean.ts';
 import { audit } from '../store/audit.ts';
+import { storeNow } from '../store/clock.ts';
 import type { Db } from '../store/store.ts';
 import { DEFAULT_SETTINGS, inTransaction, recordEvidence, type IncidentSettings } from './incidents.ts';
 import { fileReport, type QueuedReport } from './intake.ts';
@@ -130,18 +131,20 @@ export type AssignResult = { ok: true; customerId: string; incidentId: string; o
  * filed as attributed (evidence on the customer's incident — opened or
  * joined —, the forward job) with who and when, and audited as
  * `desk-report.assign` by `actor`. Refusals are answered, not thrown.
+ * `at`: a fake clock; absent, the store's (the incident's timers are).
  */
 export async function assignReport(
   db: Db,
   reportId: string,
   customerId: string,
   actor: string,
-  now = new Date(),
+  at?: Date,
   opts: { settings?: IncidentSettings; detail?: Record<string, unknown> } = {},
 ): Promise<AssignResult> {
   const customer = String(customerId ?? '').trim();
   return inTransaction(db, async (tx) => {
     const report = await lockReport(tx, reportId);
+    const now = at ?? (await storeNow(tx));
     const known = report && customer ? await tx.selectFrom('customers').select('id').where('id', '=', customer).executeTakeFirst() : undefined;
     const decision = decideQueueAction(report, { kind: 'assign', customerId: customer, customerKnown: known !== undefined });
     if (!decision.ok) return decision;

@@ -11,6 +11,7 @@ import type { GatewayHooks } from '../edge/gateway.ts';
 import type { Logger } from '../obs/log.ts';
 import { cleanText } from '../obs/clean.ts';
 import { enqueue, type Job } from '../store/jobs.ts';
+import { storeNow } from '../store/clock.ts';
 import type { Db } from '../store/store.ts';
 import { sharedSecret } from '../web/auth/sessions.ts';
 import { attribute, currentAddresses } from './attribute.ts';
@@ -28,25 +29,30 @@ export interface DeskRuntime {
   start(): Promise<void>;
 }
 
-export function deskRuntime(config: Config, db: Db, logger?: Logger, clock: () => Date = () => new Date()): DeskRuntime | null {
+/**
+ * `clock`: a fake clock (tests, `incident tick --now`). Absent, every time the desk keeps — incidents, their
+ * timers, portal links and throttles, published sets, webhook stamps — is the store's (desk/incidents).
+ */
+export function deskRuntime(config: Config, db: Db, logger?: Logger, clock?: () => Date): DeskRuntime | null {
   const desk = config.desk;
   if (!desk) return null;
   const settings = incidentSettings(desk);
   const webhook = desk.enforcement.webhook;
+  const now = async () => clock?.() ?? (await storeNow(db));
   const handlers = deskHandlers(db, config, {
     hostname: config.smtp.hostname,
-    clock,
+    ...(clock ? { clock } : {}),
     publish: async (now) => {
       const r = await publishEnforcement(db, { desk, currentAddresses }, now);
       if (r.changed) logger?.info({ networks: r.entries.length, digest: r.digest.slice(0, 12) }, 'desk: restricted set changed');
     },
-    ...(webhook ? { webhook: (payload: unknown) => sendWebhook(webhook, payload, clock()) } : {}),
+    ...(webhook ? { webhook: async (payload: unknown) => sendWebhook(webhook, payload, await now()) } : {}),
     log: (msg, detail) => logger?.info(detail ?? {}, msg),
   });
-  const restriction = restrictionHook(db, { hint: desk.portal.baseUrl, clock });
+  const restriction = restrictionHook(db, { hint: desk.portal.baseUrl, ...(clock ? { clock } : {}) });
   const evidence = deskDecidedHook(db, {
     attribute: (d, q) => attribute(d, { ip: q.ip, at: q.at, ...(q.port ? { port: q.port } : {}) }),
-    recordEvidence: (d, e) => recordEvidence(d, e, clock(), settings),
+    recordEvidence: (d, e) => recordEvidence(d, e, clock?.(), settings),
   });
   return {
     handlers,
@@ -70,7 +76,7 @@ export function deskRuntime(config: Config, db: Db, logger?: Logger, clock: () =
         settings,
         key,
         maxGuesses: desk.portal.maxGuesses,
-        clock,
+        ...(clock ? { clock } : {}),
         secureCookies: desk.portal.baseUrl.startsWith('https:'),
         onRelease: async () => {
           await handlers[ENFORCE_JOB]!({ reason: 'portal release' }, {} as Job);
@@ -79,8 +85,8 @@ export function deskRuntime(config: Config, db: Db, logger?: Logger, clock: () =
       if (desk.enforcement.listToken) registerRestrictedList(app, { db, token: desk.enforcement.listToken });
     },
     async start() {
-      const now = clock();
-      await enqueue(db, { kind: ENFORCE_JOB, payload: { reason: 'start' }, runAt: now, dedupeKey: `desk-enforce-refresh:start:${now.toISOString()}` });
+      const at = await now();
+      await enqueue(db, { kind: ENFORCE_JOB, payload: { reason: 'start' }, runAt: at, dedupeKey: `desk-enforce-refresh:start:${at.toISOString()}` });
     },
   };
 }

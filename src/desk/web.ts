@@ -381,7 +381,7 @@ ${events.map((e) => html`<tr><td class="nowrap">${utc(e.at)}</td><td class="mono
       const { event, note } = request.body as { event: IncidentEvent; note?: string };
       const cleanNote = note ? cleanText(note, 500).trim() : '';
       // transition() decides under the row lock and writes history and audit (actor, address, note) with the change.
-      const r = await transition(db, id, event, ctx.actor(request), new Date(), settings(), { ip: request.ip, ...(cleanNote ? { note: cleanNote } : {}) });
+      const r = await transition(db, id, event, ctx.actor(request), undefined, settings(), { ip: request.ip, ...(cleanNote ? { note: cleanNote } : {}) });
       if (!r.ok) {
         if (r.refused === 'no such incident') return notFound(ctx, request, reply, 'incident');
         request.log.info({ incident: id, event, refused: r.refused }, 'desk: transition refused');
@@ -496,7 +496,7 @@ ${r.headers ? html`<details open><summary>Header lines</summary><pre class="head
       const { id } = request.params as { id: string };
       const { customer } = request.body as { customer: string };
       // assignReport decides under the report's row lock and files, forwards and audits (actor, address) in one transaction.
-      const r = await assignReport(db, id, customer, ctx.actor(request), new Date(), { settings: settings(), detail: { ip: request.ip } });
+      const r = await assignReport(db, id, customer, ctx.actor(request), undefined, { settings: settings(), detail: { ip: request.ip } });
       if (!r.ok) return refused(request, reply, id, 'assign', r, { customer });
       return reply.redirect(`/desk/reports/${id}${qs({ done: 'assign' })}`, 303);
     });

@@ -27,7 +27,7 @@ export function deskPorts(config: Pick<Config, 'desk'>): DeskPorts {
   const incidents = incidentSettings(config.desk);
   return {
     attribute: (db, q) => attribute(db, { ip: q.ip, at: q.at, ...(q.port ? { port: q.port } : {}), ...(q.zoneless !== undefined ? { zoneless: q.zoneless } : {}) }),
-    recordEvidence: (db, e) => recordEvidence(db, e, new Date(), incidents),
+    recordEvidence: (db, e) => recordEvidence(db, e, undefined, incidents),
   };
 }
 

@@ -70,6 +70,11 @@ export interface GatewayDeps {
   hookTimeoutMs?: number;
   /** Who counts connections per client (edge/anvil): this process by default; a cluster worker asks its primary. */
   connections?: ConnectionAdmitter;
+  /**
+   * The store's time (store/StoreClock, serve's): a message's received_at and the shared per-client rate
+   * windows, which every node must date alike. Default this node's clock (one node, tests).
+   */
+  clock?: () => Date;
 }
 
 export interface Gateway {
@@ -207,11 +212,12 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const tls = config.smtp.tls ? readCertificate(config.smtp.tls) : await ensureCertificate(config.dataDir, config.smtp.hostname);
   const sessions = new Map<string, SessionState>();
   const maxBytes = config.smtp.maxMessageBytes;
-  const judge = createJudge({ config, store, scanner, logger: log, messageLog, nodeName, hooks, hookTimeoutMs, ...(deps.detect ? { detect: deps.detect } : {}) });
+  const clock = deps.clock ?? (() => new Date());
+  const judge = createJudge({ config, store, scanner, logger: log, messageLog, nodeName, hooks, hookTimeoutMs, clock, ...(deps.detect ? { detect: deps.detect } : {}) });
   const budget = new BufferBudget(config.smtp.maxBufferedBytes);
   const limits = anvilLimits(config);
   const connections = deps.connections ?? new ConnectionCounter(limits);
-  const rates = new SharedRateCounter(store.db, limits, { onError: (err) => log.warn({ err: err.message }, 'per-client rates could not be shared: counting on this node only') });
+  const rates = new SharedRateCounter(store.db, limits, { now: () => clock().getTime(), onError: (err) => log.warn({ err: err.message }, 'per-client rates could not be shared: counting on this node only') });
   rates.start();
   /** What ends each admitted connection's count, by session id. */
   const releases = new Map<string, () => void>();
@@ -364,17 +370,20 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   }
 
   async function onData(stream: Readable, session: SMTPServerSession): Promise<string> {
-    const receivedAt = new Date();
+    // Arrival by the store's clock for the record (and what is built from it: notices, reports, evidence);
+    // our Received: line is this host's own trace, stamped by its own clock as every MTA's is (RFC 5321 §4.4).
+    const receivedAt = clock();
+    const stampedAt = new Date();
     const state = stateOf(session);
     const data = await readAll(stream, maxBytes, budget, config.smtp.dataTimeoutMs);
     try {
-      return await judgeData(session, state, data, stream, receivedAt);
+      return await judgeData(session, state, data, stream, receivedAt, stampedAt);
     } finally {
       budget.give(data.held);
     }
   }
 
-  async function judgeData(session: SMTPServerSession, state: SessionState, data: ReadData, stream: Readable, receivedAt: Date): Promise<string> {
+  async function judgeData(session: SMTPServerSession, state: SessionState, data: ReadData, stream: Readable, receivedAt: Date, stampedAt: Date): Promise<string> {
     const tx = state.tx;
     const { raw } = data;
     if (data.timedOut) {
@@ -409,7 +418,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
             protocol: receivedProtocol(client.proto, session),
             id: m.id.slice(0, 8),
             recipient: tx.delivered.length === 1 ? tx.delivered[0]! : null,
-            date: m.receivedAt,
+            date: stampedAt,
           });
           try {
             const again = m.mailFrom !== undefined && m.mailFrom !== tx.nextHopMailFrom ? await reEnvelope(state, tx, m.mailFrom) : null;

@@ -81,14 +81,17 @@ export interface JudgeDeps {
   hooks: Pick<GatewayHooks, 'data' | 'decided'>;
   /** Per-hook time limit; a hook that takes longer is a 451. */
   hookTimeoutMs: number;
+  /** When a message arrived, if the caller does not say: the store's time (store/StoreClock); default this node's. */
+  clock?: () => Date;
 }
 
 export type Judge = (t: TransactionView, raw: Uint8Array, outlet: Outlet, receivedAt?: Date) => Promise<Judgement>;
 
 export function createJudge(deps: JudgeDeps): Judge {
   const { config, store, scanner, logger: log, messageLog, nodeName, hooks, hookTimeoutMs } = deps;
+  const clock = deps.clock ?? (() => new Date());
 
-  return async function judge(t, raw, outlet, receivedAt = new Date()) {
+  return async function judge(t, raw, outlet, receivedAt = clock()) {
     const id = randomUUID();
     const block = headerBlock(raw);
     const mailFrom = cleanText(t.mailFrom, 320);

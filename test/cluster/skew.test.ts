@@ -6,13 +6,15 @@
  * the node ahead neither claims a digest early nor takes a job whose lease
  * another node holds, and the node behind neither opens a report window
  * that is already due (which would send the report before the wave's
- * detections are counted).
+ * detections are counted). A record's received_at is the store's time too
+ * (store/StoreClock), whichever node took the message.
  *
  * The skew is the process's wall clock (test/helpers/skewed-clock.mjs,
  * loaded with NODE_OPTIONS), as on a host whose NTP is off.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { storeNow } from '../../src/store/clock.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { createTestDatabase } from '../helpers/pg.ts';
 import { planWave, sendWave, startCluster, verifyRun, type Cluster } from '../helpers/cluster.ts';
@@ -45,18 +47,27 @@ after(async () => {
 
 test('two of three nodes five minutes off (ahead, behind): one notice per name, digests without double counting, one ARF per source IP per window, jobs once', async () => {
   const messages = planWave(SOURCES, PER_SOURCE, 3, '127.21.0', 'skew');
+  const waveStart = (await storeNow(store.db)).getTime();
   const outcomes = await sendWave(cluster.nodes, messages, 12, 120_000);
+  const waveEnd = (await storeNow(store.db)).getTime();
   const { twice } = await verifyRun(cluster, store.db, outcomes, assert);
   assert.deepEqual(twice, [], 'no node died: nothing reached the relay twice, even flagged');
 
-  // The skew was real: a record's received_at is its node's own clock (the wave lasts well under 5 minutes).
-  const received = await store.db.selectFrom('messages').select(['node', 'received_at']).execute();
-  const median = (node: string) => {
-    const ts = received.filter((r) => r.node === node).map((r) => new Date(r.received_at).getTime()).sort((a, b) => a - b);
-    return ts[Math.floor(ts.length / 2)]!;
-  };
-  assert.ok(Math.abs(median('node-2') - median('node-1') - SKEW_MS) < 60_000, 'node-2 ran five minutes ahead');
-  assert.ok(Math.abs(median('node-1') - median('node-3') - SKEW_MS) < 60_000, 'node-3 ran five minutes behind');
+  // A record's received_at is the store's time, not its node's: every one falls inside the wave by the
+  // store's clock (a skewed node's own clock would put a third of them five minutes before or after it),
+  // and none is dated after its message's final reply (this process's clock is the store machine's).
+  const received = await store.db.selectFrom('messages').select(['node', 'received_at', 'message_id']).execute();
+  for (const r of received) {
+    const at = new Date(r.received_at).getTime();
+    assert.ok(at >= waveStart - 1000 && at <= waveEnd + 1000, `${r.node}: received_at ${new Date(at).toISOString()} inside the wave by the store's clock`);
+  }
+  const answeredAt = new Map(outcomes.map((o) => [o.message.messageId, o.at]));
+  for (const node of cluster.nodes) {
+    const mine = received.filter((r) => r.node === node.name && r.message_id !== null && answeredAt.has(r.message_id));
+    assert.ok(mine.length > 0, `${node.name} took part of the wave`);
+    const late = mine.filter((r) => new Date(r.received_at).getTime() > answeredAt.get(r.message_id!)! + 1000);
+    assert.deepEqual(late.map((r) => r.message_id), [], `${node.name}: no record dated after its reply`);
+  }
 
   // Every window in the store was opened by the store's clock: no report window starts minutes off.
   const windows = await store.db.selectFrom('abuse_sources').select(['client_ip', 'window_start']).execute();

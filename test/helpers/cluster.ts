@@ -135,8 +135,8 @@ export function waveRaw(m: WaveMessage): string {
   ].join('\r\n');
 }
 
-/** One SMTP transaction from `localAddress`: the reply to DATA (or to what failed); code 0 when the connection died first. */
-export function sendOnce(port: number, localAddress: string, raw: string): Promise<{ code: number; text: string }> {
+/** One SMTP transaction from `localAddress` (to `to`): the reply to DATA (or to what failed); code 0 when the connection died first. */
+export function sendOnce(port: number, localAddress: string, raw: string, to = 'user@example.net'): Promise<{ code: number; text: string }> {
   return new Promise((resolve) => {
     let done = false;
     const finish = (r: { code: number; text: string }) => {
@@ -148,7 +148,7 @@ export function sendOnce(port: number, localAddress: string, raw: string): Promi
     c.on('error', (err) => finish({ code: (err as { responseCode?: number }).responseCode ?? 0, text: err.message }));
     c.on('end', () => finish({ code: 0, text: 'connection closed' }));
     c.connect(() =>
-      c.send({ from: 'friend@home.example', to: ['user@example.net'] }, raw, (err, info) => {
+      c.send({ from: 'friend@home.example', to: [to] }, raw, (err, info) => {
         if (err) finish({ code: (err as { responseCode?: number }).responseCode ?? 0, text: (err as { response?: string }).response ?? err.message });
         else finish({ code: 250, text: info.response });
         c.quit();

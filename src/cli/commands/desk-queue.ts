@@ -60,7 +60,7 @@ export const command: Command = {
         return r.why === 'bad-reason' ? 2 : 1;
       };
       if (sub === 'assign') {
-        const r = await assignReport(db, id!, customer!, operator(), new Date(), { settings: incidentSettings(config.desk) });
+        const r = await assignReport(db, id!, customer!, operator(), undefined, { settings: incidentSettings(config.desk) });
         if (!r.ok) return refused(r);
         console.log(`${id}: assigned to ${cleanText(r.customerId, 200)}, incident ${r.incidentId} (${r.opened ? 'opened' : 'joined'}), forward queued`);
         return 0;

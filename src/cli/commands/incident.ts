@@ -36,8 +36,9 @@ export const command: Command = {
     if ((sub === 'show' || sub === 'transition') && !id) throw new UsageError(`${sub} needs an incident id`);
     if (sub === 'transition' && (!event || !(EVENTS as readonly string[]).includes(event))) throw new UsageError(`EVENT must be one of ${EVENTS.join(', ')}`);
     if (values.now !== undefined && sub !== 'tick') throw new UsageError('--now applies to tick only');
-    const at = values.now === undefined ? new Date() : new Date(values.now);
-    if (values.now !== undefined && (!/^\d{4}-\d{2}-\d{2}T/.test(values.now) || Number.isNaN(at.getTime()))) throw new UsageError('--now must be an ISO 8601 time such as 2026-03-04T12:00:00Z');
+    // No --now: the store's clock, as a serving node's worker runs them.
+    const at = values.now === undefined ? undefined : new Date(values.now);
+    if (values.now !== undefined && (!/^\d{4}-\d{2}-\d{2}T/.test(values.now) || Number.isNaN(at!.getTime()))) throw new UsageError('--now must be an ISO 8601 time such as 2026-03-04T12:00:00Z');
     const limit = parseLimit(values.limit);
     return withStore(values.config, async (store, config) => {
       const db = store.db;
@@ -48,8 +49,8 @@ export const command: Command = {
         return 0;
       }
       if (sub === 'tick') {
-        // The handlers' clock is the tick's: a notice, timer or publish it runs is dated TIME.
-        const runtime = deskRuntime(config, db, undefined, () => at);
+        // With --now the handlers' clock is the tick's: a notice, timer or publish it runs is dated TIME.
+        const runtime = deskRuntime(config, db, undefined, at ? () => at : undefined);
         if (!runtime) {
           console.error('desk: is not configured');
           return 2;
@@ -77,7 +78,7 @@ export const command: Command = {
         return 0;
       }
       const actor = operator();
-      const r = await transition(db, found.incident.id, event as IncidentEvent, actor, new Date(), incidentSettings(config.desk));
+      const r = await transition(db, found.incident.id, event as IncidentEvent, actor, undefined, incidentSettings(config.desk));
       if (!r.ok) {
         console.error(`refused: ${r.refused}`);
         return 1;

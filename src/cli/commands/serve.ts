@@ -24,6 +24,7 @@ import { createJudge } from '../../edge/judge.ts';
 import { startMilter, type MilterServer } from '../../milter/server.ts';
 import { messageLogFor, notifyHandlers, notifyPolicy } from '../../notify/record.ts';
 import { senderNoticeHook } from '../../notify/sender.ts';
+import { StoreClock } from '../../store/clock.ts';
 import { runWorker } from '../../store/jobs.ts';
 import { createLogger } from '../../obs/log.ts';
 import { clamdErrorsTotal, labelNode, storeErrorsTotal } from '../../obs/metrics.ts';
@@ -62,6 +63,10 @@ async function serveNode(store: Store, config: Config, node: string, link: Prima
   // What this process writes in records, jobs and logs: the node, and which of its workers.
   const nodeName = workerIdentity(node, link?.slot ?? null);
   labelNode(node, link ? `w${link.slot}` : null);
+  // The store's time without a round trip per message: a record's received_at and the shared rate and
+  // backscatter windows are dated by it, so a node whose own clock is off dates them as the others do.
+  const clock = await StoreClock.start(store.db, { onError: (err) => logger.warn({ err: err.message }, 'could not read the store\'s clock: dating by the last reading') });
+  const storeTime = () => clock.now();
 
   // Every message's record, and with it the detection behind notices and reports, is committed
   // before the reply to DATA (group commit, config.records); a store that fails or is slow is a 451.
@@ -88,7 +93,7 @@ async function serveNode(store: Store, config: Config, node: string, link: Prima
   const stopWorkers = new AbortController();
   const workers: Promise<void>[] = [];
   // The backscatter shield (R7): hooks in the gateway, complaint jobs in this node's worker.
-  const shield = await startShield(config, store, logger);
+  const shield = await startShield(config, store, logger, storeTime);
   if (shield) Object.assign(hooks, shield.hooks);
   // The abuse desk's intake (R8): per-IP aliases and abuse@ as a gateway route, forwards in the worker, the public form.
   const desk = deskIntake(config, store, logger);
@@ -139,12 +144,12 @@ async function serveNode(store: Store, config: Config, node: string, link: Prima
     logger.info('notify: not configured, no postmaster notices or abuse reports are sent');
   }
 
-  const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks, ...(link ? { connections: link.connections(anvilLimits(config)) } : {}), ...(detect ? { detect } : {}), ...(desk ? { routes: [desk.route] } : {}) });
+  const gateway = await startGateway({ config, store, scanner, logger, messageLog, nodeName, hooks, clock: storeTime, ...(link ? { connections: link.connections(anvilLimits(config)) } : {}), ...(detect ? { detect } : {}), ...(desk ? { routes: [desk.route] } : {}) });
   // The milter role: the same checks and the same judge as the gateway, for an MTA that asks (smtpd_milters).
   let milter: MilterServer | null = null;
   if (config.milter) {
     const all: GatewayHooks = { mail: [], rcpt: [], data: [], decided: [], ...hooks };
-    const judge = createJudge({ config, store, scanner, logger: logger.child({ role: 'milter' }), messageLog, nodeName, hooks: all, hookTimeoutMs: 30_000, ...(detect ? { detect } : {}) });
+    const judge = createJudge({ config, store, scanner, logger: logger.child({ role: 'milter' }), messageLog, nodeName, hooks: all, hookTimeoutMs: 30_000, clock: storeTime, ...(detect ? { detect } : {}) });
     milter = await startMilter({ config: { ...config, milter: config.milter }, judge, hooks: all, hookTimeoutMs: 30_000, logger, sharedSocket: link !== null });
   }
   // The console shows this configuration (secrets masked) and releases quarantined mail through its next hop.
@@ -179,5 +184,6 @@ async function serveNode(store: Store, config: Config, node: string, link: Prima
   await web.close();
   await messageLog.flush();
   await scanner.close();
+  clock.stop();
   return 0;
 }
