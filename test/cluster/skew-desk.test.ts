@@ -22,7 +22,7 @@ import { GRACE_JOB } from '../../src/desk/incidents.ts';
 import { storeNow } from '../../src/store/clock.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { createTestDatabase } from '../helpers/pg.ts';
-import { sendOnce, sleep, startCluster, waveRaw, type Cluster } from '../helpers/cluster.ts';
+import { sendOnce, skewedClockEnv, sleep, startCluster, waveRaw, type Cluster } from '../helpers/cluster.ts';
 
 const SKEW_MS = 5 * 60_000;
 const OFFSETS = [SKEW_MS, -SKEW_MS]; // node-1 ahead, node-2 behind
@@ -41,11 +41,10 @@ let cluster: Cluster;
 before(async () => {
   database = await createTestDatabase('bs_cluster_skew_desk');
   store = await openStore(database.url);
-  const preload = new URL('../helpers/skewed-clock.mjs', import.meta.url).pathname;
   cluster = await startCluster(2, database.url, {
     reportDelay: '40s',
     digestMinutes: 0.1,
-    env: (i) => ({ NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`.trim(), BACKSTOP_TEST_CLOCK_OFFSET_MS: String(OFFSETS[i - 1]) }),
+    env: (i) => skewedClockEnv(OFFSETS[i - 1]!),
     // The ISP's smarthost: the customers' lines relay through it, and the desk watches what they send.
     configure: (config) => Object.assign(config, { relayFrom: ['127.31.0.0/24'], desk: { graceHours: GRACE_HOURS, notice: { from: 'abuse-desk@example.net' } } }),
   });

@@ -17,7 +17,7 @@ import { after, before, test } from 'node:test';
 import { storeNow } from '../../src/store/clock.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { createTestDatabase } from '../helpers/pg.ts';
-import { planWave, sendWave, startCluster, verifyRun, type Cluster } from '../helpers/cluster.ts';
+import { planWave, sendWave, skewedClockEnv, startCluster, verifyRun, type Cluster } from '../helpers/cluster.ts';
 
 const SKEW_MS = 5 * 60_000;
 const OFFSETS = [0, SKEW_MS, -SKEW_MS]; // node-1 right, node-2 ahead, node-3 behind
@@ -31,11 +31,10 @@ let cluster: Cluster;
 before(async () => {
   database = await createTestDatabase('bs_cluster_skew');
   store = await openStore(database.url);
-  const preload = new URL('../helpers/skewed-clock.mjs', import.meta.url).pathname;
   cluster = await startCluster(3, database.url, {
     reportDelay: '40s',
     digestMinutes: 0.1,
-    env: (i) => ({ NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`.trim(), BACKSTOP_TEST_CLOCK_OFFSET_MS: String(OFFSETS[i - 1]) }),
+    env: (i) => skewedClockEnv(OFFSETS[i - 1]!),
   });
 });
 

@@ -94,6 +94,12 @@ export async function startCluster(
   return cluster;
 }
 
+/** A node process's environment that moves its wall clock by `offsetMs` (test/helpers/skewed-clock.mjs). */
+export function skewedClockEnv(offsetMs: number): Record<string, string> {
+  const preload = new URL('./skewed-clock.mjs', import.meta.url).pathname;
+  return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`.trim(), BACKSTOP_TEST_CLOCK_OFFSET_MS: String(offsetMs) };
+}
+
 export type Payload = 'eicar' | 'pif' | 'scr' | 'clean';
 
 export interface WaveMessage {
