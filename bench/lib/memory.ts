@@ -102,7 +102,8 @@ export async function measureNode(o: MeasureOptions): Promise<NodeMemory> {
   const config = async () => ({
     nodeName: 'mem',
     dataDir: join(o.dir, 'data'),
-    smtp: { listen: `127.0.0.1:${await freePort()}`, hostname: 'mx.bench.example' },
+    // One process: the figures are one node process's (on PostgreSQL the default would be a primary and a worker per core).
+    smtp: { listen: `127.0.0.1:${await freePort()}`, hostname: 'mx.bench.example', workers: 1 },
     domains: ['example.net'],
     nextHop: o.nextHop,
     ...(o.clamd ? { clamd: o.clamd } : {}),
