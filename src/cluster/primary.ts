@@ -23,6 +23,7 @@
  * stop gracefully.
  */
 import cluster, { type Worker } from 'node:cluster';
+import { fileURLToPath } from 'node:url';
 import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../config/schema.ts';
 import { anvilLimits, ConnectionCounter } from '../edge/anvil.ts';
@@ -57,7 +58,7 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
   const { config, nodeName, workers: count, logger } = options;
   const policy = options.restart ?? RESTART_POLICY;
   const log = logger.child({ role: 'primary', node: nodeName });
-  cluster.setupPrimary({ exec: new URL('../../bin/backstop.js', import.meta.url).pathname, args: options.args });
+  cluster.setupPrimary({ exec: fileURLToPath(new URL('../../bin/backstop.js', import.meta.url)), args: options.args });
   // The workers share the primary's socket; a socket file a previous run left is removed once, here, before any listens.
   if (config.milter) removeStaleSocket(config.milter.listen);
   const connections = new ConnectionCounter(anvilLimits(config));
