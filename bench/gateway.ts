@@ -126,6 +126,11 @@ interface Row {
   otherCpuShare: number;
   /** How long the machine took to go quiet before each round's load (the previous target's after-work). */
   settleMsBefore: number[];
+  /**
+   * Backstop: message records per group-commit transaction during the load (its /metrics), null for the others.
+   * The reply-first node's last batch of a load may be written after it, and counted with its next load.
+   */
+  recordsPerCommit: number | null;
 }
 
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
@@ -175,6 +180,14 @@ async function settle(pids: number[], maxMs = 15_000): Promise<number> {
   return Date.now() - t0;
 }
 
+/** A Backstop node's group-commit counters from its /metrics (records ÷ commits = records per transaction). */
+async function groupCommits(webPort: number): Promise<{ commits: number; records: number }> {
+  const text = await (await fetch(`http://127.0.0.1:${webPort}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+  // Default labels (the node name) may follow the metric's name.
+  const metric = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text)?.[1] ?? NaN);
+  return { commits: metric('backstop_record_commits_total'), records: metric('backstop_records_committed_total') };
+}
+
 const f = (v: number | null | undefined, d = 2) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
 
 async function main() {
@@ -203,14 +216,19 @@ async function main() {
       log: { level: 'warn' },
     });
 
-    const targets: { name: string; port: number; proc?: RunningProcess }[] = [{ name: SINK, port: sink.port }];
-    const b100 = await startBackstop(join(dir, 'b100'), await backstopConfig('b100', 100));
-    started.push(b100);
-    const b0 = await startBackstop(join(dir, 'b0'), await backstopConfig('b0', 0));
-    started.push(b0);
-    const b0old = await startBackstop(join(dir, 'b0old'), await backstopConfig('b0old', 0), { BACKSTOP_BENCH_REPLY_BEFORE_COMMIT: '1' });
-    started.push(b0old);
-    targets.push({ name: B100, port: b100.port, proc: b100 }, { name: B0, port: b0.port, proc: b0 }, { name: B0_OLD, port: b0old.port, proc: b0old });
+    const targets: { name: string; port: number; proc?: RunningProcess; webPort?: number }[] = [{ name: SINK, port: sink.port }];
+    const webPort = (c: { web: { listen: string } }) => Number(c.web.listen.split(':').pop());
+    for (const [name, key, delay, env] of [
+      [B100, 'b100', 100, {}],
+      [B0, 'b0', 0, {}],
+      [B0_OLD, 'b0old', 0, { BACKSTOP_BENCH_REPLY_BEFORE_COMMIT: '1' }],
+    ] as const) {
+      const config = await backstopConfig(key, delay);
+      const node = await startBackstop(join(dir, key), config, env);
+      started.push(node);
+      targets.push({ name, port: node.port, proc: node, webPort: webPort(config) });
+    }
+    const b0 = targets.find((t) => t.name === B0)!;
     for (const w of PG_WORKERS) {
       const db = await createTestDatabase('bs_bench_workers').catch((err: Error) => {
         log(`  ${w.name}: not measured (no PostgreSQL: ${err.message.split('\n')[0]})`);
@@ -249,13 +267,14 @@ async function main() {
     for (const mix of MIXES) {
       for (const sessions of SESSIONS) {
         const total = sessions === 1 ? N1 : N;
-        const pooled = new Map<string, { r: LoadResult; cpu: Record<'target' | 'clamd' | 'sink' | 'client' | 'other' | 'wall', number>; settleMs: number[] }>();
+        const pooled = new Map<string, { r: LoadResult; cpu: Record<'target' | 'clamd' | 'sink' | 'client' | 'other' | 'wall', number>; settleMs: number[]; commits: { commits: number; records: number } | null }>();
         for (let round = 0; round < ROUNDS; round++) {
           const share = Math.floor(total / ROUNDS) + (round < total % ROUNDS ? 1 : 0);
           for (const t of targets) {
             // Fresh messages for every target: clamd caches clean files by hash across its clients.
             const messages = makeMessages(mix, share);
             const settleMs = await settle(allPids());
+            const commitsBefore = t.webPort ? await groupCommits(t.webPort) : null;
             const pids = { target: t.proc ? processTree(t.proc.child.pid!) : [], clamd: clamd.pid, sink: sink.child.pid! };
             const treeMs = (tree: number[]) => tree.reduce((sum, pid) => sum + cpuMs(pid), 0);
             const before = { target: treeMs(pids.target), clamd: cpuMs(pids.clamd), sink: cpuMs(pids.sink), client: selfCpuMs(), machine: machineBusyMs(), wall: Date.now() };
@@ -270,19 +289,22 @@ async function main() {
             };
             // What processes outside this benchmark used meanwhile (other sessions' tests, say).
             used.other = Math.max(0, machineBusyMs() - before.machine - used.target - used.clamd - used.sink - used.client);
+            const commitsAfter = t.webPort ? await groupCommits(t.webPort) : null;
+            const commits = commitsBefore && commitsAfter ? { commits: commitsAfter.commits - commitsBefore.commits, records: commitsAfter.records - commitsBefore.records } : null;
             const p = pooled.get(t.name);
-            if (!p) pooled.set(t.name, { r, cpu: used, settleMs: [settleMs] });
+            if (!p) pooled.set(t.name, { r, cpu: used, settleMs: [settleMs], commits });
             else {
               p.r = mergeLoads(p.r, r);
               for (const k of Object.keys(used) as (keyof typeof used)[]) p.cpu[k] += used[k];
               p.settleMs.push(settleMs);
+              if (p.commits && commits) p.commits = { commits: p.commits.commits + commits.commits, records: p.commits.records + commits.records };
             }
             log(`  ${mix.padEnd(8)} ${String(sessions).padStart(2)} sess  round ${round + 1}/${ROUNDS}  ${t.name.padEnd(38)} ${r.perSecond.toFixed(0).padStart(6)} msg/s  end-of-DATA p50 ${f(percentile(r.dataMs, 50))} p99 ${f(percentile(r.dataMs, 99))} ms  connect p50 ${f(percentile(r.connectMs, 50))} ms  ${JSON.stringify(r.codes)}${r.failed ? ` ${r.failed} FAILED` : ''} (quiet after ${settleMs} ms)`);
           }
         }
         const sinkResult = pooled.get(SINK)!.r;
         for (const t of targets) {
-          const { r, cpu, settleMs } = pooled.get(t.name)!;
+          const { r, cpu, settleMs, commits } = pooled.get(t.name)!;
           const dataP50 = percentile(r.dataMs, 50);
           const dataP99 = percentile(r.dataMs, 99);
           rows.push({
@@ -296,6 +318,7 @@ async function main() {
             cpuMsPerMessage: { target: t.proc ? cpu.target / r.sent : null, clamd: cpu.clamd / r.sent, sink: cpu.sink / r.sent, client: cpu.client / r.sent },
             otherCpuShare: cpu.other / (cpu.wall * cpus().length),
             settleMsBefore: settleMs,
+            recordsPerCommit: commits && commits.commits > 0 ? commits.records / commits.commits : null,
           });
         }
       }
@@ -421,7 +444,11 @@ async function main() {
         const old = get(mix, sessions, B0_OLD);
         if (!durable || !old) continue;
         const cost = 1 - durable.perSecond / old.perSecond;
-        console.log(`  ${mix.padEnd(9)} ${String(sessions).padStart(2)} sessions: ${durable.perSecond.toFixed(0).padStart(5)} msg/s durable, ${old.perSecond.toFixed(0).padStart(5)} msg/s reply-first: cost ${(cost * 100).toFixed(1).padStart(5)}%  (end-of-DATA p50 ${f(durable.dataP50)} vs ${f(old.dataP50)} ms)`);
+        const cpu = (r: Row) => f(r.cpuMsPerMessage.target);
+        console.log(
+          `  ${mix.padEnd(9)} ${String(sessions).padStart(2)} sessions: ${durable.perSecond.toFixed(0).padStart(5)} msg/s durable, ${old.perSecond.toFixed(0).padStart(5)} msg/s reply-first: cost ${(cost * 100).toFixed(1).padStart(5)}%  ` +
+            `(end-of-DATA p50 ${f(durable.dataP50)} vs ${f(old.dataP50)} ms; gateway CPU ${cpu(durable)} vs ${cpu(old)} ms/msg; durable records per commit ${f(durable.recordsPerCommit, 1)})`,
+        );
       }
     }
     console.log(`  clamd's own INSTREAM time, one at a time: unique message p50 ${f(clamdUnique.p50)} / p99 ${f(clamdUnique.p99)} ms; worm copy p50 ${f(clamdWorm.p50)} / p99 ${f(clamdWorm.p99)} ms`);

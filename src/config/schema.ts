@@ -430,12 +430,15 @@ const outbreakSchema = z
 
 /**
  * How a message's record is committed before its reply (store/message-log):
- * one transaction per group of records, the first waiting groupCommitMs for
- * company; a reply waits at most commitTimeoutMs, then it is 451 4.3.0.
+ * one transaction per group of records. groupCommitMs 0 (the default): a record
+ * commits at once when no transaction is running, and the records arriving
+ * during one share the next; above 0, the first of a group waits that long for
+ * company (PostgreSQL's commit_delay). A reply waits at most commitTimeoutMs,
+ * then it is 451 4.3.0.
  */
 const recordsSchema = z
   .object({
-    groupCommitMs: nonNegativeInt('groupCommitMs').max(1000, 'groupCommitMs must be at most 1000 (every reply waits this long)').default(4),
+    groupCommitMs: nonNegativeInt('groupCommitMs').max(1000, 'groupCommitMs must be at most 1000 (every reply waits this long)').default(0),
     maxGroup: positiveInt('maxGroup').max(10_000, 'maxGroup must be at most 10000').default(500),
     commitTimeoutMs: positiveInt('commitTimeoutMs').max(600_000, 'commitTimeoutMs must be at most 600000 (senders wait 10 minutes for a reply to DATA, RFC 5321 §4.5.3.2.6)').default(5000),
   })

@@ -53,3 +53,29 @@ export const storeErrorsTotal = new Counter({
   labelNames: ['what'] as const,
   registers: [registry],
 });
+
+/** The message log's group commit (store/message-log), read at each scrape: records ÷ commits = records per transaction. */
+let groupCommit: (() => { groups: number; records: number }) | null = null;
+export function reportGroupCommit(stats: () => { groups: number; records: number }): void {
+  groupCommit = stats;
+}
+
+new Counter({
+  name: 'backstop_record_commits_total',
+  help: "Transactions of the message log's group commit",
+  registers: [registry],
+  collect() {
+    this.reset();
+    if (groupCommit) this.inc(groupCommit().groups);
+  },
+});
+
+new Counter({
+  name: 'backstop_records_committed_total',
+  help: 'Message records committed by the group commit (÷ backstop_record_commits_total: records per transaction)',
+  registers: [registry],
+  collect() {
+    this.reset();
+    if (groupCommit) this.inc(groupCommit().records);
+  },
+});

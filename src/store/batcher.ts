@@ -46,12 +46,16 @@ export class Batcher<T> {
 }
 
 /*
- * GroupCommit — the durable sibling of Batcher, the way PostgreSQL's own
- * commit_delay and Postfix's cleanup+fsync-before-250 do it: every caller
- * waits for the transaction that holds its item, and one transaction carries
- * every item that arrived while the previous one was committing (or within
- * windowMs of the first). Throughput comes from the group, durability from
- * waiting.
+ * GroupCommit — the durable sibling of Batcher, the way PostgreSQL's group
+ * commit and Postfix's cleanup+fsync-before-250 do it: every caller waits for
+ * the transaction that holds its item. When no transaction is running, an
+ * item starts one at once (windowMs 0: after the I/O callbacks of the current
+ * event-loop turn, so items arriving together share it); every item that
+ * arrives while a transaction commits goes in the next one, which starts as
+ * soon as that one ends. So an idle store adds no wait, and a busy one forms
+ * groups by itself. windowMs > 0 is PostgreSQL's commit_delay: the first item
+ * of a group waits that long for company. Throughput comes from the group,
+ * durability from waiting.
  *
  * Promises: commit() resolves only after the transaction holding the item
  * committed; it rejects when that transaction failed, or when timeoutMs
@@ -74,7 +78,7 @@ export class StoreTimeoutError extends Error {
 export interface GroupCommitOptions<T> {
   /** Writes a group in one transaction; throws when it did not commit. `deadline`: epoch ms its oldest caller stops waiting. */
   write(group: T[], deadline: number): Promise<void>;
-  /** How long the first item of a group waits for company before the transaction starts. */
+  /** How long the first item of a group waits for company before the transaction starts; 0: not at all. */
   windowMs: number;
   /** A group this large starts at once. */
   maxGroup: number;
@@ -95,7 +99,8 @@ interface Waiting<T> {
 
 export class GroupCommit<T> {
   private pending: Waiting<T>[] = [];
-  private timer: NodeJS.Timeout | null = null;
+  /** Cancels the start already scheduled (a timer or an immediate), if any. */
+  private scheduled: (() => void) | null = null;
   private running: Promise<void> | null = null;
   /** Groups committed and their sizes, for the bench and /metrics. */
   groups = 0;
@@ -145,12 +150,18 @@ export class GroupCommit<T> {
   private schedule(): void {
     if (this.running) return; // the next group starts when this one ends
     if (this.pending.length >= this.options.maxGroup) this.start();
-    else this.timer ??= setTimeout(() => this.start(), this.options.windowMs);
+    else if (!this.scheduled && this.options.windowMs > 0) {
+      const timer = setTimeout(() => this.start(), this.options.windowMs);
+      this.scheduled = () => clearTimeout(timer);
+    } else if (!this.scheduled) {
+      const immediate = setImmediate(() => this.start());
+      this.scheduled = () => clearImmediate(immediate);
+    }
   }
 
   private start(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.scheduled?.();
+    this.scheduled = null;
     if (this.running || this.pending.length === 0) return;
     const group = this.pending.splice(0, this.options.maxGroup);
     this.running = this.run(group).finally(() => {

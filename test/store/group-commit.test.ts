@@ -37,6 +37,35 @@ test('concurrent callers share a few transactions, and each is released only aft
   assert.ok(groups.every((g) => g.length <= 20));
 });
 
+test('windowMs 0: an item alone commits in a transaction of its own, without a timer; those arriving during a commit share the next one', async () => {
+  const groups: number[][] = [];
+  let release!: () => void;
+  const gc = new GroupCommit<number>({
+    windowMs: 0,
+    maxGroup: 100,
+    timeoutMs: 5000,
+    write: async (group) => {
+      groups.push(group);
+      if (groups.length === 1) await new Promise<void>((r) => (release = r));
+    },
+  });
+  const first = gc.commit(1);
+  // The first transaction starts after this turn's callbacks (setImmediate), not after a timer.
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(groups, [[1]]);
+  const during = [2, 3, 4].map((n) => gc.commit(n));
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(groups, [[1]], 'nothing else starts while a transaction is running');
+  release();
+  await Promise.all([first, ...during]);
+  assert.deepEqual(groups, [[1], [2, 3, 4]]);
+  // Idle again: the next item goes alone, at once.
+  await gc.commit(5);
+  assert.deepEqual(groups.at(-1), [5]);
+  assert.equal(gc.groups, 3);
+  assert.equal(gc.items, 5);
+});
+
 test('a store that never answers: every caller hears StoreTimeoutError after the bound, items not yet started are never written, one that commits late is reported', async () => {
   const written: number[] = [];
   const late: number[] = [];

@@ -27,7 +27,7 @@ import { senderNoticeHook } from '../../notify/sender.ts';
 import { StoreClock } from '../../store/clock.ts';
 import { runWorker } from '../../store/jobs.ts';
 import { createLogger } from '../../obs/log.ts';
-import { clamdErrorsTotal, labelNode, storeErrorsTotal } from '../../obs/metrics.ts';
+import { clamdErrorsTotal, labelNode, reportGroupCommit, storeErrorsTotal } from '../../obs/metrics.ts';
 import { createScanner } from '../../scan/scanner.ts';
 import { buildWebApp } from '../../web/server.ts';
 import { deskIntake } from '../../desk/wiring.ts';
@@ -83,6 +83,7 @@ async function serveNode(store: Store, config: Config, node: string, link: Prima
     },
     { waitForCommit: !replyFirst, transactionDeadline: store.kind === 'postgres', ...(store.insertRows ? { insertRows: store.insertRows } : {}) },
   );
+  reportGroupCommit(() => messageLog.stats);
   const scanner = createScanner(config, { onClamdError: () => clamdErrorsTotal.inc() });
   if (!config.clamd) logger.warn('no clamd configured: scanning with the built-in policy only (EICAR, banned names and types, archives)');
   if (config.domains.length === 0 && config.relayFrom.length === 0) {
