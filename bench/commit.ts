@@ -5,7 +5,8 @@
  *   node --import tsx bench/commit.ts [--records 500]
  *
  * Through the same MessageLog the gateway uses (as `backstop serve` sets it
- * up: a statement_timeout per transaction on PostgreSQL only), on PGlite in a
+ * up: a statement_timeout per transaction on PostgreSQL only, PGlite's
+ * prepared INSERT on PGlite), on PGlite in a
  * temporary directory (the embedded default, on disk) and on PostgreSQL at
  * 127.0.0.1:5432 (a scratch database, skipped with a note when it does not
  * answer): one record at a time (one session: a transaction each), then 20
@@ -35,7 +36,7 @@ const row = (): MessageRecord => ({
 });
 
 async function measure(store: Store): Promise<string> {
-  const log = new MessageLog(store.db, { transactionDeadline: store.kind === 'postgres' });
+  const log = new MessageLog(store.db, { transactionDeadline: store.kind === 'postgres', ...(store.insertRows ? { insertRows: store.insertRows } : {}) });
   for (let i = 0; i < 50; i++) await log.commit(row()); // warm up (JIT, the statement's parameter types)
   const wall: number[] = [];
   let cpu = process.cpuUsage();
