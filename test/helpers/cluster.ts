@@ -69,8 +69,9 @@ export async function startCluster(
         notify: { relay: `smtp://127.0.0.1:${relay.port}`, from: 'backstop@example.net', postmaster: POSTMASTER, digestMinutes: options.digestMinutes },
         // Loopback has no registry: every source's desk is an override, nothing leaves the machine.
         abuse: { reports: 'on', window: '24h', reportDelay: options.reportDelay, hourlyCap: 100_000, overrides: [{ cidr: '127.0.0.0/8', contact: ABUSE_DESK }], rdap: { enabled: false }, dns: { zone: '' }, reverseFallback: false },
-        // A dead node's jobs are taken by another after 3 s.
-        outbox: { leaseMs: 3000, pollMs: 200 },
+        // A dead node's jobs are taken by another after 15 s: short for a test, yet longer than a hand-off and its
+        // `done` mark take on a machine at load 30 (with 3 s a live node's job was taken and sent again, flagged).
+        outbox: { leaseMs: 15_000, pollMs: 200 },
         log: { level: 'warn' },
       },
     });
