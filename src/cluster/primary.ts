@@ -134,7 +134,8 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
         const identity = workerIdentity(nodeName, s.slot);
         if (stopping) {
           if (code !== 0) {
-            exitCode = 1;
+            // The first failure's code stands (a worker that failed to start), else 1.
+            if (exitCode === 0) exitCode = 1;
             log.warn({ worker: identity, code, signal }, 'worker did not stop cleanly');
           }
           return finishIfDone();

@@ -58,14 +58,27 @@ test('config: workers above 1 need PostgreSQL; 1 on PGlite and any number on Pos
   assert.throws(() => parseConfig({ smtp: { workers: 1.5 }, store: 'postgres://db/backstop' }), /workers must be a whole number/);
 });
 
+/** Runs `backstop ARGS` to its end: exit code and stderr. */
+function backstop(args: string[]): Promise<{ code: number; stderr: string }> {
+  const bin = new URL('../../bin/backstop.js', import.meta.url).pathname;
+  return new Promise((resolve) => execFile(process.execPath, [bin, ...args], { timeout: 120_000 }, (err, _stdout, stderr) => resolve({ code: err ? (err.code as number) : 0, stderr })));
+}
+
 test('backstop config check: workers 2 on PGlite exits 2 and says to use a postgres:// store', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'bs-workers-cfg-'));
   const file = join(dir, 'backstop.yaml');
   writeFileSync(file, 'store: "pglite:./data/db"\nsmtp: { workers: 2 }\ndomains: [example.net]\n');
-  const bin = new URL('../../bin/backstop.js', import.meta.url).pathname;
-  const r = await new Promise<{ code: number; stderr: string }>((resolve) =>
-    execFile(process.execPath, [bin, 'config', 'check', '--config', file], (err, _stdout, stderr) => resolve({ code: err ? (err.code as number) : 0, stderr })),
-  );
+  const r = await backstop(['config', 'check', '--config', file]);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /smtp\.workers: got 2: workers above 1 need a PostgreSQL store: PGlite is one in-process database with one owner; set store: "postgres:\/\/user@host\/db"/);
+});
+
+test('serve with workers 2 whose store cannot be reached fails as a one-process node does (exit 2), not a restart loop', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bs-workers-start-'));
+  const file = join(dir, 'backstop.yaml');
+  // Port 1 on loopback: nothing listens, the connection is refused at once.
+  writeFileSync(file, `store: "postgres://backstop@127.0.0.1:1/none"\nsmtp: { workers: 2, listen: "127.0.0.1:0" }\nweb: { listen: "127.0.0.1:0" }\ndataDir: ${JSON.stringify(join(dir, 'data'))}\ndomains: [example.net]\n`);
+  const r = await backstop(['serve', '--config', file]);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /ECONNREFUSED/, 'the worker\'s own error is printed');
 });
