@@ -174,10 +174,11 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayOutcome> {
     const startNode = async (i: number) => {
       nodes[i]!.proc = await startBackstop(join(dir, nodeDir(i)), nodes[i]!.config);
     };
-    await Promise.all(nodes.map(async (n, i) => {
-      await startNode(i);
-      stops.push(() => n.proc!.stop());
-    }));
+    // Started together; each that came up is stopped again even when another failed to.
+    const started = await Promise.allSettled(nodes.map((_, i) => startNode(i)));
+    for (const n of nodes) if (n.proc) stops.push(() => n.proc!.stop());
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
     const smtpPorts = nodes.map((n) => n.proc!.port);
     const { port: frontPort, postfix } = await front.start();
     if (postfix) stops.push(() => postfix.stop());
