@@ -56,6 +56,16 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   fi
 fi
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# npm packages: installed again when the lockfile's content differs from the one last installed (its hash
+# is kept in node_modules; file times say nothing after a fresh checkout or a rebase).
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+stamp=node_modules/.backstop-lock.sha256
+if [ ! -d node_modules ] || [ "$(cat "$stamp" 2>/dev/null)" != "$lock_hash" ]; then
+  if [ -L node_modules ]; then
+    # npm ci through a link would empty the checkout it points to, under every other user of it.
+    echo "node_modules is a link to $(readlink node_modules) and does not match package-lock.json: run npm ci there" >&2
+    exit 1
+  fi
   npm ci --no-audit --no-fund >&2
+  echo "$lock_hash" > "$stamp"
 fi
