@@ -12,7 +12,7 @@
  * never as a pass).
  */
 import { noticeKey } from '../notify/notice.ts';
-import type { ScoreLine } from './scoreboard.ts';
+import type { ScoreLine } from './score-line.ts';
 
 /** A message record as committed (messages table); `node` is NAME, or NAME/wK from a node of several workers. */
 export interface StoredMessage {

@@ -15,6 +15,7 @@ import { STAMP_HEADER } from '../backscatter/verdict.ts';
 import { noticeKey } from '../notify/notice.ts';
 import type { ExactlyOnce, NodeShare } from './exactly-once.ts';
 import { parseSinkDump, type SinkedMessage } from './processes.ts';
+import type { ScoreLine } from './score-line.ts';
 import type { SendResult } from './send.ts';
 import { buildRaw, wormFragments, type PlanEntry, type ReplayPlan } from './traffic.ts';
 
@@ -123,13 +124,6 @@ export interface Scoreboard {
   /** With several nodes (`backstop replay --nodes N`): each node's share, and the crash guarantees counted (replay/exactly-once.ts). */
   nodes?: NodeShare[];
   exactlyOnce?: ExactlyOnce;
-}
-
-export interface ScoreLine {
-  name: string;
-  value: number;
-  expectation: string;
-  holds: boolean;
 }
 
 /** An ARF report among what Backstop sent (RFC 5965: multipart/report; report-type=feedback-report), with the source it names. */
