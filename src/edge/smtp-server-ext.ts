@@ -6,7 +6,11 @@
  *    clients that talk before they are greeted (a spam-engine tell, answered
  *    "421 You talk too soon"). We keep that defence as the default and make
  *    the pause a setting (`smtp.greetingDelayMs`) so it can be measured and
- *    tuned; 0 greets at once.
+ *    tuned. 0 turns the check off: the greeting goes out as soon as the
+ *    connection is admitted, and a command that arrives before it (the
+ *    client did not wait, or the admission's store lookups took a moment)
+ *    waits for the greeting and is then answered, never told it talks too
+ *    soon — smtp-server refuses input before its greeting whatever the pause.
  * 2. Enhanced status codes. smtp-server picks one from the reply's number
  *    (550 → 5.1.1, "bad mailbox"), which would misstate why a virus was
  *    refused. A reply whose text already starts with an RFC 3463 code keeps
@@ -183,6 +187,24 @@ class BackstopConnection extends SMTPConnection {
     this.xforward.onAccepted(this.peer, parsed.attrs);
     this.send(250, '2.0.0 Ok');
     callback();
+  }
+
+  /** Item 1: with no pause, the one command that arrived before the greeting (the parser waits for its callback before the next). */
+  private beforeGreeting: Callback | null = null;
+
+  override _onCommand(command: Buffer, callback?: Callback): void {
+    if (!this._ready && this.greetingDelayMs === 0) {
+      this.beforeGreeting = () => super._onCommand(command, callback);
+      return;
+    }
+    super._onCommand(command, callback);
+  }
+
+  override _sendGreeting(): void {
+    super._sendGreeting();
+    const waiting = this.beforeGreeting;
+    this.beforeGreeting = null;
+    waiting?.();
   }
 
   override init(): void {
