@@ -85,7 +85,7 @@ const cpuMs = (pid: number) => {
 };
 const window = { fromUs: 0, toUs: 0 };
 try {
-  await runLoad({ port: node.port, sessions: 4, messages: makeMessages('unique', Number(values.warmup)) });
+  await runLoad({ port: node.port, sessions: 4, messages: makeMessages(values.mix as Mix, Number(values.warmup)) });
   const messages = makeMessages(values.mix as Mix, Number(values.messages));
   const straceOut = join(dir, 'strace.txt');
   const strace = values.syscalls ? spawn('strace', ['-f', '-c', '-o', straceOut, '-p', String(child.pid)], { stdio: 'ignore' }) : null;
