@@ -61,21 +61,31 @@ export function clamdTarget(url: string): { path: string } | { host: string; por
 /** Streams up to this size are framed in memory and written at once (a copy of at most 1 MiB). */
 const ONE_WRITE = 1024 * 1024;
 
-/** `zCOMMAND\0`, then for INSTREAM the body as length-prefixed chunks and the zero-length end. */
-function frame(command: string, body: Uint8Array | null): Buffer {
-  const head = Buffer.from(`z${command}\0`);
-  if (!body) return head;
-  const chunks = Math.ceil(body.length / CHUNK);
-  const out = Buffer.allocUnsafe(head.length + body.length + 4 * chunks + 4);
-  let o = head.copy(out, 0);
+/**
+ * `zCOMMAND\0`, then for INSTREAM the body as length-prefixed chunks and the
+ * zero-length end — as pieces that point into the body, not a copy of it:
+ * written corked they leave in one writev (see SessionPool.instream).
+ */
+function frameParts(command: string, body: Uint8Array | null): Uint8Array[] {
+  const parts: Uint8Array[] = [Buffer.from(`z${command}\0`)];
+  if (!body) return parts;
   for (let i = 0; i < body.length; i += CHUNK) {
     const slice = body.subarray(i, i + CHUNK);
-    o = out.writeUInt32BE(slice.length, o);
-    out.set(slice, o);
-    o += slice.length;
+    parts.push(uint32(slice.length), slice);
   }
-  out.writeUInt32BE(0, o);
-  return out;
+  parts.push(uint32(0));
+  return parts;
+}
+
+function uint32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(n, 0);
+  return b;
+}
+
+/** The same frame in one buffer, for a write that must wait for 'drain' as a whole. */
+function frame(command: string, body: Uint8Array | null): Buffer {
+  return Buffer.concat(frameParts(command, body));
 }
 
 /** Writes and waits for 'drain' when the socket buffer is full: a 50 MB message is not copied into memory twice. */
@@ -261,9 +271,10 @@ class SessionPool {
       signal?.addEventListener('abort', onAbort, { once: true });
       const timer = setTimeout(() => finish(new ClamdError(`clamd did not answer within ${timeoutMs} ms`, 'unavailable', 'ETIMEDOUT')), timeoutMs);
       socket.on('data', onData).on('error', onError).on('close', onClose);
-      const command = frame('INSTREAM', body);
-      // A new session: IDSESSION and the first command in one write (IDSESSION has no answer).
-      socket.write(reused ? command : Buffer.concat([frame('IDSESSION', null), command]));
+      // One writev: a new session's IDSESSION (it has no answer), the command and the body's chunks, uncopied.
+      socket.cork();
+      for (const part of reused ? frameParts('INSTREAM', body) : [...frameParts('IDSESSION', null), ...frameParts('INSTREAM', body)]) socket.write(part);
+      socket.uncork();
     });
   }
 
