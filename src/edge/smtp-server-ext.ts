@@ -48,6 +48,9 @@
  *    deadline (smtp.dataTimeoutMs) must close a connection that is still
  *    trickling its message, where smtp-server would wait for the final dot.
  *
+ * 7. The DATA reader finds line-leading dots with Buffer.indexOf, not a byte
+ *    loop in JavaScript (edge/data-stream, why and how it stays exact there).
+ *
  * These override smtp-server internals (init, send): the version is pinned
  * in package.json and test/edge covers both behaviours.
  */
@@ -56,6 +59,7 @@ import type { TLSSocket } from 'node:tls';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { recordForwarded } from './client.ts';
+import { feedDataStream } from './data-stream.ts';
 import { parseXforward, type Forwarded } from './xforward.ts';
 
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
@@ -133,6 +137,7 @@ class BackstopConnection extends SMTPConnection {
    */
   override _createParser(): ReturnType<SMTPConnection['_createParser']> {
     const parser = super._createParser();
+    parser._feedDataStream = feedDataStream; // item 7
     const write = parser._write.bind(parser);
     parser._write = (chunk, encoding, next) => {
       this.inInput++;
