@@ -161,6 +161,13 @@ const scanSchema = z
     bannedClamdTimeoutMs: positiveInt('bannedClamdTimeoutMs').default(2_000),
     /** clamd INSTREAM calls one message may have in flight at once (its leaves and the whole message). */
     clamdConcurrency: positiveInt('clamdConcurrency').default(4),
+    /**
+     * Connections to clamd this node keeps open at most, kept sessions included, shared by its workers
+     * (each gets an equal share, at least 2); scans past it wait their turn. Keep the sum over every node
+     * that uses one clamd below that clamd's MaxQueue (default 100): past it clamd stops accepting
+     * connections, and the scans behind them stall until one closes.
+     */
+    clamdConnections: positiveInt('clamdConnections').max(10_000, 'clamdConnections must be at most 10000').default(32),
     /** Extensions refused anywhere in a name (lower case, without the dot). Replaces the built-in list when set. */
     bannedExtensions: z
       .array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,24}$/, 'an extension in lower case without the dot, e.g. "pif" or "settingcontent-ms"'))

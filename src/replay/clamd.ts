@@ -146,6 +146,8 @@ export interface ClamdOptions {
   signatureVersion?: number;
   /** The signature forms in the database (default `all`: body, MD5 and SHA-256). */
   signatures?: SignatureSet;
+  /** clamd's MaxQueue (its default 100): past it clamd accepts no more connections until one closes. */
+  maxQueue?: number;
 }
 
 export async function startClamd(options: ClamdOptions = {}): Promise<RunningClamd> {
@@ -177,6 +179,7 @@ export async function startClamd(options: ClamdOptions = {}): Promise<RunningCla
       'AlertEncryptedArchive yes',
       'MaxFiles 1000',
       'MaxThreads 4',
+      ...(options.maxQueue ? [`MaxQueue ${options.maxQueue}`] : []),
       'ReadTimeout 30',
       'CommandReadTimeout 30',
       'SelfCheck 3600',

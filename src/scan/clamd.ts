@@ -13,7 +13,9 @@
  * ~10% of the gateway's CPU (and clamd accepts a connection per scan too).
  * One scan at a time per connection — a pool of idle sessions, never a queue
  * on one — so a hung scan holds only its own connection, which its timeout
- * destroys. A session goes back to the pool only after a clean or FOUND
+ * destroys. At most a bounded number of connections are open at once (kept
+ * ones included; see DEFAULT_CONNECTIONS for why): past it a scan waits its
+ * turn here. A session goes back to the pool only after a clean or FOUND
  * answer; anything else destroys it. Idle sessions are closed after 5 s
  * (clamd's own IdleTimeout is 30 s); one that clamd closed meanwhile (a
  * restart) fails before any answer and the scan moves at once to another or
@@ -107,15 +109,21 @@ async function send(socket: Socket, bytes: Uint8Array, closed: () => boolean): P
  * an answer wins over a write error that follows it (clamd answers
  * `INSTREAM size limit exceeded` and closes while we are still writing).
  */
-function exchange(url: string, command: string, body: Uint8Array | null, timeoutMs: number, signal?: AbortSignal): Promise<string> {
+async function exchange(connections: Connections, url: string, command: string, body: Uint8Array | null, timeoutMs: number, signal?: AbortSignal): Promise<string> {
+  await connections.lease(false, signal);
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new ClamdError('clamd call aborted', 'unavailable', 'ABORTED'));
+    if (signal?.aborted) {
+      connections.unused();
+      return reject(aborted());
+    }
     let socket: Socket;
     try {
       socket = connect(clamdTarget(url) as never);
     } catch (err) {
+      connections.unused();
       return reject(err instanceof ClamdError ? err : new ClamdError(`clamd connection failed: ${(err as Error).message}`, 'unavailable'));
     }
+    connections.hold(socket);
     let reply = '';
     let settled = false;
     const finish = (err: ClamdError | null, value?: string) => {
@@ -164,45 +172,149 @@ function exchange(url: string, command: string, body: Uint8Array | null, timeout
 }
 
 /**
- * Idle sessions kept open (per client) and how long. Enough for every scan in
- * flight at once under load (sessions × scan.clamdConcurrency: 20 × 3 in the
- * bench): with 16, a third of the connections were closed on return and
- * opened again for the next scan (0.56 connects per unique message, each
- * socket/connect/close a few system calls here and an accept in clamd).
- * An idle session costs a file descriptor on each side and no clamd thread.
+ * How many connections to clamd one process may have open at once — kept
+ * sessions, scans in flight and one-off commands together — unless the
+ * caller says otherwise (the scanner passes its share of
+ * scan.clamdConnections). Why there is a bound at all: clamd stops accepting
+ * connections while it has more than MaxQueue open (default 100; idle
+ * sessions count, clamd/server-th.c), and a connect it has not accepted waits
+ * in its listen queue until some other connection closes. Without a bound, a
+ * burst of scans from a busy node (or from several nodes or workers on one
+ * clamd) opened more than that, and the scans past it waited until kept
+ * sessions timed out: 1.2–3.7 s in the bench (bench/README.md).
  */
-const IDLE_SESSIONS = 64;
+export const DEFAULT_CONNECTIONS = 32;
+/** Idle sessions are closed after this; clamd's own idle limit is longer. */
 const SESSION_IDLE_MS = 5_000;
 
 /** A kept session failed before any answer: clamd closed it while it was idle. */
 class StaleSession extends Error {}
 
+/** An open connection's place in the budget: given up once, when it closes, unless it was handed on. */
+interface Place {
+  held: boolean;
+}
+
 interface Session {
   socket: Socket;
+  place: Place;
   idleTimer: NodeJS.Timeout | null;
   drop: () => void;
 }
 
-class SessionPool {
-  private readonly idle: Session[] = [];
-  constructor(
-    private readonly url: string,
-    private readonly max: number,
-  ) {}
+interface Waiter {
+  /** A session would do (a scan); otherwise only a place for a new connection (a one-off command). */
+  session: boolean;
+  resolve(session: Session | null): void;
+  reject(err: Error): void;
+  signal: AbortSignal | undefined;
+  onAbort: () => void;
+}
 
+/**
+ * This process's connections to clamd, at most `maxOpen` open: a scan takes a
+ * kept session or a place for a new connection, or waits — first come, first
+ * served — for a session another scan gives back or a place another
+ * connection gives up; an idle session gives up its place to a one-off
+ * command at once. clamd runs MaxThreads scans at a time anyway, so past
+ * maxOpen the queue moves from clamd's side to ours, with the scan's own
+ * deadline (its signal) on the wait.
+ */
+class Connections {
+  private readonly idle: Session[] = [];
+  private readonly waiting: Waiter[] = [];
+  private open = 0;
   /** Connections opened for sessions (for tests: proof that they are kept). */
   opened = 0;
+  /** The most connections open at once so far (for tests: proof of the bound). */
+  mostOpen = 0;
 
-  take(): Session | null {
-    const session = this.idle.pop();
-    if (!session) return null;
+  constructor(
+    private readonly url: string,
+    private readonly maxOpen: number,
+    private readonly maxIdle: number,
+  ) {}
+
+  /** A kept session (when `session` allows one and one is idle) or a place for a new connection (null). */
+  lease(session: boolean, signal?: AbortSignal): Promise<Session | null> {
+    if (signal?.aborted) return Promise.reject(aborted());
+    if (session && this.idle.length > 0) return Promise.resolve(this.take());
+    if (this.open < this.maxOpen) {
+      this.open++;
+      this.mostOpen = Math.max(this.mostOpen, this.open);
+      return Promise.resolve(null);
+    }
+    if (this.idle.length > 0) {
+      this.retire(this.take());
+      return Promise.resolve(null);
+    }
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        session,
+        resolve,
+        reject,
+        signal,
+        onAbort: () => {
+          const i = this.waiting.indexOf(waiter);
+          if (i >= 0) this.waiting.splice(i, 1);
+          reject(aborted());
+        },
+      };
+      signal?.addEventListener('abort', waiter.onAbort, { once: true });
+      this.waiting.push(waiter);
+    });
+  }
+
+  /** The place of a connection just opened on a leased place: given up when its socket closes. */
+  hold(socket: Socket): Place {
+    const place: Place = { held: true };
+    socket.once('close', () => {
+      if (!place.held) return;
+      place.held = false;
+      this.freed();
+    });
+    return place;
+  }
+
+  /** A leased place whose connection could not even be created. */
+  unused(): void {
+    this.freed();
+  }
+
+  private freed(): void {
+    const waiter = this.next();
+    if (waiter) waiter.resolve(null);
+    else this.open--;
+  }
+
+  private next(): Waiter | undefined {
+    const waiter = this.waiting.shift();
+    waiter?.signal?.removeEventListener('abort', waiter.onAbort);
+    return waiter;
+  }
+
+  private take(): Session {
+    const session = this.idle.pop()!;
     clearTimeout(session.idleTimer!);
     session.socket.off('error', session.drop).off('close', session.drop);
     return session;
   }
 
+  /** Closes a session whose place goes on to someone else. */
+  private retire(session: Session): void {
+    session.place.held = false;
+    session.socket.destroy();
+  }
+
   give(session: Session): void {
-    if (this.idle.length >= this.max || session.socket.destroyed) return void session.socket.destroy();
+    if (session.socket.destroyed) return;
+    const waiter = this.next();
+    if (waiter?.session) return waiter.resolve(session);
+    if (waiter) {
+      this.retire(session);
+      return waiter.resolve(null);
+    }
+    if (this.idle.length >= this.maxIdle) return void session.socket.destroy();
     session.drop = () => {
       clearTimeout(session.idleTimer!);
       const i = this.idle.indexOf(session);
@@ -218,21 +330,27 @@ class SessionPool {
    * One INSTREAM in a session: a kept one when there is one, else a new one.
    * Rejects with StaleSession when a kept session failed before any answer.
    */
-  instream(body: Uint8Array, timeoutMs: number, signal?: AbortSignal): Promise<string> {
+  async instream(body: Uint8Array, timeoutMs: number, signal?: AbortSignal): Promise<string> {
+    const kept = await this.lease(true, signal);
+    if (signal?.aborted) {
+      if (kept) this.give(kept);
+      else this.unused();
+      throw aborted();
+    }
     return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(new ClamdError('clamd call aborted', 'unavailable', 'ABORTED'));
-      let session = this.take();
+      let session = kept;
       const reused = session !== null;
       if (!session) {
         let socket: Socket;
         try {
           socket = connect(clamdTarget(this.url) as never);
         } catch (err) {
+          this.unused();
           return reject(err instanceof ClamdError ? err : new ClamdError(`clamd connection failed: ${(err as Error).message}`, 'unavailable'));
         }
         socket.setNoDelay(true);
         this.opened++;
-        session = { socket, idleTimer: null, drop: () => {} };
+        session = { socket, place: this.hold(socket), idleTimer: null, drop: () => {} };
       }
       const { socket } = session;
       let reply = '';
@@ -278,10 +396,16 @@ class SessionPool {
     });
   }
 
+  /** Closes the kept sessions. */
   close(): void {
-    for (let s = this.take(); s; s = this.take()) s.socket.destroy();
+    while (this.idle.length > 0) this.take().socket.destroy();
   }
 }
+
+function aborted(): ClamdError {
+  return new ClamdError('clamd call aborted', 'unavailable', 'ABORTED');
+}
+
 
 /** A retry makes sense only when clamd was not there to answer at all (restarting, reloading). */
 function isConnectionTrouble(err: unknown): boolean {
@@ -292,24 +416,32 @@ function isConnectionTrouble(err: unknown): boolean {
 export class ClamdClient {
   /** INSTREAM commands sent (retries included): for tests and metrics. */
   scans = 0;
-  private readonly pool: SessionPool | null;
+  private readonly connections: Connections;
+  private readonly sessions: boolean;
 
   constructor(
     readonly url: string,
     private readonly timeoutMs: number,
     private readonly retryDelayMs = 250,
-    /** Idle sessions to keep; 0: a connection per scan. */
-    idleSessions = IDLE_SESSIONS,
+    limits: {
+      /** Connections open at once, kept sessions included (DEFAULT_CONNECTIONS). */
+      connections?: number;
+      /** Idle sessions to keep (default: as many as connections); 0: a connection per scan. */
+      idleSessions?: number;
+    } = {},
   ) {
-    this.pool = idleSessions > 0 ? new SessionPool(url, idleSessions) : null;
+    const connections = limits.connections ?? DEFAULT_CONNECTIONS;
+    const idle = Math.min(limits.idleSessions ?? connections, connections);
+    this.connections = new Connections(url, connections, idle);
+    this.sessions = idle > 0;
   }
 
   /** An INSTREAM in a session: stale kept sessions are skipped at once; then the usual one retry. */
-  private async inSession(pool: SessionPool, body: Uint8Array, signal?: AbortSignal): Promise<string> {
+  private async inSession(body: Uint8Array, signal?: AbortSignal): Promise<string> {
     const attempt = async (): Promise<string> => {
       for (;;) {
         try {
-          return await pool.instream(body, this.timeoutMs, signal);
+          return await this.connections.instream(body, this.timeoutMs, signal);
         } catch (err) {
           if (!(err instanceof StaleSession)) throw err;
         }
@@ -327,29 +459,34 @@ export class ClamdClient {
 
   /** Connections opened for sessions so far. */
   get sessionsOpened(): number {
-    return this.pool?.opened ?? 0;
+    return this.connections.opened;
+  }
+
+  /** The most connections this client had open to clamd at once. */
+  get mostOpen(): number {
+    return this.connections.mostOpen;
   }
 
   /** Closes the kept sessions. */
   close(): void {
-    this.pool?.close();
+    this.connections.close();
   }
 
   private async once(command: string, body: Uint8Array | null, signal?: AbortSignal): Promise<string> {
     try {
-      return await exchange(this.url, command, body, this.timeoutMs, signal);
+      return await exchange(this.connections, this.url, command, body, this.timeoutMs, signal);
     } catch (err) {
       if (!isConnectionTrouble(err) || signal?.aborted) throw err;
       await new Promise((r) => setTimeout(r, this.retryDelayMs));
       if (signal?.aborted) throw err;
-      return exchange(this.url, command, body, this.timeoutMs, signal);
+      return exchange(this.connections, this.url, command, body, this.timeoutMs, signal);
     }
   }
 
   /** Scans bytes with INSTREAM. Throws ClamdError on anything but OK or FOUND. */
   async scan(bytes: Uint8Array, signal?: AbortSignal): Promise<ClamdAnswer> {
     this.scans++;
-    if (this.pool && bytes.length <= ONE_WRITE) return parseReply(await this.inSession(this.pool, bytes, signal));
+    if (this.sessions && bytes.length <= ONE_WRITE) return parseReply(await this.inSession(bytes, signal));
     return parseReply(await this.once('INSTREAM', bytes, signal));
   }
 

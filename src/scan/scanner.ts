@@ -97,6 +97,8 @@ export interface ScannerOptions {
   now?: () => number;
   /** clamd's VERSION is asked at most this often: 60 s. */
   signaturePollMs?: number;
+  /** The processes of this node that share scan.clamdConnections (its workers): each scanner gets its share. */
+  processes?: number;
 }
 
 export interface ScannerStats {
@@ -138,7 +140,8 @@ export function createScanner(config: Pick<Config, 'scan' | 'clamd'>, events: Sc
     clamd: Boolean(config.clamd),
     clamdOpens: new Set(config.clamd ? scan.clamdOpens : []),
   };
-  const clamd = config.clamd ? new ClamdClient(config.clamd, scan.clamdTimeoutMs) : null;
+  const connections = Math.max(2, Math.floor(scan.clamdConnections / (options.processes ?? 1)));
+  const clamd = config.clamd ? new ClamdClient(config.clamd, scan.clamdTimeoutMs, undefined, { connections }) : null;
   const cache = new VerdictCache(scan.cacheEntries, undefined, now);
 
   let signaturesCheckedAt = -Infinity;

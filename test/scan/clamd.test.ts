@@ -140,3 +140,44 @@ test('scans go over kept IDSESSION connections; one clamd closed while idle (a r
     client.close();
   }
 });
+
+test('at most `connections` open to clamd, queued scans served in turn: past clamd\'s MaxQueue nothing stalls', async () => {
+  // clamd accepts no connection while more than MaxQueue are open (idle sessions count). 40 scans at once used to
+  // open 40 connections: the ones past MaxQueue waited in clamd's listen queue until kept sessions timed out (5 s).
+  const small = await startClamd({ maxQueue: 8 });
+  const client = new ClamdClient(small.url, 20_000, 250, { connections: 6 });
+  try {
+    const started = performance.now();
+    const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => client.scan(strToU8(i % 10 === 0 ? EICAR : `text ${i} ${"x".repeat(200)}`))));
+    const ms = performance.now() - started;
+    assert.deepEqual(answers.filter((a) => a.kind === 'infected').length, 4);
+    assert.ok(answers.every((a) => a.kind === 'clean' || a.kind === 'infected'));
+    assert.ok(client.mostOpen <= 6, `at most 6 connections open, saw ${client.mostOpen}`);
+    assert.ok(ms < 3000, `40 scans in ${ms.toFixed(0)} ms: none waited for an idle session to time out`);
+    // A one-off command (VERSION, or a scan over 1 MiB) takes an idle session's place instead of waiting for it.
+    const version = performance.now();
+    assert.match(await client.version(), /^ClamAV /);
+    assert.ok(performance.now() - version < 1000, 'VERSION did not wait for a kept session to time out');
+    assert.ok(client.mostOpen <= 6);
+  } finally {
+    client.close();
+    await small.stop();
+  }
+});
+
+test('a scan waiting for a connection gives up with its deadline', async () => {
+  const client = new ClamdClient(clamd.url, 10_000, 250, { connections: 1 });
+  clamd.hang();
+  try {
+    const first = client.scan(strToU8('x'), AbortSignal.timeout(1500));
+    const started = performance.now();
+    await assert.rejects(client.scan(strToU8('y'), AbortSignal.timeout(100)), (e: ClamdError) => e.code === 'ABORTED');
+    assert.ok(performance.now() - started < 1000, 'the queued scan gave up at its own deadline');
+    await assert.rejects(first, (e: ClamdError) => e.code === 'ABORTED');
+  } finally {
+    clamd.resume();
+    client.close();
+  }
+  // The place the first scan held is free again: the client still scans.
+  assert.deepEqual(await client.scan(strToU8('z')), { kind: 'clean' });
+});

@@ -50,15 +50,18 @@ export const command: Command = {
     const link = joinPrimary();
     try {
       // withConfigStore opens the store first (a node that cannot record or quarantine never takes mail) and closes it last, also when start-up fails.
-      return await withConfigStore(config, (store) => serveNode(store, config, nodeName, link));
+      return await withConfigStore(config, (store) => serveNode(store, config, nodeName, link, link ? workers : 1));
     } finally {
       link?.close();
     }
   },
 };
 
-/** One node, or one worker of a node (`link`: its primary), until SIGTERM/SIGINT (or its primary's end) and its graceful stop. */
-async function serveNode(store: Store, config: Config, node: string, link: PrimaryLink | null): Promise<number> {
+/**
+ * One node, or one worker of a node (`link`: its primary, `processes`: its workers), until SIGTERM/SIGINT
+ * (or its primary's end) and its graceful stop.
+ */
+async function serveNode(store: Store, config: Config, node: string, link: PrimaryLink | null, processes: number): Promise<number> {
   const logger = createLogger(config.log.level);
   // What this process writes in records, jobs and logs: the node, and which of its workers.
   const nodeName = workerIdentity(node, link?.slot ?? null);
@@ -84,7 +87,7 @@ async function serveNode(store: Store, config: Config, node: string, link: Prima
     { waitForCommit: !replyFirst, transactionDeadline: store.kind === 'postgres', ...(store.insertRows ? { insertRows: store.insertRows } : {}) },
   );
   reportGroupCommit(() => messageLog.stats);
-  const scanner = createScanner(config, { onClamdError: () => clamdErrorsTotal.inc() });
+  const scanner = createScanner(config, { onClamdError: () => clamdErrorsTotal.inc() }, { processes });
   if (!config.clamd) logger.warn('no clamd configured: scanning with the built-in policy only (EICAR, banned names and types, archives)');
   if (config.domains.length === 0 && config.relayFrom.length === 0) {
     logger.warn('no domains and no relayFrom configured: every recipient will be refused (Backstop is never an open relay)');
