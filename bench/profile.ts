@@ -97,7 +97,7 @@ try {
   const r = await runLoad({ port: node.port, sessions: Number(values.sessions), messages });
   window.toUs = Number(process.hrtime.bigint() / 1000n);
   const perMessage = (cpuMs(child.pid!) - cpu0) / r.sent;
-  console.log(`${values.mix} ${values.sessions} sessions: ${r.perSecond.toFixed(0)} msg/s, end-of-DATA p50 ${percentile(r.dataMs, 50).toFixed(2)} p99 ${percentile(r.dataMs, 99).toFixed(2)} ms ${JSON.stringify(r.codes)}`);
+  console.log(`${values.mix} ${values.sessions} sessions: ${r.perSecond.toFixed(0)} msg/s, end-of-DATA p50 ${percentile(r.dataMs, 50).toFixed(2)} p99 ${percentile(r.dataMs, 99).toFixed(2)} max ${percentile(r.dataMs, 100).toFixed(2)} ms, MAIL to final reply max ${percentile(r.txMs, 100).toFixed(2)} ms ${JSON.stringify(r.codes)}`);
   if (perf) {
     const stopped = new Promise((r) => perf.once('exit', r));
     perf.kill('SIGINT');
