@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { promisify } from 'node:util';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { freePort, startBackstop, startSmtpSink } from '../../src/replay/processes.ts';
+import { openStore } from '../../src/store/store.ts';
 import { startTestGateway, waitFor } from '../helpers/gateway.ts';
 
 const run = promisify(execFile);
@@ -111,7 +112,7 @@ test('long-line: a command line over the limit is refused and the session closed
   }
 });
 
-test('SIGKILL mid-load: every message a client saw accepted (250) is at the next hop', async () => {
+test('SIGKILL mid-load on the embedded store: every message a client saw accepted (250) is at the next hop and has its record', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'bs-crash-'));
   const sink = await startSmtpSink(join(dir, 'sink'));
   const port = await freePort();
@@ -153,4 +154,14 @@ test('SIGKILL mid-load: every message a client saw accepted (250) is at the next
   const lost = [...accepted].filter((id) => !atNextHop.has(id));
   assert.ok(accepted.size >= 40);
   assert.deepEqual(lost, [], `${lost.length} of ${accepted.size} accepted messages are missing at the next hop`);
+  // The record was committed before the 250 (issue 15): PGlite's WAL, replayed when the killed node's database opens again.
+  const store = await openStore(`pglite:${join(dir, 'node', 'db')}`);
+  try {
+    const rows = await store.db.selectFrom('messages').select(['message_id', 'action']).execute();
+    const recorded = new Map(rows.map((r) => [r.message_id?.replace(/^<|>$/g, ''), r.action]));
+    const unrecorded = [...accepted].filter((id) => recorded.get(id) !== 'deliver');
+    assert.deepEqual(unrecorded, [], `${unrecorded.length} of ${accepted.size} accepted messages have no "deliver" record`);
+  } finally {
+    await store.close();
+  }
 });
