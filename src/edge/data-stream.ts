@@ -11,7 +11,7 @@
  * at the start of DATA, a terminator split across TCP segments, an escape
  * dot emitted with at least the CRLF before it): it reads the same fields,
  * calls the same methods and emits the same bytes for every chunking of the
- * same input. test/edge/data-stream.test.ts feeds random inputs in random
+ * same input. test/fuzz/data-stream.test.ts feeds random inputs in random
  * pieces to both and compares what each emitted and where each stopped.
  *
  * Installed on each connection's parser by edge/smtp-server-ext; it overrides

@@ -60,13 +60,13 @@ export function clamdTarget(url: string): { path: string } | { host: string; por
   return { host: rest.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(rest.slice(at + 1)) };
 }
 
-/** Streams up to this size are framed in memory and written at once (a copy of at most 1 MiB). */
+/** Streams up to this size go over a kept session, written at once (corked, no wait for 'drain'); larger ones on a connection of their own, written as the socket drains. */
 const ONE_WRITE = 1024 * 1024;
 
 /**
  * `zCOMMAND\0`, then for INSTREAM the body as length-prefixed chunks and the
  * zero-length end — as pieces that point into the body, not a copy of it:
- * written corked they leave in one writev (see SessionPool.instream).
+ * written corked they leave in one writev (see Connections.instream).
  */
 function frameParts(command: string, body: Uint8Array | null): Uint8Array[] {
   const parts: Uint8Array[] = [Buffer.from(`z${command}\0`)];
@@ -135,7 +135,7 @@ async function exchange(connections: Connections, url: string, command: string, 
       if (err) reject(err);
       else resolve(value!);
     };
-    const onAbort = () => finish(new ClamdError('clamd call aborted', 'unavailable', 'ABORTED'));
+    const onAbort = () => finish(aborted());
     signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => finish(new ClamdError(`clamd did not answer within ${timeoutMs} ms`, 'unavailable', 'ETIMEDOUT')), timeoutMs);
     socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -183,7 +183,7 @@ async function exchange(connections: Connections, url: string, command: string, 
  * clamd) opened more than that, and the scans past it waited until kept
  * sessions timed out: 1.2–3.7 s in the bench (bench/README.md).
  */
-export const DEFAULT_CONNECTIONS = 32;
+const DEFAULT_CONNECTIONS = 32;
 /** Idle sessions are closed after this; clamd's own idle limit is longer. */
 const SESSION_IDLE_MS = 5_000;
 
@@ -377,7 +377,7 @@ class Connections {
       };
       const failure = (code: string | undefined, message: string) =>
         reused && reply.length === 0 ? new StaleSession(message) : new ClamdError(message, 'unavailable', code);
-      const onAbort = () => finish(new ClamdError('clamd call aborted', 'unavailable', 'ABORTED'));
+      const onAbort = () => finish(aborted());
       const onError = (err: NodeJS.ErrnoException) => finish(failure(err.code, `clamd connection failed: ${err.code ?? err.message}`));
       const onClose = () => finish(failure('ECONNRESET', 'clamd closed the connection without an answer'));
       const onData = (d: Buffer) => {
@@ -405,7 +405,6 @@ class Connections {
 function aborted(): ClamdError {
   return new ClamdError('clamd call aborted', 'unavailable', 'ABORTED');
 }
-
 
 /** A retry makes sense only when clamd was not there to answer at all (restarting, reloading). */
 function isConnectionTrouble(err: unknown): boolean {
